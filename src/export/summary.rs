@@ -1,0 +1,178 @@
+//! The replay summary (SPEC §7 `--format summary`): counts per feature,
+//! path, verdict, divergence kind, missing layer, rejects, late records,
+//! and each feature's exposed agreement.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::catalog::LayerId;
+use crate::decode::Reject;
+use crate::features::{FeatureId, Features};
+use crate::join::{Closed, Observer};
+use crate::judge::{DivergenceKind, Path, RequestPath, Verdict};
+
+#[derive(Default, Clone)]
+struct Counts {
+    records: Vec<u64>,
+    late: Vec<u64>,
+    decisions: Vec<[u64; 3]>,
+    requests: [[u64; 4]; 4],
+    divergences: BTreeMap<(DivergenceKind, LayerId, LayerId), u64>,
+    missing: Vec<u64>,
+}
+
+/// Accumulates the summary as an observer.
+pub struct Summary {
+    features: Arc<Features>,
+    rejected: [u64; 6],
+    per_feature: Vec<Counts>,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct SummaryReport {
+    /// Valid records, late ones included.
+    pub records: u64,
+    pub late: u64,
+    /// Closed joins.
+    pub requests: u64,
+    pub rejected: BTreeMap<String, u64>,
+    pub features: BTreeMap<String, FeatureReport>,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct FeatureReport {
+    /// Among closed joins on the new or mixed path and not incomplete,
+    /// the fraction that agreed; `null` when there were none.
+    pub exposed_agreement: Option<f64>,
+    pub exposed_requests: u64,
+    pub exposed_agree: u64,
+    pub requests: u64,
+    pub verdicts: BTreeMap<String, u64>,
+    /// `path -> verdict -> count`.
+    pub paths: BTreeMap<String, BTreeMap<String, u64>>,
+    /// `kind -> "upstream/downstream" -> count`, non-zero only.
+    pub divergences: BTreeMap<String, BTreeMap<String, u64>>,
+    pub missing_layers: BTreeMap<String, u64>,
+    pub records: BTreeMap<String, u64>,
+    pub late: BTreeMap<String, u64>,
+    /// `layer -> path -> count` of non-late records.
+    pub layer_decisions: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+impl Summary {
+    pub fn new(features: Arc<Features>) -> Self {
+        Summary {
+            features,
+            rejected: [0; 6],
+            per_feature: Vec::new(),
+        }
+    }
+
+    fn c(&mut self, id: FeatureId) -> &mut Counts {
+        let n = self.features.catalog().layers.len();
+        while self.per_feature.len() <= id as usize {
+            self.per_feature.push(Counts {
+                records: vec![0; n],
+                late: vec![0; n],
+                decisions: vec![[0; 3]; n],
+                missing: vec![0; n],
+                ..Counts::default()
+            });
+        }
+        &mut self.per_feature[id as usize]
+    }
+
+    pub fn report(&mut self) -> SummaryReport {
+        let cat = self.features.catalog().clone();
+        // Every catalog feature appears, with zeros if it saw no traffic.
+        if !cat.features.is_empty() {
+            self.c(cat.features.len() as FeatureId - 1);
+        }
+        let layer = |l: usize| cat.layers[l].clone();
+        let mut features = BTreeMap::new();
+        let (mut records, mut late, mut requests) = (0, 0, 0);
+        for (id, c) in self.per_feature.iter().enumerate() {
+            let mut verdicts: BTreeMap<String, u64> = BTreeMap::new();
+            let mut paths = BTreeMap::new();
+            for p in RequestPath::ALL {
+                let mut by_v = BTreeMap::new();
+                for v in Verdict::ALL {
+                    let n = c.requests[p as usize][v as usize];
+                    by_v.insert(v.as_str().to_string(), n);
+                    *verdicts.entry(v.as_str().to_string()).or_default() += n;
+                }
+                paths.insert(p.as_str().to_string(), by_v);
+            }
+            let exposed = |v: Verdict| c.requests[RequestPath::New as usize][v as usize] + c.requests[RequestPath::Mixed as usize][v as usize];
+            let exposed_agree = exposed(Verdict::Agree);
+            let exposed_requests = exposed(Verdict::Agree) + exposed(Verdict::Degraded) + exposed(Verdict::Diverge);
+            let mut divergences: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+            for (&(k, u, d), &n) in &c.divergences {
+                divergences
+                    .entry(k.as_str().to_string())
+                    .or_default()
+                    .insert(format!("{}/{}", layer(u as usize), layer(d as usize)), n);
+            }
+            let per_layer = |v: &Vec<u64>| v.iter().enumerate().map(|(l, n)| (layer(l), *n)).collect::<BTreeMap<_, _>>();
+            let fr = FeatureReport {
+                exposed_agreement: (exposed_requests > 0).then(|| exposed_agree as f64 / exposed_requests as f64),
+                exposed_requests,
+                exposed_agree,
+                requests: verdicts.values().sum(),
+                verdicts,
+                paths,
+                divergences,
+                missing_layers: per_layer(&c.missing),
+                records: per_layer(&c.records),
+                late: per_layer(&c.late),
+                layer_decisions: c
+                    .decisions
+                    .iter()
+                    .enumerate()
+                    .map(|(l, d)| (layer(l), Path::ALL.iter().map(|p| (p.as_str().to_string(), d[*p as usize])).collect()))
+                    .collect(),
+            };
+            records += c.records.iter().sum::<u64>();
+            late += c.late.iter().sum::<u64>();
+            requests += fr.requests;
+            features.insert(self.features.name(id as FeatureId), fr);
+        }
+        SummaryReport {
+            records,
+            late,
+            requests,
+            rejected: Reject::ALL.iter().map(|r| (r.as_str().to_string(), self.rejected[r.index()])).collect(),
+            features,
+        }
+    }
+}
+
+impl Observer for Summary {
+    fn rejected(&mut self, r: Reject) {
+        self.rejected[r.index()] += 1;
+    }
+    fn record(&mut self, feature: FeatureId, layer: LayerId, path: Path, late: bool) {
+        let c = self.c(feature);
+        c.records[layer as usize] += 1;
+        if late {
+            c.late[layer as usize] += 1;
+        } else {
+            c.decisions[layer as usize][path as usize] += 1;
+        }
+    }
+    fn closed(&mut self, cl: &Closed<'_>) {
+        let c = self.c(cl.feature);
+        let j = cl.judgement;
+        c.requests[j.path as usize][j.verdict as usize] += 1;
+        for d in cl.divergences {
+            *c.divergences.entry((d.kind, d.upstream, d.downstream)).or_default() += 1;
+        }
+        let mut m = j.missing;
+        while m != 0 {
+            c.missing[m.trailing_zeros() as usize] += 1;
+            m &= m - 1;
+        }
+    }
+}

@@ -1,0 +1,520 @@
+//! Join stage: groups the records of one stream (a Kafka partition, a
+//! replay file) by `(feature, request_id)` and closes each group as SPEC §4
+//! says: early once every awaited layer reported, at `start + window` on
+//! the watermark, by force under `max_open_joins`, or at end of stream.
+//!
+//! The engine is synchronous and owned by one task; time only enters as
+//! event times and explicit watermark advances, so it is tested without
+//! clocks or brokers.
+//!
+//! Data structures (all bounded by `max_open_joins` / `max_closed_keys`):
+//! - `slab` of open joins, found through `index` (a hash table of slots);
+//! - one min-heap of `(start, slot, generation)` per feature: within one
+//!   feature the window is fixed, so start order is deadline order and
+//!   expiry never scans all joins. Entries go stale when a join closes
+//!   early or its start moves back; stale entries are skipped on pop;
+//! - tombstones: hashes of closed keys with the watermark at which they
+//!   are forgotten (`start + 2 × window`), plus an expiry heap;
+//! - `order`: first positions of joins and tombstones in arrival order, for
+//!   the lowest position still needed (what a Kafka commit may cover).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::hash::{BuildHasher, Hash, Hasher};
+
+use hashbrown::{HashMap, HashTable};
+
+use crate::catalog::{FeatureSpec, LayerId};
+use crate::features::FeatureId;
+use crate::judge::{judge, Divergence, Facts, Judgement, Path};
+
+/// Why a join closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCause {
+    /// Every `expect` and `optional` layer reported.
+    Complete,
+    /// The watermark reached `start + window`.
+    Window,
+    /// Forced out by `max_open_joins` (oldest start first).
+    Evicted,
+    /// End of a replay stream.
+    EndOfStream,
+}
+
+/// A join as it closes; borrowed for the duration of the callback.
+pub struct Closed<'a> {
+    pub feature: FeatureId,
+    pub request_id: &'a str,
+    pub start_ms: i64,
+    pub cause: CloseCause,
+    pub judgement: Judgement,
+    pub divergences: &'a [Divergence],
+    pub records: &'a [Facts],
+    ring: &'a RawRing,
+}
+
+impl Closed<'_> {
+    /// The bytes of a record of this join as received, while the engine's
+    /// sample buffer still holds them.
+    pub fn raw(&self, pos: u64) -> Option<&[u8]> {
+        self.ring.get(pos)
+    }
+}
+
+/// Receives everything the join stage decides. Metrics, the replay
+/// summary, verdict output and live statistics are observers.
+pub trait Observer {
+    /// A record failed validation (counted, skipped).
+    fn rejected(&mut self, _reason: crate::decode::Reject) {}
+    /// A valid record was counted; `late` records change no verdict.
+    fn record(&mut self, feature: FeatureId, layer: LayerId, path: Path, late: bool);
+    /// A join closed and was judged.
+    fn closed(&mut self, c: &Closed<'_>);
+    /// The number of open joins changed by `delta`.
+    fn open_joins(&mut self, _delta: i64) {}
+}
+
+/// One validated record, ready to join.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    pub feature: FeatureId,
+    /// The join key's request part (see `Pipeline` for `other`).
+    pub key: &'a str,
+    pub facts: Facts,
+    /// The record's bytes, kept for divergence samples if enabled.
+    pub raw: &'a [u8],
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub allowed_lateness_ms: i64,
+    pub max_open_joins: usize,
+    pub max_closed_keys: usize,
+    /// Bytes of raw records kept for divergence samples (0 = none).
+    pub sample_bytes: usize,
+}
+
+struct Spec {
+    window_ms: i64,
+    expect: u64,
+    awaited: u64,
+}
+
+struct Join {
+    key: Box<str>,
+    hash: u64,
+    feature: FeatureId,
+    live: bool,
+    gen: u32,
+    start: i64,
+    first_pos: u64,
+    reported: u64,
+    recs: Vec<Facts>,
+}
+
+#[derive(Clone, Copy)]
+struct Tomb {
+    forget_at: i64,
+    first_pos: u64,
+}
+
+pub struct JoinEngine {
+    specs: Vec<Spec>,
+    limits: Limits,
+    watermark: i64,
+    slab: Vec<Join>,
+    free: Vec<u32>,
+    index: HashTable<u32>,
+    hasher: foldhash::quality::FixedState,
+    heaps: Vec<BinaryHeap<Reverse<(i64, u32, u32)>>>,
+    /// A lower bound of the earliest window deadline of any open join.
+    next_deadline: i64,
+    open: usize,
+    tombs: HashMap<u64, Tomb>,
+    tomb_heap: BinaryHeap<Reverse<(i64, u64)>>,
+    order: VecDeque<(u64, u64)>,
+    divs: Vec<Divergence>,
+    ring: RawRing,
+    evicted: u64,
+}
+
+impl JoinEngine {
+    pub fn new(limits: Limits) -> Self {
+        JoinEngine {
+            specs: Vec::new(),
+            ring: RawRing::new(limits.sample_bytes),
+            limits,
+            watermark: i64::MIN,
+            slab: Vec::new(),
+            free: Vec::new(),
+            index: HashTable::new(),
+            hasher: foldhash::quality::FixedState::with_seed(0x6163_636f_7264),
+            heaps: Vec::new(),
+            next_deadline: i64::MAX,
+            open: 0,
+            tombs: HashMap::new(),
+            tomb_heap: BinaryHeap::new(),
+            order: VecDeque::new(),
+            divs: Vec::new(),
+            evicted: 0,
+        }
+    }
+
+    /// Registers (or refreshes) the spec of a feature id. Must be called
+    /// before the first record of that feature.
+    pub fn set_spec(&mut self, id: FeatureId, spec: &FeatureSpec) {
+        let i = id as usize;
+        while self.specs.len() <= i {
+            self.specs.push(Spec {
+                window_ms: 0,
+                expect: 0,
+                awaited: 0,
+            });
+            self.heaps.push(BinaryHeap::new());
+        }
+        self.specs[i] = Spec {
+            window_ms: spec.window_ms,
+            expect: spec.expect,
+            awaited: spec.awaited(),
+        };
+    }
+
+    /// The current watermark (`i64::MIN` before the first record).
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    pub fn open_joins(&self) -> usize {
+        self.open
+    }
+
+    pub fn closed_keys(&self) -> usize {
+        self.tombs.len()
+    }
+
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    fn key_hash(&self, feature: FeatureId, key: &str) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        feature.hash(&mut h);
+        key.hash(&mut h);
+        h.finish()
+    }
+
+    /// Judges one record: advance the watermark (closing what it closes),
+    /// then count the record as late or join it (SPEC §4, order of work).
+    pub fn process(&mut self, inp: Input<'_>, obs: &mut impl Observer) {
+        let f = inp.facts;
+        self.advance_watermark(f.ts_ms.saturating_sub(self.limits.allowed_lateness_ms), obs);
+        let fi = inp.feature as usize;
+        let (window, awaited) = (self.specs[fi].window_ms, self.specs[fi].awaited);
+        let hash = self.key_hash(inp.feature, inp.key);
+        let slab = &self.slab;
+        let found = self
+            .index
+            .find(hash, |&s| {
+                let j = &slab[s as usize];
+                j.feature == inp.feature && *j.key == *inp.key
+            })
+            .copied();
+        if let Some(slot) = found {
+            self.ring.push(f.pos, inp.raw);
+            obs.record(inp.feature, f.layer, f.path, false);
+            let j = &mut self.slab[slot as usize];
+            j.recs.push(f);
+            j.reported |= 1 << f.layer;
+            if f.ts_ms < j.start {
+                j.start = f.ts_ms;
+                let e = (j.start, slot, j.gen);
+                self.heaps[fi].push(Reverse(e));
+                self.next_deadline = self.next_deadline.min(j.start.saturating_add(window));
+            }
+            let (start, reported) = (j.start, j.reported);
+            if reported & awaited == awaited {
+                self.close(slot, CloseCause::Complete, obs);
+            } else if start.saturating_add(window) <= self.watermark {
+                self.close(slot, CloseCause::Window, obs);
+            }
+            return;
+        }
+        if self.tombs.contains_key(&hash) || f.ts_ms.saturating_add(window) < self.watermark {
+            obs.record(inp.feature, f.layer, f.path, true);
+            return;
+        }
+        if self.open >= self.limits.max_open_joins {
+            self.evict_oldest(obs);
+        }
+        self.ring.push(f.pos, inp.raw);
+        obs.record(inp.feature, f.layer, f.path, false);
+        let mut recs = Vec::with_capacity((awaited.count_ones() as usize).max(1));
+        recs.push(f);
+        let join = Join {
+            key: inp.key.into(),
+            hash,
+            feature: inp.feature,
+            live: true,
+            gen: 0,
+            start: f.ts_ms,
+            first_pos: f.pos,
+            reported: 1 << f.layer,
+            recs,
+        };
+        let slot = match self.free.pop() {
+            Some(s) => {
+                let gen = self.slab[s as usize].gen;
+                self.slab[s as usize] = Join { gen, ..join };
+                s
+            }
+            None => {
+                self.slab.push(join);
+                (self.slab.len() - 1) as u32
+            }
+        };
+        let slab = &self.slab;
+        let hasher = &self.hasher;
+        self.index.insert_unique(hash, slot, |&s| {
+            let j = &slab[s as usize];
+            let mut h = hasher.build_hasher();
+            j.feature.hash(&mut h);
+            j.key.hash(&mut h);
+            h.finish()
+        });
+        let gen = self.slab[slot as usize].gen;
+        self.heaps[fi].push(Reverse((f.ts_ms, slot, gen)));
+        self.next_deadline = self.next_deadline.min(f.ts_ms.saturating_add(window));
+        self.order.push_back((f.pos, hash));
+        self.open += 1;
+        obs.open_joins(1);
+        if (1u64 << f.layer) & awaited == awaited {
+            self.close(slot, CloseCause::Complete, obs);
+        } else if f.ts_ms.saturating_add(window) <= self.watermark {
+            self.close(slot, CloseCause::Window, obs);
+        }
+    }
+
+    /// Moves the watermark forward (never back) and closes what it closes.
+    /// The live source calls this for idle partitions with the wall clock.
+    pub fn advance_watermark(&mut self, wm: i64, obs: &mut impl Observer) {
+        if wm <= self.watermark {
+            return;
+        }
+        self.watermark = wm;
+        if wm >= self.next_deadline {
+            let mut next = i64::MAX;
+            for fi in 0..self.heaps.len() {
+                let window = self.specs[fi].window_ms;
+                while let Some(&Reverse((start, slot, gen))) = self.heaps[fi].peek() {
+                    if start.saturating_add(window) > wm {
+                        next = next.min(start.saturating_add(window));
+                        break;
+                    }
+                    self.heaps[fi].pop();
+                    if self.valid(start, slot, gen) {
+                        self.close(slot, CloseCause::Window, obs);
+                    }
+                }
+            }
+            self.next_deadline = next;
+        }
+        while let Some(&Reverse((forget_at, hash))) = self.tomb_heap.peek() {
+            if forget_at >= wm {
+                break;
+            }
+            self.tomb_heap.pop();
+            if self.tombs.get(&hash).is_some_and(|t| t.forget_at == forget_at) {
+                self.tombs.remove(&hash);
+            }
+        }
+    }
+
+    fn valid(&self, start: i64, slot: u32, gen: u32) -> bool {
+        let j = &self.slab[slot as usize];
+        j.live && j.gen == gen && j.start == start
+    }
+
+    fn evict_oldest(&mut self, obs: &mut impl Observer) {
+        let mut best: Option<(i64, u32)> = None;
+        for fi in 0..self.heaps.len() {
+            while let Some(&Reverse((start, slot, gen))) = self.heaps[fi].peek() {
+                if self.valid(start, slot, gen) {
+                    if best.is_none_or(|(s, _)| start < s) {
+                        best = Some((start, slot));
+                    }
+                    break;
+                }
+                self.heaps[fi].pop();
+            }
+        }
+        if let Some((_, slot)) = best {
+            self.evicted += 1;
+            self.close(slot, CloseCause::Evicted, obs);
+        }
+    }
+
+    fn close(&mut self, slot: u32, cause: CloseCause, obs: &mut impl Observer) {
+        let j = &mut self.slab[slot as usize];
+        let recs = std::mem::take(&mut j.recs);
+        let key = std::mem::take(&mut j.key);
+        j.live = false;
+        j.gen = j.gen.wrapping_add(1);
+        let (hash, feature, start, first_pos) = (j.hash, j.feature, j.start, j.first_pos);
+        if let Ok(e) = self.index.find_entry(hash, |&s| s == slot) {
+            e.remove();
+        }
+        self.free.push(slot);
+        self.open -= 1;
+        obs.open_joins(-1);
+        let spec = &self.specs[feature as usize];
+        let judgement = judge(spec.expect, &recs, &mut self.divs);
+        obs.closed(&Closed {
+            feature,
+            request_id: &key,
+            start_ms: start,
+            cause,
+            judgement,
+            divergences: &self.divs,
+            records: &recs,
+            ring: &self.ring,
+        });
+        if cause == CloseCause::EndOfStream {
+            return;
+        }
+        let forget_at = start.saturating_add(spec.window_ms.saturating_mul(2));
+        if self.tombs.len() >= self.limits.max_closed_keys {
+            while let Some(Reverse((at, h))) = self.tomb_heap.pop() {
+                if self.tombs.get(&h).is_some_and(|t| t.forget_at == at) {
+                    self.tombs.remove(&h);
+                    break;
+                }
+            }
+        }
+        self.tombs.insert(hash, Tomb { forget_at, first_pos });
+        self.tomb_heap.push(Reverse((forget_at, hash)));
+    }
+
+    /// Closes every open join (end of a replay file), oldest start first.
+    pub fn flush(&mut self, obs: &mut impl Observer) {
+        let mut live: Vec<(i64, u64, u32)> = self
+            .slab
+            .iter()
+            .enumerate()
+            .filter(|(_, j)| j.live)
+            .map(|(i, j)| (j.start, j.first_pos, i as u32))
+            .collect();
+        live.sort_unstable();
+        for (_, _, slot) in live {
+            self.close(slot, CloseCause::EndOfStream, obs);
+        }
+        for h in &mut self.heaps {
+            h.clear();
+        }
+        self.next_deadline = i64::MAX;
+        self.tombs.clear();
+        self.tomb_heap.clear();
+        self.order.clear();
+    }
+
+    /// The lowest stream position still needed to rebuild this engine's
+    /// state (open joins and remembered closed keys), or `None` if nothing
+    /// is held. Everything below it may be committed.
+    pub fn lowest_needed_pos(&mut self) -> Option<u64> {
+        while let Some(&(pos, hash)) = self.order.front() {
+            let tomb = self.tombs.get(&hash).is_some_and(|t| t.first_pos == pos);
+            let slab = &self.slab;
+            let open = !tomb
+                && self
+                    .index
+                    .find(hash, |&s| slab[s as usize].first_pos == pos)
+                    .is_some();
+            if tomb || open {
+                return Some(pos);
+            }
+            self.order.pop_front();
+        }
+        None
+    }
+
+    /// The lowest stream position held by an open join (closing it can
+    /// still change a verdict).
+    pub fn lowest_open_pos(&self) -> Option<u64> {
+        self.slab.iter().filter(|j| j.live).map(|j| j.first_pos).min()
+    }
+}
+
+/// A byte-capped FIFO of the most recent raw records, by position, so
+/// divergence samples can show records "as received" without every open
+/// join holding its records' bytes.
+pub struct RawRing {
+    cap: usize,
+    bytes: usize,
+    entries: VecDeque<(u64, Box<[u8]>)>,
+}
+
+impl RawRing {
+    pub fn new(cap: usize) -> Self {
+        RawRing {
+            cap,
+            bytes: 0,
+            entries: VecDeque::new(),
+        }
+    }
+    fn push(&mut self, pos: u64, raw: &[u8]) {
+        if self.cap == 0 || raw.len() > self.cap {
+            return;
+        }
+        if self.entries.back().is_some_and(|(p, _)| *p >= pos) {
+            // Positions must grow; a replayed stream starts over.
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        self.bytes += raw.len();
+        self.entries.push_back((pos, raw.into()));
+        while self.bytes > self.cap {
+            match self.entries.pop_front() {
+                Some((_, b)) => self.bytes -= b.len(),
+                None => break,
+            }
+        }
+    }
+    pub fn get(&self, pos: u64) -> Option<&[u8]> {
+        let i = self.entries.binary_search_by_key(&pos, |(p, _)| *p).ok()?;
+        Some(&self.entries[i].1)
+    }
+}
+
+/// Both observers see everything, in order.
+impl<A: Observer, B: Observer> Observer for (A, B) {
+    fn rejected(&mut self, r: crate::decode::Reject) {
+        self.0.rejected(r);
+        self.1.rejected(r);
+    }
+    fn record(&mut self, feature: FeatureId, layer: LayerId, path: Path, late: bool) {
+        self.0.record(feature, layer, path, late);
+        self.1.record(feature, layer, path, late);
+    }
+    fn closed(&mut self, c: &Closed<'_>) {
+        self.0.closed(c);
+        self.1.closed(c);
+    }
+    fn open_joins(&mut self, d: i64) {
+        self.0.open_joins(d);
+        self.1.open_joins(d);
+    }
+}
+
+impl<T: Observer + ?Sized> Observer for &mut T {
+    fn rejected(&mut self, r: crate::decode::Reject) {
+        (**self).rejected(r)
+    }
+    fn record(&mut self, feature: FeatureId, layer: LayerId, path: Path, late: bool) {
+        (**self).record(feature, layer, path, late)
+    }
+    fn closed(&mut self, c: &Closed<'_>) {
+        (**self).closed(c)
+    }
+    fn open_joins(&mut self, d: i64) {
+        (**self).open_joins(d)
+    }
+}

@@ -1,0 +1,19 @@
+//! accord: a rollout agreement monitor.
+//!
+//! Data flow, one module per stage: [`decode`] a record → resolve its
+//! [`features`] id → [`join`] per request → [`judge`] at close →
+//! [`export`] as metrics, summaries and verdicts. [`pipeline`] strings the
+//! stages together for one stream; [`replay`] drives it from files.
+
+pub mod catalog;
+pub mod decode;
+pub mod export;
+pub mod features;
+pub mod join;
+pub mod judge;
+pub mod pipeline;
+pub mod replay;
+
+pub use catalog::Catalog;
+pub use features::Features;
+pub use pipeline::Pipeline;

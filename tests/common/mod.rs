@@ -1,0 +1,140 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+/// Parses classic Prometheus text into `series -> value`, with each
+/// series' labels sorted by name (`name{a="1",b="2"}`).
+pub fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("series and value");
+        let value: f64 = value.parse().expect("numeric value");
+        out.insert(canonical_series(series), value);
+    }
+    out
+}
+
+/// Sorts the labels of `name{...}` by name.
+pub fn canonical_series(series: &str) -> String {
+    let Some((name, rest)) = series.split_once('{') else {
+        return series.to_string();
+    };
+    let body = rest.strip_suffix('}').expect("closing brace");
+    let mut labels: Vec<(String, String)> = Vec::new();
+    let mut chars = body.chars().peekable();
+    while chars.peek().is_some() {
+        let key: String = chars.by_ref().take_while(|&c| c != '=').collect();
+        assert_eq!(chars.next(), Some('"'));
+        let mut val = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    val.push('\\');
+                    val.push(chars.next().expect("escape"));
+                }
+                '"' => break,
+                c => val.push(c),
+            }
+        }
+        labels.push((key.trim_start_matches(',').to_string(), val));
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+    }
+    labels.sort();
+    let body: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    format!("{name}{{{}}}", body.join(","))
+}
+
+/// The metric name of a series.
+pub fn metric_name(series: &str) -> &str {
+    series.split('{').next().unwrap_or(series)
+}
+
+pub const CONTRACT_COUNTERS: &[&str] = &[
+    "accord_records_total",
+    "accord_records_rejected_total",
+    "accord_records_late_total",
+    "accord_layer_decisions_total",
+    "accord_requests_total",
+    "accord_divergences_total",
+    "accord_missing_layers_total",
+];
+
+/// Runs the accord binary with `args` and `stdin`, returning (status, stdout, stderr).
+pub fn accord(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_accord"))
+        .args(args)
+        .env("ACCORD_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn accord");
+    let mut sin = child.stdin.take().expect("stdin");
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = sin.write_all(&data);
+    });
+    let out = child.wait_with_output().expect("wait");
+    writer.join().expect("stdin writer");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Asserts that a replay `summary` JSON and a `/metrics` scrape agree on
+/// every count the summary reports.
+pub fn assert_summary_matches(summary: &str, prom: &BTreeMap<String, f64>, ctx: &str) {
+    let s: serde_json::Value = serde_json::from_str(summary).unwrap_or_else(|e| panic!("{ctx}: summary is not JSON: {e}"));
+    let get = |series: String| -> f64 { *prom.get(&canonical_series(&series)).unwrap_or(&0.0) };
+    for (reason, n) in s["rejected"].as_object().unwrap() {
+        assert_eq!(n.as_f64().unwrap(), get(format!(r#"accord_records_rejected_total{{reason="{reason}"}}"#)), "{ctx}: rejected {reason}");
+    }
+    let mut total_records = 0.0;
+    for (f, fr) in s["features"].as_object().unwrap() {
+        for (path, by_v) in fr["paths"].as_object().unwrap() {
+            for (v, n) in by_v.as_object().unwrap() {
+                assert_eq!(n.as_f64().unwrap(), get(format!(r#"accord_requests_total{{feature="{f}",path="{path}",verdict="{v}"}}"#)), "{ctx}: {f} {path} {v}");
+            }
+        }
+        for (layer, n) in fr["records"].as_object().unwrap() {
+            total_records += n.as_f64().unwrap();
+            assert_eq!(n.as_f64().unwrap(), get(format!(r#"accord_records_total{{feature="{f}",layer="{layer}"}}"#)), "{ctx}: records {f} {layer}");
+        }
+        for (layer, n) in fr["late"].as_object().unwrap() {
+            assert_eq!(n.as_f64().unwrap(), get(format!(r#"accord_records_late_total{{feature="{f}",layer="{layer}"}}"#)), "{ctx}: late {f} {layer}");
+        }
+        for (layer, n) in fr["missing_layers"].as_object().unwrap() {
+            assert_eq!(n.as_f64().unwrap(), get(format!(r#"accord_missing_layers_total{{feature="{f}",layer="{layer}"}}"#)), "{ctx}: missing {f} {layer}");
+        }
+        for (layer, by_p) in fr["layer_decisions"].as_object().unwrap() {
+            for (p, n) in by_p.as_object().unwrap() {
+                assert_eq!(n.as_f64().unwrap(), get(format!(r#"accord_layer_decisions_total{{feature="{f}",layer="{layer}",path="{p}"}}"#)), "{ctx}: decisions");
+            }
+        }
+        let mut divs = 0.0;
+        for (kind, pairs) in fr["divergences"].as_object().unwrap() {
+            for (pair, n) in pairs.as_object().unwrap() {
+                let (u, d) = pair.split_once('/').unwrap();
+                divs += n.as_f64().unwrap();
+                assert_eq!(n.as_f64().unwrap(), get(format!(r#"accord_divergences_total{{downstream="{d}",feature="{f}",kind="{kind}",upstream="{u}"}}"#)), "{ctx}: {kind} {pair}");
+            }
+        }
+        let prom_divs: f64 = prom
+            .iter()
+            .filter(|(k, _)| k.starts_with("accord_divergences_total{") && k.contains(&format!(r#"feature="{f}""#)))
+            .map(|(_, v)| v)
+            .sum();
+        assert_eq!(divs, prom_divs, "{ctx}: divergences of {f}");
+    }
+    assert_eq!(s["records"].as_f64().unwrap(), total_records, "{ctx}: total records");
+}

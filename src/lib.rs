@@ -7,12 +7,17 @@
 
 pub mod catalog;
 pub mod decode;
+pub mod demo;
 pub mod export;
 pub mod features;
 pub mod join;
 pub mod judge;
 pub mod pipeline;
 pub mod replay;
+pub mod server;
+pub mod service;
+pub mod simulate;
+pub mod source;
 
 pub use catalog::Catalog;
 pub use features::Features;

@@ -1,6 +1,7 @@
 //! The `accord` command line (SPEC §7).
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,6 +10,10 @@ use accord::export::summary::Summary;
 use accord::export::verdicts::VerdictWriter;
 use accord::export::Metrics;
 use accord::replay::{replay, Source};
+use accord::service::{cancel_on_signals, Service, ServiceError};
+use accord::simulate::{Generator, Scenario, Timing};
+use accord::source::kafka::KafkaConfig;
+use tokio_util::sync::CancellationToken;
 use accord::{Catalog, Features};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -33,6 +38,88 @@ enum Cmd {
     },
     /// Validate a catalog file; prints one line per problem.
     CheckConfig { file: PathBuf },
+    /// The service: consume decision records from Kafka, judge, serve metrics and the API.
+    Run(RunArgs),
+    /// Everything in one process, no set-up: in-process Kafka, a simulated rollout, the service.
+    Demo {
+        #[arg(long, env = "ACCORD_LISTEN", default_value = "127.0.0.1:9898")]
+        listen: SocketAddr,
+        /// Simulated records per second.
+        #[arg(long, default_value_t = 400.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+    },
+    /// Produce realistic decision records with known disagreements (to Kafka, or to a file).
+    Simulate(SimulateArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[arg(long, env = "ACCORD_CONFIG", default_value = "accord.toml")]
+    config: PathBuf,
+    /// Kafka bootstrap servers, HOST:PORT[,HOST:PORT...].
+    #[arg(long, env = "ACCORD_BROKERS")]
+    brokers: String,
+    /// Topic(s) to consume; repeat the flag or separate with commas.
+    #[arg(long = "topic", env = "ACCORD_TOPIC", value_delimiter = ',', required = true)]
+    topics: Vec<String>,
+    #[arg(long, env = "ACCORD_GROUP", default_value = "accord")]
+    group: String,
+    #[arg(long, env = "ACCORD_LISTEN", default_value = "127.0.0.1:9898")]
+    listen: SocketAddr,
+    /// Also produce every closed join to this topic (one JSON record keyed by request_id).
+    #[arg(long, env = "ACCORD_VERDICTS_TOPIC")]
+    verdicts_topic: Option<String>,
+    /// Extra librdkafka property, KEY=VALUE (repeatable), e.g. security.protocol=SASL_SSL.
+    #[arg(long = "kafka", env = "ACCORD_KAFKA", value_delimiter = ';', value_parser = parse_kv)]
+    kafka: Vec<(String, String)>,
+    /// How often judged offsets are committed.
+    #[arg(long, env = "ACCORD_COMMIT_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    commit_interval: std::time::Duration,
+    /// Bytes of recent raw records kept per partition for divergence samples.
+    #[arg(long, env = "ACCORD_SAMPLE_BUFFER_BYTES", default_value_t = 8 << 20)]
+    sample_buffer_bytes: usize,
+}
+
+#[derive(clap::Args)]
+struct SimulateArgs {
+    /// Kafka bootstrap servers (omit with --output).
+    #[arg(long, env = "ACCORD_BROKERS", required_unless_present = "output")]
+    brokers: Option<String>,
+    #[arg(long, env = "ACCORD_TOPIC", default_value = "decisions")]
+    topic: String,
+    /// Records per second.
+    #[arg(long, default_value_t = 200.0)]
+    rate: f64,
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    duration: std::time::Duration,
+    #[arg(long, value_enum, default_value_t = Scenario::Mixed)]
+    scenario: Scenario,
+    /// Write JSON lines here (`-` for stdout) instead of producing to Kafka, as fast as possible.
+    #[arg(long, conflicts_with = "brokers")]
+    output: Option<String>,
+    /// Catalog whose windows the late stories respect.
+    #[arg(long, env = "ACCORD_CONFIG", default_value = "accord.toml")]
+    config: PathBuf,
+    /// Event time of the first record (RFC 3339); default now.
+    #[arg(long)]
+    start: Option<String>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Also write the report of what was sent (JSON) to this file.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Extra librdkafka property, KEY=VALUE (repeatable).
+    #[arg(long = "kafka", value_parser = parse_kv)]
+    kafka: Vec<(String, String)>,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -71,6 +158,34 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
+        Cmd::Run(args) => {
+            let catalog = match load_catalog(&args.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            block_on(async move {
+                let service = Service::new(catalog)?;
+                let listener = Service::bind(args.listen).await?;
+                let cancel = CancellationToken::new();
+                cancel_on_signals(cancel.clone());
+                let kafka = KafkaConfig {
+                    brokers: args.brokers,
+                    topics: args.topics,
+                    group: args.group,
+                    properties: args.kafka,
+                    verdicts_topic: args.verdicts_topic,
+                    commit_interval: args.commit_interval,
+                    sample_bytes: args.sample_buffer_bytes,
+                };
+                service.run(kafka, listener, cancel).await
+            })
+        }
+        Cmd::Demo { listen, rate, partitions } => block_on(async move {
+            let cancel = CancellationToken::new();
+            cancel_on_signals(cancel.clone());
+            accord::demo::demo(accord::demo::DemoOptions { listen, rate, partitions }, cancel).await
+        }),
+        Cmd::Simulate(args) => simulate(args),
         Cmd::Replay { files, config, format } => {
             let catalog = match load_catalog(&config) {
                 Ok(c) => c,
@@ -94,6 +209,111 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Runs an async command; configuration errors exit 2, others 1.
+fn block_on(fut: impl std::future::Future<Output = Result<(), ServiceError>>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("accord: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(ServiceError::Config(m)) => {
+            eprintln!("accord: {m}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(e) => {
+            eprintln!("accord: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn simulate(args: SimulateArgs) -> ExitCode {
+    // The catalog only tells the windows; without one, use SPEC defaults.
+    let timing = match Catalog::load(&args.config) {
+        Ok(c) => Timing {
+            window_ms: c.feature("checkout_v2").map_or(c.window_ms, |f| f.window_ms),
+            allowed_lateness_ms: c.allowed_lateness_ms,
+        },
+        Err(e) if args.config.exists() => {
+            eprintln!("accord: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        Err(_) => Timing { window_ms: 30_000, allowed_lateness_ms: 5_000 },
+    };
+    let base = match &args.start {
+        None => chrono::Utc::now().timestamp_millis(),
+        Some(s) => match accord::decode::parse_rfc3339_ms(s) {
+            Some(t) => t,
+            None => {
+                eprintln!("accord: --start: not an RFC 3339 time: {s:?}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+    };
+    let gen = Generator::new(args.scenario, timing, args.rate, args.duration.as_millis() as i64, base, args.seed);
+    let report = if let Some(out) = &args.output {
+        let mut gen = gen;
+        let res = (|| -> std::io::Result<()> {
+            let sink: Box<dyn Write> = if out == "-" {
+                Box::new(std::io::stdout().lock())
+            } else {
+                Box::new(std::fs::File::create(out)?)
+            };
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, sink);
+            for r in gen.by_ref() {
+                w.write_all(r.json.as_bytes())?;
+                w.write_all(b"\n")?;
+            }
+            w.flush()
+        })();
+        if let Err(e) = res {
+            eprintln!("accord: cannot write {out}: {e}");
+            return ExitCode::FAILURE;
+        }
+        gen.report
+    } else {
+        let brokers = args.brokers.clone().unwrap_or_default();
+        let topic = args.topic.clone();
+        let props = args.kafka.clone();
+        let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("accord: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let res = rt.block_on(async move {
+            let cancel = CancellationToken::new();
+            cancel_on_signals(cancel.clone());
+            accord::source::produce::produce(&brokers, &props, &topic, gen, cancel).await
+        });
+        match res {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("accord: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let json = serde_json::to_string_pretty(&report).unwrap_or_default();
+    if let Some(p) = &args.report {
+        if let Err(e) = std::fs::write(p, &json) {
+            eprintln!("accord: cannot write {}: {e}", p.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    if args.output.as_deref() == Some("-") {
+        eprintln!("{json}");
+    } else {
+        println!("{json}");
+    }
+    ExitCode::SUCCESS
 }
 
 fn run_replay(sources: &[Source], catalog: Arc<Catalog>, format: Format) -> anyhow::Result<()> {

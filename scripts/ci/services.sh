@@ -62,13 +62,16 @@ _svc_python() {
 # _svc_is_port NUM: 1..65535
 _svc_is_port() { [[ "${1:-}" =~ ^[0-9]+$ ]] && (( $1 > 0 && $1 < 65536 )); }
 
-# _pid_alive PID: process exists and is not a zombie.
+# _pid_alive PID: process exists and is not a zombie. (A PID that vanishes
+# between the checks, e.g. reaped by bash meanwhile, counts as dead.)
 _pid_alive() {
-    local pid="${1:-}" state=""
-    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
-    if [[ -r "/proc/$pid/stat" ]]; then
-        state="$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)"
-        [[ "$state" != "Z" ]] || return 1
+    local pid="${1:-}" stat=""
+    [[ -n "$pid" ]] || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    if [[ -d /proc/self ]]; then
+        { read -r stat <"/proc/$pid/stat"; } 2>/dev/null || return 1
+        stat="${stat##*) }"          # skip "pid (comm) ": comm may hold spaces
+        [[ "${stat:0:1}" != [ZX] ]] || return 1
     fi
     return 0
 }
@@ -256,6 +259,7 @@ _svc_on_exit() {
 
 # services_install_trap: stop all services on EXIT, INT and TERM. Keeps an
 # EXIT trap the caller set before (it runs after the services are stopped).
+# shellcheck disable=SC2120  # takes no arguments; `set --` below parses trap -p
 services_install_trap() {
     local prev
     prev="$(trap -p EXIT)"

@@ -1,0 +1,136 @@
+//! `accord run`: the catalog, the metrics registry, the HTTP server and
+//! the Kafka source, wired together with one cancellation token.
+//!
+//! Shutdown (SIGINT/SIGTERM → `cancel`): the source stops consuming,
+//! commits the lowest offset each partition still needs and leaves the
+//! group; open joins are not judged here, the next owner replays them.
+//! The HTTP server drains with a grace timeout.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::catalog::Catalog;
+use crate::export::Metrics;
+use crate::features::Features;
+use crate::join::{Closed, Observer};
+use crate::server::{router, AppState};
+use crate::source::kafka::{KafkaConfig, KafkaSource, SourceError, SourceStatus};
+
+/// How long the HTTP server may take to finish in-flight requests.
+pub const GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Configuration the user must fix; exit code 2.
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Runtime(String),
+}
+
+impl From<SourceError> for ServiceError {
+    fn from(e: SourceError) -> Self {
+        match e {
+            SourceError::Config(m) => ServiceError::Config(m),
+            e => ServiceError::Runtime(e.to_string()),
+        }
+    }
+}
+
+/// A running service's handles, for tests and the demo.
+pub struct Service {
+    pub catalog: Arc<Catalog>,
+    pub features: Arc<Features>,
+    pub metrics: Metrics,
+    pub status: Arc<SourceStatus>,
+}
+
+impl Service {
+    pub fn new(catalog: Arc<Catalog>) -> Result<Self, ServiceError> {
+        let features = Arc::new(Features::new(catalog.clone()));
+        let metrics = Metrics::new(features.clone()).map_err(|e| ServiceError::Runtime(e.to_string()))?;
+        metrics.ready.set(0);
+        Ok(Service {
+            catalog,
+            features,
+            metrics,
+            status: Arc::new(SourceStatus::default()),
+        })
+    }
+
+    pub fn app_state(&self) -> AppState {
+        AppState {
+            metrics: self.metrics.clone(),
+            status: self.status.clone(),
+        }
+    }
+
+    /// Binds the HTTP listener (a bind failure is a configuration error).
+    pub async fn bind(listen: SocketAddr) -> Result<tokio::net::TcpListener, ServiceError> {
+        tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| ServiceError::Config(format!("cannot listen on {listen}: {e}")))
+    }
+
+    /// Serves HTTP on `listener` and consumes Kafka until `cancel`.
+    pub async fn run(self, kafka: KafkaConfig, listener: tokio::net::TcpListener, cancel: CancellationToken) -> Result<(), ServiceError> {
+        let addr = listener.local_addr().map_err(|e| ServiceError::Runtime(e.to_string()))?;
+        let app = router(self.app_state());
+        let server_cancel = cancel.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(server_cancel.cancelled_owned())
+                .await
+        });
+        info!(%addr, "http listening");
+        let source = KafkaSource::new(kafka, self.features.clone(), self.metrics.clone(), self.status.clone());
+        let result = source.run(cancel.clone(), NoObserver).await;
+        // Whatever ended the source ends the service.
+        cancel.cancel();
+        match tokio::time::timeout(GRACE, server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => warn!(error = %e, "http server error"),
+            Ok(Err(e)) => warn!(error = %e, "http server task failed"),
+            Err(_) => warn!("http server did not drain within the grace period"),
+        }
+        result.map_err(ServiceError::from)
+    }
+}
+
+/// The observer slot for features not configured.
+pub struct NoObserver;
+
+impl Observer for NoObserver {
+    fn record(&mut self, _: u16, _: u8, _: crate::judge::Path, _: bool) {}
+    fn closed(&mut self, _: &Closed<'_>) {}
+}
+
+/// Cancels `token` on SIGINT or SIGTERM; a second signal exits at once.
+pub fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "cannot install SIGTERM handler");
+                return;
+            }
+        };
+        for n in 0..2 {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            if n == 0 {
+                info!("signal received: draining (a second signal exits at once)");
+                token.cancel();
+            } else {
+                warn!("second signal: exiting without draining");
+                std::process::exit(130);
+            }
+        }
+    });
+}

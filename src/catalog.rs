@@ -126,7 +126,10 @@ pub struct Catalog {
 
 impl Catalog {
     pub fn layer_id(&self, name: &str) -> Option<LayerId> {
-        self.layers.iter().position(|l| l == name).map(|i| i as LayerId)
+        self.layers
+            .iter()
+            .position(|l| l == name)
+            .map(|i| i as LayerId)
     }
     pub fn layer_name(&self, id: LayerId) -> &str {
         &self.layers[id as usize]
@@ -285,12 +288,18 @@ fn split_toml_error(msg: &str) -> (String, String) {
     let msg = msg.trim();
     if let Some(rest) = msg.strip_prefix("unknown field `") {
         if let Some(end) = rest.find('`') {
-            return (rest[..end].to_string(), format!("unknown field{}", &rest[end + 1..]));
+            return (
+                rest[..end].to_string(),
+                format!("unknown field{}", &rest[end + 1..]),
+            );
         }
     }
     if let Some(rest) = msg.strip_prefix("missing field `") {
         if let Some(end) = rest.find('`') {
-            return (rest[..end].to_string(), "missing required field".to_string());
+            return (
+                rest[..end].to_string(),
+                "missing required field".to_string(),
+            );
         }
     }
     (String::new(), msg.replace('\n', " "))
@@ -303,7 +312,12 @@ struct Validator<'t> {
 }
 
 impl Validator<'_> {
-    fn err(&mut self, span: std::ops::Range<usize>, field: impl Into<String>, problem: impl Into<String>) {
+    fn err(
+        &mut self,
+        span: std::ops::Range<usize>,
+        field: impl Into<String>,
+        problem: impl Into<String>,
+    ) {
         self.errors.push(CatalogError {
             file: self.file.clone(),
             line: Some(line_of(self.text, span.start)),
@@ -327,7 +341,10 @@ impl Validator<'_> {
                 self.err(
                     v.span(),
                     field,
-                    format!("invalid duration {:?}: {e} (use humantime syntax like \"30s\" or \"2m\")", v.get_ref()),
+                    format!(
+                        "invalid duration {:?}: {e} (use humantime syntax like \"30s\" or \"2m\")",
+                        v.get_ref()
+                    ),
                 );
                 None
             }
@@ -336,7 +353,11 @@ impl Validator<'_> {
 
     fn positive(&mut self, v: &Spanned<i64>, field: &str) -> Option<usize> {
         if *v.get_ref() < 1 {
-            self.err(v.span(), field, format!("must be at least 1, got {}", v.get_ref()));
+            self.err(
+                v.span(),
+                field,
+                format!("must be at least 1, got {}", v.get_ref()),
+            );
             None
         } else {
             Some(*v.get_ref() as usize)
@@ -348,24 +369,42 @@ impl Validator<'_> {
         let mut layers: Vec<String> = Vec::new();
         match &mon.layers {
             None => {
-                layers = ["frontend", "api", "worker", "analytics"].map(String::from).to_vec();
+                layers = ["frontend", "api", "worker", "analytics"]
+                    .map(String::from)
+                    .to_vec();
             }
             Some(ls) => {
                 if ls.get_ref().is_empty() {
                     self.err(ls.span(), "monitor.layers", "must name at least one layer");
                 }
                 if ls.get_ref().len() > MAX_LAYERS {
-                    self.err(ls.span(), "monitor.layers", format!("at most {MAX_LAYERS} layers are supported"));
+                    self.err(
+                        ls.span(),
+                        "monitor.layers",
+                        format!("at most {MAX_LAYERS} layers are supported"),
+                    );
                 }
                 for l in ls.get_ref() {
                     let name = l.get_ref();
                     if name.is_empty()
                         || name.len() > 64
-                        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                        || !name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
                     {
-                        self.err(l.span(), "monitor.layers", format!("invalid layer name {name:?} (use [A-Za-z0-9_-], at most 64 bytes)"));
+                        self.err(
+                            l.span(),
+                            "monitor.layers",
+                            format!(
+                                "invalid layer name {name:?} (use [A-Za-z0-9_-], at most 64 bytes)"
+                            ),
+                        );
                     } else if layers.contains(name) {
-                        self.err(l.span(), "monitor.layers", format!("layer {name:?} is listed twice"));
+                        self.err(
+                            l.span(),
+                            "monitor.layers",
+                            format!("layer {name:?} is listed twice"),
+                        );
                     } else {
                         layers.push(name.clone());
                     }
@@ -398,7 +437,11 @@ impl Validator<'_> {
                 "reject" => UnknownFeatures::Reject,
                 "track" => UnknownFeatures::Track,
                 other => {
-                    self.err(v.span(), "monitor.unknown_features", format!("must be \"reject\" or \"track\", got {other:?}"));
+                    self.err(
+                        v.span(),
+                        "monitor.unknown_features",
+                        format!("must be \"reject\" or \"track\", got {other:?}"),
+                    );
                     UnknownFeatures::Reject
                 }
             },
@@ -406,7 +449,11 @@ impl Validator<'_> {
         let max_tracked_features = match &mon.max_tracked_features {
             None => 50,
             Some(v) if *v.get_ref() < 0 || *v.get_ref() > 10_000 => {
-                self.err(v.span(), "monitor.max_tracked_features", "must be between 0 and 10000");
+                self.err(
+                    v.span(),
+                    "monitor.max_tracked_features",
+                    "must be between 0 and 10000",
+                );
                 50
             }
             Some(v) => *v.get_ref() as usize,
@@ -457,7 +504,12 @@ impl Validator<'_> {
         cat
     }
 
-    fn layer_mask(&mut self, list: &Spanned<Vec<Spanned<String>>>, field: &str, cat: &Catalog) -> u64 {
+    fn layer_mask(
+        &mut self,
+        list: &Spanned<Vec<Spanned<String>>>,
+        field: &str,
+        cat: &Catalog,
+    ) -> u64 {
         let mut m = 0u64;
         for l in list.get_ref() {
             match cat.layer_id(l.get_ref()) {
@@ -465,7 +517,11 @@ impl Validator<'_> {
                 None => self.err(
                     l.span(),
                     field,
-                    format!("unknown layer {:?} (monitor.layers: {})", l.get_ref(), cat.layers.join(", ")),
+                    format!(
+                        "unknown layer {:?} (monitor.layers: {})",
+                        l.get_ref(),
+                        cat.layers.join(", ")
+                    ),
                 ),
             }
         }
@@ -493,10 +549,17 @@ impl Validator<'_> {
         }
     }
 
-    fn feature(&mut self, i: usize, span: std::ops::Range<usize>, f: RawFeature, cat: &Catalog) -> Option<FeatureSpec> {
+    fn feature(
+        &mut self,
+        i: usize,
+        span: std::ops::Range<usize>,
+        f: RawFeature,
+        cat: &Catalog,
+    ) -> Option<FeatureSpec> {
         let before = self.errors.len();
         let name = |field: &str| format!("feature[{i}].{field}");
-        let missing = |v: &mut Self, field: &str| v.err(span.clone(), name(field), "missing required field");
+        let missing =
+            |v: &mut Self, field: &str| v.err(span.clone(), name(field), "missing required field");
         let key = match &f.key {
             None => {
                 missing(self, "key");
@@ -506,12 +569,22 @@ impl Validator<'_> {
                 let s = k.get_ref();
                 if s.is_empty()
                     || s.len() > MAX_KEY_BYTES
-                    || !s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+                    || !s.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-')
+                    })
                 {
-                    self.err(k.span(), name("key"), format!("invalid feature key {s:?} (1..=128 bytes of [A-Za-z0-9_.:-])"));
+                    self.err(
+                        k.span(),
+                        name("key"),
+                        format!("invalid feature key {s:?} (1..=128 bytes of [A-Za-z0-9_.:-])"),
+                    );
                 }
                 if s == "other" {
-                    self.err(k.span(), name("key"), "\"other\" is reserved for untracked features");
+                    self.err(
+                        k.span(),
+                        name("key"),
+                        "\"other\" is reserved for untracked features",
+                    );
                 }
                 s.clone()
             }
@@ -545,13 +618,24 @@ impl Validator<'_> {
                     toml::Value::Datetime(d) => Some(d.to_string()),
                     _ => None,
                 };
-                match text.as_deref().and_then(|t| chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").ok()) {
+                match text
+                    .as_deref()
+                    .and_then(|t| chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").ok())
+                {
                     Some(d) => (
-                        Some(d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp()).unwrap_or(0)),
+                        Some(
+                            d.and_hms_opt(0, 0, 0)
+                                .map(|t| t.and_utc().timestamp())
+                                .unwrap_or(0),
+                        ),
                         text,
                     ),
                     None => {
-                        self.err(v.span(), name("expires"), "must be a date like \"2027-01-31\"");
+                        self.err(
+                            v.span(),
+                            name("expires"),
+                            "must be a date like \"2027-01-31\"",
+                        );
                         (None, None)
                     }
                 }
@@ -579,8 +663,16 @@ impl Validator<'_> {
                 .filter(|b| (expect & optional) >> b & 1 == 1)
                 .map(|b| cat.layers[b].as_str())
                 .collect();
-            let sp = f.optional.as_ref().map(|o| o.span()).unwrap_or(span.clone());
-            self.err(sp, name("optional"), format!("layers in both expect and optional: {}", both.join(", ")));
+            let sp = f
+                .optional
+                .as_ref()
+                .map(|o| o.span())
+                .unwrap_or(span.clone());
+            self.err(
+                sp,
+                name("optional"),
+                format!("layers in both expect and optional: {}", both.join(", ")),
+            );
         }
         let window_ms = f
             .window
@@ -643,10 +735,17 @@ mod tests {
 
     #[test]
     fn errors_name_file_line_and_field() {
-        let bad = GOOD.replace("expect = [\"api\", \"analytics\"]", "expect = [\"api\", \"mobile\"]");
+        let bad = GOOD.replace(
+            "expect = [\"api\", \"analytics\"]",
+            "expect = [\"api\", \"mobile\"]",
+        );
         let e = errs(&bad);
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(e[0].starts_with("accord.toml:21: feature[1].expect: unknown layer \"mobile\""), "{}", e[0]);
+        assert!(
+            e[0].starts_with("accord.toml:21: feature[1].expect: unknown layer \"mobile\""),
+            "{}",
+            e[0]
+        );
     }
 
     #[test]
@@ -677,14 +776,26 @@ mod tests {
     #[test]
     fn missing_required_fields_and_duplicates() {
         let e = errs("[[feature]]\nkey = \"a\"\n\n[[feature]]\nkey = \"a\"\nowner = \"x\"\nclass = \"decision\"\nexpect = [\"api\"]\n[[feature]]\nkey = \"a\"\nowner = \"x\"\nclass = \"decision\"\nexpect = [\"api\"]\n");
-        assert!(e.iter().any(|l| l.contains("feature[0].owner: missing required field")), "{e:?}");
-        assert!(e.iter().any(|l| l.contains("feature[2].key: duplicate feature key")), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|l| l.contains("feature[0].owner: missing required field")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|l| l.contains("feature[2].key: duplicate feature key")),
+            "{e:?}"
+        );
     }
 
     #[test]
     fn expect_and_optional_must_be_disjoint() {
         let e = errs(&GOOD.replace("optional = [\"frontend\"]", "optional = [\"api\"]"));
         assert_eq!(e.len(), 1);
-        assert!(e[0].contains("layers in both expect and optional: api"), "{}", e[0]);
+        assert!(
+            e[0].contains("layers in both expect and optional: api"),
+            "{}",
+            e[0]
+        );
     }
 }

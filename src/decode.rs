@@ -335,12 +335,15 @@ fn string_field(v: Option<Val<'_>>) -> Result<Option<Cow<'_, str>>, Reject> {
 pub fn valid_feature_key(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_KEY_BYTES
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
 
 /// RFC 3339 to epoch milliseconds (sub-millisecond digits are truncated).
 pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp_millis())
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.timestamp_millis())
 }
 
 /// Formats epoch milliseconds as RFC 3339 UTC with milliseconds.
@@ -365,7 +368,9 @@ mod tests {
 
     #[test]
     fn decodes_the_spec_example_borrowed() {
-        let d = ok(r#"{"request_id":"req-8f2c","layer":"api","feature":"checkout_v2","ts":"2026-11-20T10:00:00.120Z","flag_state":true,"api_capability":"v2","selected_flow":"v2","job_payload_version":2,"flags_revision":"r42","extra":{"a":[1,2]}}"#);
+        let d = ok(
+            r#"{"request_id":"req-8f2c","layer":"api","feature":"checkout_v2","ts":"2026-11-20T10:00:00.120Z","flag_state":true,"api_capability":"v2","selected_flow":"v2","job_payload_version":2,"flags_revision":"r42","extra":{"a":[1,2]}}"#,
+        );
         assert!(matches!(d.request_id, Cow::Borrowed("req-8f2c")));
         assert_eq!(d.ts_ms, Some(1_795_168_800_120));
         assert_eq!(d.flag_state, Some(FlagState::Bool(true)));
@@ -375,7 +380,10 @@ mod tests {
 
     #[test]
     fn ts_as_epoch_millis_and_offsets() {
-        assert_eq!(ok(r#"{"request_id":"a","layer":"api","feature":"f","ts":1795168800120}"#).ts_ms, Some(1_795_168_800_120));
+        assert_eq!(
+            ok(r#"{"request_id":"a","layer":"api","feature":"f","ts":1795168800120}"#).ts_ms,
+            Some(1_795_168_800_120)
+        );
         assert_eq!(
             ok(r#"{"request_id":"a","layer":"api","feature":"f","ts":"2026-11-20T11:00:00.120+01:00"}"#).ts_ms,
             Some(1_795_168_800_120)
@@ -384,14 +392,17 @@ mod tests {
 
     #[test]
     fn escaped_strings_are_owned_and_correct() {
-        let d = ok(r#"{"request_id":"a\"b","layer":"api","feature":"f","selected_flow":"v\u0032"}"#);
+        let d =
+            ok(r#"{"request_id":"a\"b","layer":"api","feature":"f","selected_flow":"v\u0032"}"#);
         assert_eq!(d.request_id, "a\"b");
         assert_eq!(d.selected_flow.as_deref(), Some("v2"));
     }
 
     #[test]
     fn null_optional_fields_are_absent() {
-        let d = ok(r#"{"request_id":"a","layer":"api","feature":"f","ts":null,"flag_state":null,"job_payload_version":null}"#);
+        let d = ok(
+            r#"{"request_id":"a","layer":"api","feature":"f","ts":null,"flag_state":null,"job_payload_version":null}"#,
+        );
         assert_eq!(d.ts_ms, None);
         assert_eq!(d.flag_state, None);
         assert_eq!(d.job_payload_version, None);
@@ -399,32 +410,80 @@ mod tests {
 
     #[test]
     fn every_reject_reason_in_precedence() {
-        let big = format!(r#"{{"request_id":"a","layer":"api","feature":"f","pad":"{}"}}"#, "p".repeat(MAX_RECORD_BYTES));
+        let big = format!(
+            r#"{{"request_id":"a","layer":"api","feature":"f","pad":"{}"}}"#,
+            "p".repeat(MAX_RECORD_BYTES)
+        );
         assert_eq!(rej(&big), Reject::TooLarge);
         assert_eq!(rej(r#"{"request_id": "x""#), Reject::MalformedJson);
         assert_eq!(rej("[1,2,3]"), Reject::MalformedJson);
         assert_eq!(rej("\"str\""), Reject::MalformedJson);
         assert_eq!(rej(""), Reject::MalformedJson);
-        assert_eq!(decode(b"{\"request_id\":\"\xff\"}").unwrap_err(), Reject::MalformedJson);
-        assert_eq!(rej(r#"{"layer":"api","feature":"f"}"#), Reject::MissingField);
-        assert_eq!(rej(r#"{"request_id":null,"layer":"api","feature":"f"}"#), Reject::MissingField);
+        assert_eq!(
+            decode(b"{\"request_id\":\"\xff\"}").unwrap_err(),
+            Reject::MalformedJson
+        );
+        assert_eq!(
+            rej(r#"{"layer":"api","feature":"f"}"#),
+            Reject::MissingField
+        );
+        assert_eq!(
+            rej(r#"{"request_id":null,"layer":"api","feature":"f"}"#),
+            Reject::MissingField
+        );
         // missing wins over invalid
-        assert_eq!(rej(r#"{"request_id":5,"feature":"f"}"#), Reject::MissingField);
-        assert_eq!(rej(r#"{"request_id":"","layer":"api","feature":"f"}"#), Reject::InvalidField);
-        assert_eq!(rej(&format!(r#"{{"request_id":"{}","layer":"api","feature":"f"}}"#, "x".repeat(129))), Reject::InvalidField);
-        assert_eq!(rej(r#"{"request_id":"a","layer":"api","feature":"checkout v2"}"#), Reject::InvalidField);
-        assert_eq!(rej(r#"{"request_id":"a","layer":"api","feature":"f","ts":"soon"}"#), Reject::InvalidField);
-        assert_eq!(rej(r#"{"request_id":"a","layer":"api","feature":"f","ts":1.5}"#), Reject::InvalidField);
-        assert_eq!(rej(r#"{"request_id":"a","layer":"api","feature":"f","job_payload_version":[2]}"#), Reject::InvalidField);
-        assert_eq!(rej(r#"{"request_id":"a","layer":"api","feature":"f","flag_state":1}"#), Reject::InvalidField);
-        assert_eq!(rej(r#"{"request_id":"a","layer":7,"feature":"f"}"#), Reject::InvalidField);
-        assert_eq!(rej(r#"{"request_id":"a","layer":"api","feature":"f","service":{}}"#), Reject::InvalidField);
+        assert_eq!(
+            rej(r#"{"request_id":5,"feature":"f"}"#),
+            Reject::MissingField
+        );
+        assert_eq!(
+            rej(r#"{"request_id":"","layer":"api","feature":"f"}"#),
+            Reject::InvalidField
+        );
+        assert_eq!(
+            rej(&format!(
+                r#"{{"request_id":"{}","layer":"api","feature":"f"}}"#,
+                "x".repeat(129)
+            )),
+            Reject::InvalidField
+        );
+        assert_eq!(
+            rej(r#"{"request_id":"a","layer":"api","feature":"checkout v2"}"#),
+            Reject::InvalidField
+        );
+        assert_eq!(
+            rej(r#"{"request_id":"a","layer":"api","feature":"f","ts":"soon"}"#),
+            Reject::InvalidField
+        );
+        assert_eq!(
+            rej(r#"{"request_id":"a","layer":"api","feature":"f","ts":1.5}"#),
+            Reject::InvalidField
+        );
+        assert_eq!(
+            rej(r#"{"request_id":"a","layer":"api","feature":"f","job_payload_version":[2]}"#),
+            Reject::InvalidField
+        );
+        assert_eq!(
+            rej(r#"{"request_id":"a","layer":"api","feature":"f","flag_state":1}"#),
+            Reject::InvalidField
+        );
+        assert_eq!(
+            rej(r#"{"request_id":"a","layer":7,"feature":"f"}"#),
+            Reject::InvalidField
+        );
+        assert_eq!(
+            rej(r#"{"request_id":"a","layer":"api","feature":"f","service":{}}"#),
+            Reject::InvalidField
+        );
     }
 
     #[test]
     fn exactly_64_kib_is_accepted() {
         let head = r#"{"request_id":"a","layer":"api","feature":"f","pad":""#;
-        let s = format!("{head}{}\"}}", "p".repeat(MAX_RECORD_BYTES - head.len() - 2));
+        let s = format!(
+            "{head}{}\"}}",
+            "p".repeat(MAX_RECORD_BYTES - head.len() - 2)
+        );
         assert_eq!(s.len(), MAX_RECORD_BYTES);
         assert!(decode(s.as_bytes()).is_ok());
     }

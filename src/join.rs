@@ -323,7 +323,11 @@ impl JoinEngine {
                 break;
             }
             self.tomb_heap.pop();
-            if self.tombs.get(&hash).is_some_and(|t| t.forget_at == forget_at) {
+            if self
+                .tombs
+                .get(&hash)
+                .is_some_and(|t| t.forget_at == forget_at)
+            {
                 self.tombs.remove(&hash);
             }
         }
@@ -390,7 +394,13 @@ impl JoinEngine {
                 }
             }
         }
-        self.tombs.insert(hash, Tomb { forget_at, first_pos });
+        self.tombs.insert(
+            hash,
+            Tomb {
+                forget_at,
+                first_pos,
+            },
+        );
         self.tomb_heap.push(Reverse((forget_at, hash)));
     }
 
@@ -439,7 +449,11 @@ impl JoinEngine {
     /// The lowest stream position held by an open join (closing it can
     /// still change a verdict).
     pub fn lowest_open_pos(&self) -> Option<u64> {
-        self.slab.iter().filter(|j| j.live).map(|j| j.first_pos).min()
+        self.slab
+            .iter()
+            .filter(|j| j.live)
+            .map(|j| j.first_pos)
+            .min()
     }
 }
 

@@ -35,7 +35,12 @@ pub enum RequestPath {
 }
 
 impl RequestPath {
-    pub const ALL: [RequestPath; 4] = [RequestPath::New, RequestPath::Old, RequestPath::Mixed, RequestPath::Unknown];
+    pub const ALL: [RequestPath; 4] = [
+        RequestPath::New,
+        RequestPath::Old,
+        RequestPath::Mixed,
+        RequestPath::Unknown,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             RequestPath::New => "new",
@@ -59,7 +64,12 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 4] = [Verdict::Agree, Verdict::Degraded, Verdict::Incomplete, Verdict::Diverge];
+    pub const ALL: [Verdict; 4] = [
+        Verdict::Agree,
+        Verdict::Degraded,
+        Verdict::Incomplete,
+        Verdict::Diverge,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Agree => "agree",
@@ -145,7 +155,9 @@ pub fn text_hash(s: &str) -> u64 {
 fn flag_says_new(flag: &FlagState<'_>, spec: &FeatureSpec) -> bool {
     match flag {
         FlagState::Bool(b) => *b,
-        FlagState::Variant(v) => v == "on" || v == "true" || spec.new_flow.as_deref() == Some(v.as_ref()),
+        FlagState::Variant(v) => {
+            v == "on" || v == "true" || spec.new_flow.as_deref() == Some(v.as_ref())
+        }
     }
 }
 
@@ -165,9 +177,19 @@ pub fn record_path(d: &Decision<'_>, spec: &FeatureSpec) -> Path {
 }
 
 /// Reduces a validated record to the facts the judge compares.
-pub fn facts(d: &Decision<'_>, spec: &FeatureSpec, layer: LayerId, api_layer: Option<LayerId>, pos: u64, ts_ms: i64) -> Facts {
+pub fn facts(
+    d: &Decision<'_>,
+    spec: &FeatureSpec,
+    layer: LayerId,
+    api_layer: Option<LayerId>,
+    pos: u64,
+    ts_ms: i64,
+) -> Facts {
     let path = record_path(d, spec);
-    let degraded = path == Path::Old && d.flag_state.as_ref().is_some_and(|f| flag_says_new(f, spec));
+    let degraded = path == Path::Old
+        && d.flag_state
+            .as_ref()
+            .is_some_and(|f| flag_says_new(f, spec));
     let capability = match (&spec.new_capability, &d.api_capability) {
         (Some(need), Some(cap)) if Some(layer) == api_layer => {
             if cap == need {
@@ -228,20 +250,36 @@ pub fn judge(expect: u64, recs: &[Facts], divergences: &mut Vec<Divergence>) -> 
         any_degraded |= a.degraded;
         for b in &recs[i + 1..] {
             if a.path != Path::Unknown && b.path != Path::Unknown && a.path != b.path {
-                push_unique(divergences, pair(DivergenceKind::PathMismatch, a.layer, b.layer));
+                push_unique(
+                    divergences,
+                    pair(DivergenceKind::PathMismatch, a.layer, b.layer),
+                );
             }
             if a.payload != 0 && b.payload != 0 && a.payload != b.payload {
-                push_unique(divergences, pair(DivergenceKind::PayloadVersionMismatch, a.layer, b.layer));
+                push_unique(
+                    divergences,
+                    pair(DivergenceKind::PayloadVersionMismatch, a.layer, b.layer),
+                );
             }
             if a.revision != 0 && b.revision != 0 && a.revision != b.revision {
-                push_unique(divergences, pair(DivergenceKind::SnapshotSkew, a.layer, b.layer));
+                push_unique(
+                    divergences,
+                    pair(DivergenceKind::SnapshotSkew, a.layer, b.layer),
+                );
             }
         }
     }
     if any_new {
         for api in recs.iter().filter(|r| r.capability == Capability::Differs) {
             for exposed in recs.iter().filter(|r| r.path == Path::New) {
-                push_unique(divergences, pair(DivergenceKind::ExposureWithoutCapability, exposed.layer, api.layer));
+                push_unique(
+                    divergences,
+                    pair(
+                        DivergenceKind::ExposureWithoutCapability,
+                        exposed.layer,
+                        api.layer,
+                    ),
+                );
             }
         }
     }
@@ -277,7 +315,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn catalog() -> Catalog {
-        Catalog::parse(std::path::Path::new("c.toml"), include_str!("../tests/conformance/catalog.toml")).unwrap()
+        Catalog::parse(
+            std::path::Path::new("c.toml"),
+            include_str!("../tests/conformance/catalog.toml"),
+        )
+        .unwrap()
     }
 
     fn fact(json: &str) -> Facts {
@@ -288,24 +330,48 @@ mod tests {
     }
 
     fn rec(layer: &str, extra: &str) -> Facts {
-        fact(&format!(r#"{{"request_id":"a","layer":"{layer}","feature":"checkout_v2"{extra}}}"#))
+        fact(&format!(
+            r#"{{"request_id":"a","layer":"{layer}","feature":"checkout_v2"{extra}}}"#
+        ))
     }
 
     #[test]
     fn path_rules_in_order() {
-        assert_eq!(rec("api", r#","selected_flow":"v2","job_payload_version":1"#).path, Path::New);
-        assert_eq!(rec("api", r#","selected_flow":"v1","flag_state":true"#).path, Path::Old);
-        assert_eq!(rec("worker", r#","job_payload_version":2,"flag_state":false"#).path, Path::New);
-        assert_eq!(rec("worker", r#","job_payload_version":"1""#).path, Path::Old);
+        assert_eq!(
+            rec("api", r#","selected_flow":"v2","job_payload_version":1"#).path,
+            Path::New
+        );
+        assert_eq!(
+            rec("api", r#","selected_flow":"v1","flag_state":true"#).path,
+            Path::Old
+        );
+        assert_eq!(
+            rec("worker", r#","job_payload_version":2,"flag_state":false"#).path,
+            Path::New
+        );
+        assert_eq!(
+            rec("worker", r#","job_payload_version":"1""#).path,
+            Path::Old
+        );
         for on in [r#"true"#, r#""on""#, r#""true""#, r#""v2""#] {
-            assert_eq!(rec("frontend", &format!(r#","flag_state":{on}"#)).path, Path::New, "{on}");
+            assert_eq!(
+                rec("frontend", &format!(r#","flag_state":{on}"#)).path,
+                Path::New,
+                "{on}"
+            );
         }
         for off in [r#"false"#, r#""off""#, r#""v1""#, r#""ON""#] {
-            assert_eq!(rec("frontend", &format!(r#","flag_state":{off}"#)).path, Path::Old, "{off}");
+            assert_eq!(
+                rec("frontend", &format!(r#","flag_state":{off}"#)).path,
+                Path::Old,
+                "{off}"
+            );
         }
         assert_eq!(rec("frontend", r#","service":"web""#).path, Path::Unknown);
         // selected_flow without new_flow in the catalog falls through
-        let r = fact(r#"{"request_id":"a","layer":"api","feature":"search.ranking","job_payload_version":3,"flag_state":"on"}"#);
+        let r = fact(
+            r#"{"request_id":"a","layer":"api","feature":"search.ranking","job_payload_version":3,"flag_state":"on"}"#,
+        );
         assert_eq!(r.path, Path::New);
     }
 
@@ -318,9 +384,18 @@ mod tests {
 
     #[test]
     fn capability_only_from_api_records() {
-        assert_eq!(rec("api", r#","api_capability":"v1""#).capability, Capability::Differs);
-        assert_eq!(rec("api", r#","api_capability":"v2""#).capability, Capability::Matches);
-        assert_eq!(rec("frontend", r#","api_capability":"v1""#).capability, Capability::Unknown);
+        assert_eq!(
+            rec("api", r#","api_capability":"v1""#).capability,
+            Capability::Differs
+        );
+        assert_eq!(
+            rec("api", r#","api_capability":"v2""#).capability,
+            Capability::Matches
+        );
+        assert_eq!(
+            rec("frontend", r#","api_capability":"v1""#).capability,
+            Capability::Unknown
+        );
     }
 
     fn run(recs: &[Facts]) -> (Judgement, Vec<Divergence>) {
@@ -332,7 +407,12 @@ mod tests {
 
     #[test]
     fn verdict_order() {
-        let agree = [rec("frontend", r#","selected_flow":"v2""#), rec("api", r#","selected_flow":"v2""#), rec("worker", r#","job_payload_version":2"#), rec("analytics", "")];
+        let agree = [
+            rec("frontend", r#","selected_flow":"v2""#),
+            rec("api", r#","selected_flow":"v2""#),
+            rec("worker", r#","job_payload_version":2"#),
+            rec("analytics", ""),
+        ];
         assert_eq!(run(&agree).0.verdict, Verdict::Agree);
         assert_eq!(run(&agree).0.path, RequestPath::New);
         assert_eq!(run(&agree[..3]).0.verdict, Verdict::Incomplete);
@@ -342,50 +422,134 @@ mod tests {
         // frontend old vs api new: diverge beats degraded
         assert_eq!(run(&degraded).0.verdict, Verdict::Diverge);
         assert_eq!(run(&degraded).0.path, RequestPath::Mixed);
-        let only_degraded = [rec("frontend", r#","flag_state":true,"selected_flow":"v1""#), rec("api", r#","selected_flow":"v1""#)];
-        assert_eq!(run(&only_degraded).0.verdict, Verdict::Incomplete, "incomplete beats degraded");
+        let only_degraded = [
+            rec("frontend", r#","flag_state":true,"selected_flow":"v1""#),
+            rec("api", r#","selected_flow":"v1""#),
+        ];
+        assert_eq!(
+            run(&only_degraded).0.verdict,
+            Verdict::Incomplete,
+            "incomplete beats degraded"
+        );
         let mut d = Vec::new();
-        assert_eq!(judge(0b0011, &only_degraded, &mut d).verdict, Verdict::Degraded);
-        assert_eq!(run(&[rec("frontend", ""), rec("api", ""), rec("worker", ""), rec("analytics", "")]).0.path, RequestPath::Unknown);
+        assert_eq!(
+            judge(0b0011, &only_degraded, &mut d).verdict,
+            Verdict::Degraded
+        );
+        assert_eq!(
+            run(&[
+                rec("frontend", ""),
+                rec("api", ""),
+                rec("worker", ""),
+                rec("analytics", "")
+            ])
+            .0
+            .path,
+            RequestPath::Unknown
+        );
     }
 
     #[test]
     fn each_divergence_kind_with_its_pair() {
-        let (_, d) = run(&[rec("frontend", r#","selected_flow":"v2""#), rec("analytics", r#","selected_flow":"v1""#)]);
-        assert_eq!(d, [Divergence { kind: DivergenceKind::PathMismatch, upstream: 0, downstream: 3 }]);
+        let (_, d) = run(&[
+            rec("frontend", r#","selected_flow":"v2""#),
+            rec("analytics", r#","selected_flow":"v1""#),
+        ]);
+        assert_eq!(
+            d,
+            [Divergence {
+                kind: DivergenceKind::PathMismatch,
+                upstream: 0,
+                downstream: 3
+            }]
+        );
         // listed downstream-first still yields upstream <= downstream
-        let (_, d) = run(&[rec("worker", r#","job_payload_version":1"#), rec("api", r#","job_payload_version":2"#)]);
-        assert!(d.contains(&Divergence { kind: DivergenceKind::PayloadVersionMismatch, upstream: 1, downstream: 2 }));
-        let (_, d) = run(&[rec("worker", r#","flags_revision":"r1""#), rec("worker", r#","flags_revision":"r2""#)]);
-        assert_eq!(d, [Divergence { kind: DivergenceKind::SnapshotSkew, upstream: 2, downstream: 2 }]);
-        let (_, d) = run(&[rec("worker", r#","job_payload_version":2"#), rec("api", r#","api_capability":"v1""#)]);
-        assert_eq!(d, [Divergence { kind: DivergenceKind::ExposureWithoutCapability, upstream: 1, downstream: 2 }]);
+        let (_, d) = run(&[
+            rec("worker", r#","job_payload_version":1"#),
+            rec("api", r#","job_payload_version":2"#),
+        ]);
+        assert!(d.contains(&Divergence {
+            kind: DivergenceKind::PayloadVersionMismatch,
+            upstream: 1,
+            downstream: 2
+        }));
+        let (_, d) = run(&[
+            rec("worker", r#","flags_revision":"r1""#),
+            rec("worker", r#","flags_revision":"r2""#),
+        ]);
+        assert_eq!(
+            d,
+            [Divergence {
+                kind: DivergenceKind::SnapshotSkew,
+                upstream: 2,
+                downstream: 2
+            }]
+        );
+        let (_, d) = run(&[
+            rec("worker", r#","job_payload_version":2"#),
+            rec("api", r#","api_capability":"v1""#),
+        ]);
+        assert_eq!(
+            d,
+            [Divergence {
+                kind: DivergenceKind::ExposureWithoutCapability,
+                upstream: 1,
+                downstream: 2
+            }]
+        );
         // the api record itself on the new path without the capability
         let (_, d) = run(&[rec("api", r#","api_capability":"v1","selected_flow":"v2""#)]);
-        assert_eq!(d, [Divergence { kind: DivergenceKind::ExposureWithoutCapability, upstream: 1, downstream: 1 }]);
+        assert_eq!(
+            d,
+            [Divergence {
+                kind: DivergenceKind::ExposureWithoutCapability,
+                upstream: 1,
+                downstream: 1
+            }]
+        );
         // no new path, no exposure divergence
-        let (_, d) = run(&[rec("frontend", r#","selected_flow":"v1""#), rec("api", r#","api_capability":"v1""#)]);
+        let (_, d) = run(&[
+            rec("frontend", r#","selected_flow":"v1""#),
+            rec("api", r#","api_capability":"v1""#),
+        ]);
         assert!(d.is_empty());
     }
 
     #[test]
     fn counted_once_per_kind_and_pair() {
-        let recs = [rec("frontend", r#","selected_flow":"v2""#), rec("worker", r#","job_payload_version":1"#), rec("worker", r#","job_payload_version":1"#)];
+        let recs = [
+            rec("frontend", r#","selected_flow":"v2""#),
+            rec("worker", r#","job_payload_version":1"#),
+            rec("worker", r#","job_payload_version":1"#),
+        ];
         let (_, d) = run(&recs);
-        assert_eq!(d.iter().filter(|d| d.kind == DivergenceKind::PathMismatch && d.upstream == 0 && d.downstream == 2).count(), 1);
+        assert_eq!(
+            d.iter()
+                .filter(|d| d.kind == DivergenceKind::PathMismatch
+                    && d.upstream == 0
+                    && d.downstream == 2)
+                .count(),
+            1
+        );
     }
 
     fn arb_facts() -> impl Strategy<Value = Facts> {
-        (0u8..4, 0u8..3, any::<bool>(), 0u64..3, 0u64..3, 0u8..3).prop_map(|(layer, p, degraded, payload, revision, cap)| Facts {
-            pos: 0,
-            ts_ms: 0,
-            payload,
-            revision,
-            layer,
-            path: Path::ALL[p as usize],
-            degraded,
-            capability: [Capability::Unknown, Capability::Matches, Capability::Differs][cap as usize],
-        })
+        (0u8..4, 0u8..3, any::<bool>(), 0u64..3, 0u64..3, 0u8..3).prop_map(
+            |(layer, p, degraded, payload, revision, cap)| Facts {
+                pos: 0,
+                ts_ms: 0,
+                payload,
+                revision,
+                layer,
+                path: Path::ALL[p as usize],
+                degraded,
+                capability: [
+                    Capability::Unknown,
+                    Capability::Matches,
+                    Capability::Differs,
+                ][cap as usize],
+            },
+        )
     }
 
     proptest! {

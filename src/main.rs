@@ -13,12 +13,16 @@ use accord::replay::{replay, Source};
 use accord::service::{cancel_on_signals, Service, ServiceError};
 use accord::simulate::{Generator, Scenario, Timing};
 use accord::source::kafka::KafkaConfig;
-use tokio_util::sync::CancellationToken;
 use accord::{Catalog, Features};
 use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "accord", version, about = "Rollout agreement monitor: did every layer act on the same release state?")]
+#[command(
+    name = "accord",
+    version,
+    about = "Rollout agreement monitor: did every layer act on the same release state?"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -62,7 +66,12 @@ struct RunArgs {
     #[arg(long, env = "ACCORD_BROKERS")]
     brokers: String,
     /// Topic(s) to consume; repeat the flag or separate with commas.
-    #[arg(long = "topic", env = "ACCORD_TOPIC", value_delimiter = ',', required = true)]
+    #[arg(
+        long = "topic",
+        env = "ACCORD_TOPIC",
+        value_delimiter = ',',
+        required = true
+    )]
     topics: Vec<String>,
     #[arg(long, env = "ACCORD_GROUP", default_value = "accord")]
     group: String,
@@ -142,13 +151,21 @@ fn load_catalog(path: &std::path::Path) -> Result<Arc<Catalog>, ExitCode> {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ACCORD_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ACCORD_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::CheckConfig { file } => match Catalog::load(&file) {
             Ok(c) => {
-                println!("{}: ok ({} layers, {} features)", file.display(), c.layers.len(), c.features.len());
+                println!(
+                    "{}: ok ({} layers, {} features)",
+                    file.display(),
+                    c.layers.len(),
+                    c.features.len()
+                );
                 ExitCode::SUCCESS
             }
             Err(errs) => {
@@ -180,13 +197,29 @@ fn main() -> ExitCode {
                 service.run(kafka, listener, cancel).await
             })
         }
-        Cmd::Demo { listen, rate, partitions } => block_on(async move {
+        Cmd::Demo {
+            listen,
+            rate,
+            partitions,
+        } => block_on(async move {
             let cancel = CancellationToken::new();
             cancel_on_signals(cancel.clone());
-            accord::demo::demo(accord::demo::DemoOptions { listen, rate, partitions }, cancel).await
+            accord::demo::demo(
+                accord::demo::DemoOptions {
+                    listen,
+                    rate,
+                    partitions,
+                },
+                cancel,
+            )
+            .await
         }),
         Cmd::Simulate(args) => simulate(args),
-        Cmd::Replay { files, config, format } => {
+        Cmd::Replay {
+            files,
+            config,
+            format,
+        } => {
             let catalog = match load_catalog(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -202,6 +235,15 @@ fn main() -> ExitCode {
             }
             match run_replay(&sources, catalog, format) {
                 Ok(()) => ExitCode::SUCCESS,
+                // `accord replay ... | head` is not an error.
+                Err(e)
+                    if e.chain().any(|c| {
+                        c.downcast_ref::<std::io::Error>()
+                            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                    }) =>
+                {
+                    ExitCode::SUCCESS
+                }
                 Err(e) => {
                     eprintln!("accord: {e:#}");
                     ExitCode::FAILURE
@@ -213,7 +255,10 @@ fn main() -> ExitCode {
 
 /// Runs an async command; configuration errors exit 2, others 1.
 fn block_on(fut: impl std::future::Future<Output = Result<(), ServiceError>>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("accord: cannot start the async runtime: {e}");
@@ -237,14 +282,19 @@ fn simulate(args: SimulateArgs) -> ExitCode {
     // The catalog only tells the windows; without one, use SPEC defaults.
     let timing = match Catalog::load(&args.config) {
         Ok(c) => Timing {
-            window_ms: c.feature("checkout_v2").map_or(c.window_ms, |f| f.window_ms),
+            window_ms: c
+                .feature("checkout_v2")
+                .map_or(c.window_ms, |f| f.window_ms),
             allowed_lateness_ms: c.allowed_lateness_ms,
         },
         Err(e) if args.config.exists() => {
             eprintln!("accord: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
-        Err(_) => Timing { window_ms: 30_000, allowed_lateness_ms: 5_000 },
+        Err(_) => Timing {
+            window_ms: 30_000,
+            allowed_lateness_ms: 5_000,
+        },
     };
     let base = match &args.start {
         None => chrono::Utc::now().timestamp_millis(),
@@ -256,7 +306,14 @@ fn simulate(args: SimulateArgs) -> ExitCode {
             }
         },
     };
-    let gen = Generator::new(args.scenario, timing, args.rate, args.duration.as_millis() as i64, base, args.seed);
+    let gen = Generator::new(
+        args.scenario,
+        timing,
+        args.rate,
+        args.duration.as_millis() as i64,
+        base,
+        args.seed,
+    );
     let report = if let Some(out) = &args.output {
         let mut gen = gen;
         let res = (|| -> std::io::Result<()> {
@@ -281,7 +338,10 @@ fn simulate(args: SimulateArgs) -> ExitCode {
         let brokers = args.brokers.clone().unwrap_or_default();
         let topic = args.topic.clone();
         let props = args.kafka.clone();
-        let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        let rt = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
             Ok(rt) => rt,
             Err(e) => {
                 eprintln!("accord: {e}");

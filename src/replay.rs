@@ -35,7 +35,10 @@ impl Source {
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     #[error("cannot open {name}: {source}")]
-    Open { name: String, source: std::io::Error },
+    Open {
+        name: String,
+        source: std::io::Error,
+    },
     #[error("cannot read {name} at line {line}: {source}")]
     Read {
         name: String,
@@ -45,14 +48,21 @@ pub enum ReplayError {
 }
 
 /// Judges every source in turn, each as its own stream.
-pub fn replay(sources: &[Source], features: &Arc<Features>, obs: &mut impl Observer) -> Result<u64, ReplayError> {
+pub fn replay(
+    sources: &[Source],
+    features: &Arc<Features>,
+    obs: &mut impl Observer,
+) -> Result<u64, ReplayError> {
     let mut total = 0;
     for s in sources {
         let name = s.name();
         let reader: Box<dyn BufRead> = match s {
             Source::Stdin => Box::new(BufReader::with_capacity(1 << 20, std::io::stdin().lock())),
             Source::File(p) => {
-                let f = std::fs::File::open(p).map_err(|source| ReplayError::Open { name: name.clone(), source })?;
+                let f = std::fs::File::open(p).map_err(|source| ReplayError::Open {
+                    name: name.clone(),
+                    source,
+                })?;
                 Box::new(BufReader::with_capacity(1 << 20, f))
             }
         };
@@ -69,7 +79,12 @@ pub fn replay(sources: &[Source], features: &Arc<Features>, obs: &mut impl Obser
 /// it in the same stream; records at the head take the first valid `ts`
 /// that follows (the wall clock if there is none), so the result never
 /// depends on when an archive is judged.
-pub fn replay_stream(mut reader: impl BufRead, pipeline: &mut Pipeline, obs: &mut impl Observer, name: &str) -> Result<u64, ReplayError> {
+pub fn replay_stream(
+    mut reader: impl BufRead,
+    pipeline: &mut Pipeline,
+    obs: &mut impl Observer,
+    name: &str,
+) -> Result<u64, ReplayError> {
     let mut line = Vec::with_capacity(4096);
     let mut pos: u64 = 0;
     let mut lines = 0;
@@ -78,11 +93,13 @@ pub fn replay_stream(mut reader: impl BufRead, pipeline: &mut Pipeline, obs: &mu
     let mut pending: Vec<(u64, Vec<u8>)> = Vec::new();
     loop {
         line.clear();
-        let n = reader.read_until(b'\n', &mut line).map_err(|source| ReplayError::Read {
-            name: name.to_string(),
-            line: pos + 1,
-            source,
-        })?;
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|source| ReplayError::Read {
+                name: name.to_string(),
+                line: pos + 1,
+                source,
+            })?;
         if n == 0 {
             break;
         }
@@ -115,7 +132,12 @@ pub fn replay_stream(mut reader: impl BufRead, pipeline: &mut Pipeline, obs: &mu
     Ok(lines)
 }
 
-fn flush_pending(pending: &mut Vec<(u64, Vec<u8>)>, ts: i64, pipeline: &mut Pipeline, obs: &mut impl Observer) {
+fn flush_pending(
+    pending: &mut Vec<(u64, Vec<u8>)>,
+    ts: i64,
+    pipeline: &mut Pipeline,
+    obs: &mut impl Observer,
+) {
     for (pos, bytes) in pending.drain(..) {
         // These validated once already; validation is deterministic.
         if let Ok(v) = pipeline.validate(&bytes) {

@@ -52,7 +52,8 @@ pub struct Service {
 impl Service {
     pub fn new(catalog: Arc<Catalog>) -> Result<Self, ServiceError> {
         let features = Arc::new(Features::new(catalog.clone()));
-        let metrics = Metrics::new(features.clone()).map_err(|e| ServiceError::Runtime(e.to_string()))?;
+        let metrics =
+            Metrics::new(features.clone()).map_err(|e| ServiceError::Runtime(e.to_string()))?;
         metrics.ready.set(0);
         Ok(Service {
             catalog,
@@ -77,8 +78,15 @@ impl Service {
     }
 
     /// Serves HTTP on `listener` and consumes Kafka until `cancel`.
-    pub async fn run(self, kafka: KafkaConfig, listener: tokio::net::TcpListener, cancel: CancellationToken) -> Result<(), ServiceError> {
-        let addr = listener.local_addr().map_err(|e| ServiceError::Runtime(e.to_string()))?;
+    pub async fn run(
+        self,
+        kafka: KafkaConfig,
+        listener: tokio::net::TcpListener,
+        cancel: CancellationToken,
+    ) -> Result<(), ServiceError> {
+        let addr = listener
+            .local_addr()
+            .map_err(|e| ServiceError::Runtime(e.to_string()))?;
         let app = router(self.app_state());
         let server_cancel = cancel.clone();
         let server = tokio::spawn(async move {
@@ -87,7 +95,12 @@ impl Service {
                 .await
         });
         info!(%addr, "http listening");
-        let source = KafkaSource::new(kafka, self.features.clone(), self.metrics.clone(), self.status.clone());
+        let source = KafkaSource::new(
+            kafka,
+            self.features.clone(),
+            self.metrics.clone(),
+            self.status.clone(),
+        );
         let result = source.run(cancel.clone(), NoObserver).await;
         // Whatever ended the source ends the service.
         cancel.cancel();
@@ -112,13 +125,14 @@ impl Observer for NoObserver {
 /// Cancels `token` on SIGINT or SIGTERM; a second signal exits at once.
 pub fn cancel_on_signals(token: CancellationToken) {
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                warn!(error = %e, "cannot install SIGTERM handler");
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(error = %e, "cannot install SIGTERM handler");
+                    return;
+                }
+            };
         for n in 0..2 {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}

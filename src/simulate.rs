@@ -130,7 +130,12 @@ pub struct Report {
 impl Report {
     fn add(&mut self, story: Story, records: u64) {
         let (f, p, v) = story.expected();
-        *self.expected.entry(f.into()).or_default().entry(format!("{p}/{v}")).or_default() += 1;
+        *self
+            .expected
+            .entry(f.into())
+            .or_default()
+            .entry(format!("{p}/{v}"))
+            .or_default() += 1;
         *self.stories.entry(format!("{story:?}")).or_default() += 1;
         self.requests += 1;
         self.records += records;
@@ -162,7 +167,14 @@ impl Generator {
     /// `rate` records per second for `duration_ms`; `base_ms` anchors event
     /// times (use the wall clock for live traffic, a fixed instant for
     /// reproducible files).
-    pub fn new(scenario: Scenario, timing: Timing, rate: f64, duration_ms: i64, base_ms: i64, seed: u64) -> Self {
+    pub fn new(
+        scenario: Scenario,
+        timing: Timing,
+        rate: f64,
+        duration_ms: i64,
+        base_ms: i64,
+        seed: u64,
+    ) -> Self {
         Generator {
             scenario,
             timing,
@@ -183,9 +195,19 @@ impl Generator {
     }
 
     fn pick(&mut self, at_ms: i64) -> Story {
-        let progress = if self.duration_ms > 0 { (at_ms as f64 / self.duration_ms as f64).clamp(0.0, 1.0) } else { 0.0 };
+        let progress = if self.duration_ms > 0 {
+            (at_ms as f64 / self.duration_ms as f64).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         let x: f64 = self.rng.gen();
-        let exposure = |r: &mut SmallRng, p: f64| if r.gen_bool(p) { Story::AgreeNew } else { Story::AgreeOld };
+        let exposure = |r: &mut SmallRng, p: f64| {
+            if r.gen_bool(p) {
+                Story::AgreeNew
+            } else {
+                Story::AgreeOld
+            }
+        };
         match self.scenario {
             Scenario::HealthyRamp => {
                 if x < 0.15 {
@@ -257,13 +279,23 @@ impl Generator {
         // Near the end no later traffic would close the join before the
         // late record arrives, so it would join and agree: keep the
         // expectation exact by not starting such stories there.
-        if story == Story::AnalyticsLate && at_ms + self.late_emit_delay_ms() + 2 * self.timing.window_ms > self.duration_ms {
+        if story == Story::AnalyticsLate
+            && at_ms + self.late_emit_delay_ms() + 2 * self.timing.window_ms > self.duration_ms
+        {
             story = Story::AgreeNew;
         }
         let n = self.report.requests;
         let id = format!("req-{:08x}-{:06x}", self.rng.gen::<u32>(), n & 0xff_ffff);
         let late = self.late_emit_delay_ms();
-        let recs = build(story, &id, at_ms, self.base_ms, self.timing, late, &mut self.rng);
+        let recs = build(
+            story,
+            &id,
+            at_ms,
+            self.base_ms,
+            self.timing,
+            late,
+            &mut self.rng,
+        );
         self.report.add(story, recs.len() as u64);
         for r in recs {
             self.schedule(r);
@@ -350,7 +382,15 @@ fn record(feature: &str, id: &str, ts_ms: i64, f: &Fields<'_>, rng: &mut SmallRn
 }
 
 /// Expands one request into its records (emit time, event time).
-fn build(story: Story, id: &str, at_ms: i64, base_ms: i64, t: Timing, late_delay: i64, rng: &mut SmallRng) -> Vec<SimRecord> {
+fn build(
+    story: Story,
+    id: &str,
+    at_ms: i64,
+    base_ms: i64,
+    t: Timing,
+    late_delay: i64,
+    rng: &mut SmallRng,
+) -> Vec<SimRecord> {
     let mut out = Vec::with_capacity(4);
     let mut push = |emit: i64, ts: i64, feature: &str, f: Fields<'_>, rng: &mut SmallRng| {
         out.push(SimRecord {
@@ -361,15 +401,58 @@ fn build(story: Story, id: &str, at_ms: i64, base_ms: i64, t: Timing, late_delay
     };
     if story == Story::SearchAgree {
         let a = at_ms + rng.gen_range(5..40);
-        push(at_ms, at_ms, "search.ranking", Fields { layer: "frontend", flag: Some("\"on\""), cap: None, flow: Some("ltr"), payload: None, revision: "r42" }, rng);
-        push(a, a, "search.ranking", Fields { layer: "api", flag: Some("true"), cap: None, flow: Some("ltr"), payload: None, revision: "r42" }, rng);
+        push(
+            at_ms,
+            at_ms,
+            "search.ranking",
+            Fields {
+                layer: "frontend",
+                flag: Some("\"on\""),
+                cap: None,
+                flow: Some("ltr"),
+                payload: None,
+                revision: "r42",
+            },
+            rng,
+        );
+        push(
+            a,
+            a,
+            "search.ranking",
+            Fields {
+                layer: "api",
+                flag: Some("true"),
+                cap: None,
+                flow: Some("ltr"),
+                payload: None,
+                revision: "r42",
+            },
+            rng,
+        );
         let an = at_ms + rng.gen_range(200..1500);
-        push(an, an, "search.ranking", Fields { layer: "analytics", flag: None, cap: None, flow: Some("ltr"), payload: None, revision: "r42" }, rng);
+        push(
+            an,
+            an,
+            "search.ranking",
+            Fields {
+                layer: "analytics",
+                flag: None,
+                cap: None,
+                flow: Some("ltr"),
+                payload: None,
+                revision: "r42",
+            },
+            rng,
+        );
         return out;
     }
     let new = !matches!(story, Story::AgreeOld | Story::DegradedFallback);
     let (flow, payload) = if new { ("v2", 2) } else { ("v1", 1) };
-    let rev_front = if story == Story::SnapshotSkew { "r41" } else { "r42" };
+    let rev_front = if story == Story::SnapshotSkew {
+        "r41"
+    } else {
+        "r42"
+    };
     // Analytics delays stay well inside the window so agreeing requests
     // close early; the late one arrives after window + lateness.
     let api_ts = at_ms + rng.gen_range(5..60);
@@ -377,17 +460,116 @@ fn build(story: Story, id: &str, at_ms: i64, base_ms: i64, t: Timing, late_delay
     let analytics_ts = at_ms + rng.gen_range(150..(t.window_ms / 3).max(151));
     match story {
         Story::FakeAvailability => {
-            push(at_ms, at_ms, "checkout_v2", Fields { layer: "frontend", flag: Some("true"), cap: None, flow: Some("v2"), payload: None, revision: "r42" }, rng);
-            push(api_ts, api_ts, "checkout_v2", Fields { layer: "api", flag: Some("true"), cap: Some("v1"), flow: Some("v1"), payload: Some(1), revision: "r42" }, rng);
-            push(worker_ts, worker_ts, "checkout_v2", Fields { layer: "worker", flag: None, cap: None, flow: None, payload: Some(1), revision: "r42" }, rng);
-            push(analytics_ts, analytics_ts, "checkout_v2", Fields { layer: "analytics", flag: None, cap: None, flow: Some("v1"), payload: None, revision: "r42" }, rng);
+            push(
+                at_ms,
+                at_ms,
+                "checkout_v2",
+                Fields {
+                    layer: "frontend",
+                    flag: Some("true"),
+                    cap: None,
+                    flow: Some("v2"),
+                    payload: None,
+                    revision: "r42",
+                },
+                rng,
+            );
+            push(
+                api_ts,
+                api_ts,
+                "checkout_v2",
+                Fields {
+                    layer: "api",
+                    flag: Some("true"),
+                    cap: Some("v1"),
+                    flow: Some("v1"),
+                    payload: Some(1),
+                    revision: "r42",
+                },
+                rng,
+            );
+            push(
+                worker_ts,
+                worker_ts,
+                "checkout_v2",
+                Fields {
+                    layer: "worker",
+                    flag: None,
+                    cap: None,
+                    flow: None,
+                    payload: Some(1),
+                    revision: "r42",
+                },
+                rng,
+            );
+            push(
+                analytics_ts,
+                analytics_ts,
+                "checkout_v2",
+                Fields {
+                    layer: "analytics",
+                    flag: None,
+                    cap: None,
+                    flow: Some("v1"),
+                    payload: None,
+                    revision: "r42",
+                },
+                rng,
+            );
         }
         _ => {
-            let front_flag = if story == Story::DegradedFallback || new { "true" } else { "false" };
-            push(at_ms, at_ms, "checkout_v2", Fields { layer: "frontend", flag: Some(front_flag), cap: None, flow: Some(flow), payload: None, revision: rev_front }, rng);
-            push(api_ts, api_ts, "checkout_v2", Fields { layer: "api", flag: Some(if new { "true" } else { "false" }), cap: Some("v2"), flow: Some(flow), payload: Some(payload), revision: "r42" }, rng);
-            let worker_payload = if story == Story::OldWorker { 1 } else { payload };
-            push(worker_ts, worker_ts, "checkout_v2", Fields { layer: "worker", flag: None, cap: None, flow: None, payload: Some(worker_payload), revision: "r42" }, rng);
+            let front_flag = if story == Story::DegradedFallback || new {
+                "true"
+            } else {
+                "false"
+            };
+            push(
+                at_ms,
+                at_ms,
+                "checkout_v2",
+                Fields {
+                    layer: "frontend",
+                    flag: Some(front_flag),
+                    cap: None,
+                    flow: Some(flow),
+                    payload: None,
+                    revision: rev_front,
+                },
+                rng,
+            );
+            push(
+                api_ts,
+                api_ts,
+                "checkout_v2",
+                Fields {
+                    layer: "api",
+                    flag: Some(if new { "true" } else { "false" }),
+                    cap: Some("v2"),
+                    flow: Some(flow),
+                    payload: Some(payload),
+                    revision: "r42",
+                },
+                rng,
+            );
+            let worker_payload = if story == Story::OldWorker {
+                1
+            } else {
+                payload
+            };
+            push(
+                worker_ts,
+                worker_ts,
+                "checkout_v2",
+                Fields {
+                    layer: "worker",
+                    flag: None,
+                    cap: None,
+                    flow: None,
+                    payload: Some(worker_payload),
+                    revision: "r42",
+                },
+                rng,
+            );
             match story {
                 Story::AnalyticsMissing => {}
                 Story::AnalyticsLate => {
@@ -395,9 +577,35 @@ fn build(story: Story, id: &str, at_ms: i64, base_ms: i64, t: Timing, late_delay
                     // lateness + a margin), still remembered as closed
                     // (< 2 × window), carrying its early event time.
                     let emit = at_ms + late_delay;
-                    push(emit, analytics_ts, "checkout_v2", Fields { layer: "analytics", flag: None, cap: None, flow: Some(flow), payload: None, revision: "r42" }, rng);
+                    push(
+                        emit,
+                        analytics_ts,
+                        "checkout_v2",
+                        Fields {
+                            layer: "analytics",
+                            flag: None,
+                            cap: None,
+                            flow: Some(flow),
+                            payload: None,
+                            revision: "r42",
+                        },
+                        rng,
+                    );
                 }
-                _ => push(analytics_ts, analytics_ts, "checkout_v2", Fields { layer: "analytics", flag: None, cap: None, flow: Some(flow), payload: None, revision: "r42" }, rng),
+                _ => push(
+                    analytics_ts,
+                    analytics_ts,
+                    "checkout_v2",
+                    Fields {
+                        layer: "analytics",
+                        flag: None,
+                        cap: None,
+                        flow: Some(flow),
+                        payload: None,
+                        revision: "r42",
+                    },
+                    rng,
+                ),
             }
         }
     }
@@ -410,7 +618,17 @@ mod tests {
 
     #[test]
     fn records_come_out_in_emit_order_and_are_valid() {
-        let g = Generator::new(Scenario::Mixed, Timing { window_ms: 5_000, allowed_lateness_ms: 1_000 }, 2_000.0, 20_000, 0, 7);
+        let g = Generator::new(
+            Scenario::Mixed,
+            Timing {
+                window_ms: 5_000,
+                allowed_lateness_ms: 1_000,
+            },
+            2_000.0,
+            20_000,
+            0,
+            7,
+        );
         let mut last = i64::MIN;
         let mut n = 0;
         for r in g {
@@ -425,9 +643,16 @@ mod tests {
 
     #[test]
     fn same_seed_same_stream() {
-        let t = Timing { window_ms: 30_000, allowed_lateness_ms: 5_000 };
-        let a: Vec<String> = Generator::new(Scenario::SlowAnalytics, t, 500.0, 5_000, 1, 3).map(|r| r.json).collect();
-        let b: Vec<String> = Generator::new(Scenario::SlowAnalytics, t, 500.0, 5_000, 1, 3).map(|r| r.json).collect();
+        let t = Timing {
+            window_ms: 30_000,
+            allowed_lateness_ms: 5_000,
+        };
+        let a: Vec<String> = Generator::new(Scenario::SlowAnalytics, t, 500.0, 5_000, 1, 3)
+            .map(|r| r.json)
+            .collect();
+        let b: Vec<String> = Generator::new(Scenario::SlowAnalytics, t, 500.0, 5_000, 1, 3)
+            .map(|r| r.json)
+            .collect();
         assert_eq!(a, b);
     }
 }

@@ -241,7 +241,7 @@ stop_all_services() {
     for (( i = ${#_ACCORD_SVC_ORDER[@]} - 1; i >= 0; i-- )); do
         name="${_ACCORD_SVC_ORDER[$i]}"
         if [[ -n "${_ACCORD_SVC_PID[$name]:-}" ]]; then
-            stop_service "$name" TERM 5 || true
+            stop_service "$name" TERM 8 || true
         fi
     done
     _ACCORD_SVC_ORDER=()
@@ -373,6 +373,10 @@ start_tansu() {
 }
 
 # stop_tansu: SIGTERM (then SIGKILL after 10 s); waits until the port is free.
+# tansu exits at once when idle but takes ~5 s while clients are connected.
+# With memory:// everything (topics, records, group offsets) is gone after a
+# restart; librdkafka clients reconnect and rejoin on their own, and a producer
+# re-creates a missing topic by itself (auto-create, 4 partitions here).
 stop_tansu() {
     local port="${_ACCORD_SVC_PORT[tansu]:-}"
     stop_service tansu TERM 10
@@ -506,7 +510,10 @@ install_prometheus_stack() {
 }
 
 # start_prometheus CONFIG PORT DATADIR [EXTRA_ARGS...]: waits for /-/ready (30 s).
-# The lifecycle API is on (POST /-/reload, /-/quit).
+# The lifecycle API is on (POST /-/reload, /-/quit). For alerting tests pass
+# --rules.alert.resend-delay=1s: Prometheus learns its static alertmanagers
+# only ~5 s after start, drops the alerts it fires before that, and by default
+# re-sends only after 1 min.
 start_prometheus() {
     local cfg="${1:?start_prometheus CONFIG PORT DATADIR}" port="${2:?start_prometheus CONFIG PORT DATADIR}"
     local data="${3:?start_prometheus CONFIG PORT DATADIR}"; shift 3

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::catalog::{Catalog, LayerId};
@@ -69,7 +69,12 @@ pub struct Metrics {
     features: Arc<Features>,
 }
 
-fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, MetricsError> {
+fn counter_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, MetricsError> {
     let c = IntCounterVec::new(Opts::new(name, help), labels)?;
     r.register(Box::new(c.clone()))?;
     Ok(c)
@@ -149,7 +154,9 @@ impl Metrics {
             registry: r,
             features,
         };
-        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         for r in Reject::ALL {
             m.records_rejected.with_label_values(&[r.as_str()]);
         }
@@ -158,7 +165,9 @@ impl Metrics {
         }
         let cat = m.features.catalog().clone();
         for (i, f) in cat.features.iter().enumerate() {
-            m.feature_info.with_label_values(&[&f.key, &f.owner, f.class.as_str()]).set(1);
+            m.feature_info
+                .with_label_values(&[&f.key, &f.owner, f.class.as_str()])
+                .set(1);
             if let Some(t) = f.expires {
                 m.feature_expiry.with_label_values(&[&f.key]).set(t as f64);
             }
@@ -185,7 +194,10 @@ impl Metrics {
             m: self.clone(),
             catalog: self.features.catalog().clone(),
             handles: Vec::new(),
-            rejected: Reject::ALL.iter().map(|r| self.records_rejected.with_label_values(&[r.as_str()])).collect(),
+            rejected: Reject::ALL
+                .iter()
+                .map(|r| self.records_rejected.with_label_values(&[r.as_str()]))
+                .collect(),
         }
     }
 
@@ -227,7 +239,12 @@ impl FeatureHandles {
             for u in 0..n {
                 for d in u..n {
                     divergences[(k as usize * n + u) * n + d] =
-                        Some(m.divergences.with_label_values(&[f, k.as_str(), layers[u], layers[d]]));
+                        Some(m.divergences.with_label_values(&[
+                            f,
+                            k.as_str(),
+                            layers[u],
+                            layers[d],
+                        ]));
                 }
             }
         }
@@ -238,16 +255,30 @@ impl FeatureHandles {
             }
         }
         FeatureHandles {
-            records: layers.iter().map(|l| m.records.with_label_values(&[f, l])).collect(),
-            late: layers.iter().map(|l| m.records_late.with_label_values(&[f, l])).collect(),
+            records: layers
+                .iter()
+                .map(|l| m.records.with_label_values(&[f, l]))
+                .collect(),
+            late: layers
+                .iter()
+                .map(|l| m.records_late.with_label_values(&[f, l]))
+                .collect(),
             decisions: layers
                 .iter()
-                .map(|l| Path::ALL.map(|p| m.layer_decisions.with_label_values(&[f, l, p.as_str()])))
+                .map(|l| {
+                    Path::ALL.map(|p| m.layer_decisions.with_label_values(&[f, l, p.as_str()]))
+                })
                 .collect(),
             requests,
             divergences,
-            missing: layers.iter().map(|l| m.missing_layers.with_label_values(&[f, l])).collect(),
-            lag: layers.iter().map(|l| m.layer_lag.with_label_values(&[f, l])).collect(),
+            missing: layers
+                .iter()
+                .map(|l| m.missing_layers.with_label_values(&[f, l]))
+                .collect(),
+            lag: layers
+                .iter()
+                .map(|l| m.layer_lag.with_label_values(&[f, l]))
+                .collect(),
         }
     }
 }
@@ -294,7 +325,9 @@ impl Observer for MetricsObserver {
         let j = c.judgement;
         h.requests[j.path as usize * 4 + j.verdict as usize].inc();
         for d in c.divergences {
-            if let Some(ctr) = &h.divergences[(d.kind as usize * n + d.upstream as usize) * n + d.downstream as usize] {
+            if let Some(ctr) = &h.divergences
+                [(d.kind as usize * n + d.upstream as usize) * n + d.downstream as usize]
+            {
                 ctr.inc();
             }
         }
@@ -325,10 +358,12 @@ impl Observer for MetricsObserver {
 /// Gauge for a stream's watermark delay; kept here so the source does not
 /// need to know label order.
 pub fn watermark_gauge(m: &Metrics, topic: &str, partition: i32) -> Gauge {
-    m.watermark_delay.with_label_values(&[topic, &partition.to_string()])
+    m.watermark_delay
+        .with_label_values(&[topic, &partition.to_string()])
 }
 
 /// Handle for `accord_consumer_lag_messages`.
 pub fn lag_gauge(m: &Metrics, topic: &str, partition: i32) -> IntGauge {
-    m.consumer_lag.with_label_values(&[topic, &partition.to_string()])
+    m.consumer_lag
+        .with_label_values(&[topic, &partition.to_string()])
 }

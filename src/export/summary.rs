@@ -105,9 +105,13 @@ impl Summary {
                 }
                 paths.insert(p.as_str().to_string(), by_v);
             }
-            let exposed = |v: Verdict| c.requests[RequestPath::New as usize][v as usize] + c.requests[RequestPath::Mixed as usize][v as usize];
+            let exposed = |v: Verdict| {
+                c.requests[RequestPath::New as usize][v as usize]
+                    + c.requests[RequestPath::Mixed as usize][v as usize]
+            };
             let exposed_agree = exposed(Verdict::Agree);
-            let exposed_requests = exposed(Verdict::Agree) + exposed(Verdict::Degraded) + exposed(Verdict::Diverge);
+            let exposed_requests =
+                exposed(Verdict::Agree) + exposed(Verdict::Degraded) + exposed(Verdict::Diverge);
             let mut divergences: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
             for (&(k, u, d), &n) in &c.divergences {
                 divergences
@@ -115,9 +119,15 @@ impl Summary {
                     .or_default()
                     .insert(format!("{}/{}", layer(u as usize), layer(d as usize)), n);
             }
-            let per_layer = |v: &Vec<u64>| v.iter().enumerate().map(|(l, n)| (layer(l), *n)).collect::<BTreeMap<_, _>>();
+            let per_layer = |v: &Vec<u64>| {
+                v.iter()
+                    .enumerate()
+                    .map(|(l, n)| (layer(l), *n))
+                    .collect::<BTreeMap<_, _>>()
+            };
             let fr = FeatureReport {
-                exposed_agreement: (exposed_requests > 0).then(|| exposed_agree as f64 / exposed_requests as f64),
+                exposed_agreement: (exposed_requests > 0)
+                    .then(|| exposed_agree as f64 / exposed_requests as f64),
                 exposed_requests,
                 exposed_agree,
                 requests: verdicts.values().sum(),
@@ -131,7 +141,15 @@ impl Summary {
                     .decisions
                     .iter()
                     .enumerate()
-                    .map(|(l, d)| (layer(l), Path::ALL.iter().map(|p| (p.as_str().to_string(), d[*p as usize])).collect()))
+                    .map(|(l, d)| {
+                        (
+                            layer(l),
+                            Path::ALL
+                                .iter()
+                                .map(|p| (p.as_str().to_string(), d[*p as usize]))
+                                .collect(),
+                        )
+                    })
                     .collect(),
             };
             records += c.records.iter().sum::<u64>();
@@ -143,7 +161,10 @@ impl Summary {
             records,
             late,
             requests,
-            rejected: Reject::ALL.iter().map(|r| (r.as_str().to_string(), self.rejected[r.index()])).collect(),
+            rejected: Reject::ALL
+                .iter()
+                .map(|r| (r.as_str().to_string(), self.rejected[r.index()]))
+                .collect(),
             features,
         }
     }
@@ -167,7 +188,9 @@ impl Observer for Summary {
         let j = cl.judgement;
         c.requests[j.path as usize][j.verdict as usize] += 1;
         for d in cl.divergences {
-            *c.divergences.entry((d.kind, d.upstream, d.downstream)).or_default() += 1;
+            *c.divergences
+                .entry((d.kind, d.upstream, d.downstream))
+                .or_default() += 1;
         }
         let mut m = j.missing;
         while m != 0 {

@@ -94,31 +94,68 @@ pub fn accord(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
 /// Asserts that a replay `summary` JSON and a `/metrics` scrape agree on
 /// every count the summary reports.
 pub fn assert_summary_matches(summary: &str, prom: &BTreeMap<String, f64>, ctx: &str) {
-    let s: serde_json::Value = serde_json::from_str(summary).unwrap_or_else(|e| panic!("{ctx}: summary is not JSON: {e}"));
+    let s: serde_json::Value =
+        serde_json::from_str(summary).unwrap_or_else(|e| panic!("{ctx}: summary is not JSON: {e}"));
     let get = |series: String| -> f64 { *prom.get(&canonical_series(&series)).unwrap_or(&0.0) };
     for (reason, n) in s["rejected"].as_object().unwrap() {
-        assert_eq!(n.as_f64().unwrap(), get(format!(r#"accord_records_rejected_total{{reason="{reason}"}}"#)), "{ctx}: rejected {reason}");
+        assert_eq!(
+            n.as_f64().unwrap(),
+            get(format!(
+                r#"accord_records_rejected_total{{reason="{reason}"}}"#
+            )),
+            "{ctx}: rejected {reason}"
+        );
     }
     let mut total_records = 0.0;
     for (f, fr) in s["features"].as_object().unwrap() {
         for (path, by_v) in fr["paths"].as_object().unwrap() {
             for (v, n) in by_v.as_object().unwrap() {
-                assert_eq!(n.as_f64().unwrap(), get(format!(r#"accord_requests_total{{feature="{f}",path="{path}",verdict="{v}"}}"#)), "{ctx}: {f} {path} {v}");
+                assert_eq!(
+                    n.as_f64().unwrap(),
+                    get(format!(
+                        r#"accord_requests_total{{feature="{f}",path="{path}",verdict="{v}"}}"#
+                    )),
+                    "{ctx}: {f} {path} {v}"
+                );
             }
         }
         for (layer, n) in fr["records"].as_object().unwrap() {
             total_records += n.as_f64().unwrap();
-            assert_eq!(n.as_f64().unwrap(), get(format!(r#"accord_records_total{{feature="{f}",layer="{layer}"}}"#)), "{ctx}: records {f} {layer}");
+            assert_eq!(
+                n.as_f64().unwrap(),
+                get(format!(
+                    r#"accord_records_total{{feature="{f}",layer="{layer}"}}"#
+                )),
+                "{ctx}: records {f} {layer}"
+            );
         }
         for (layer, n) in fr["late"].as_object().unwrap() {
-            assert_eq!(n.as_f64().unwrap(), get(format!(r#"accord_records_late_total{{feature="{f}",layer="{layer}"}}"#)), "{ctx}: late {f} {layer}");
+            assert_eq!(
+                n.as_f64().unwrap(),
+                get(format!(
+                    r#"accord_records_late_total{{feature="{f}",layer="{layer}"}}"#
+                )),
+                "{ctx}: late {f} {layer}"
+            );
         }
         for (layer, n) in fr["missing_layers"].as_object().unwrap() {
-            assert_eq!(n.as_f64().unwrap(), get(format!(r#"accord_missing_layers_total{{feature="{f}",layer="{layer}"}}"#)), "{ctx}: missing {f} {layer}");
+            assert_eq!(
+                n.as_f64().unwrap(),
+                get(format!(
+                    r#"accord_missing_layers_total{{feature="{f}",layer="{layer}"}}"#
+                )),
+                "{ctx}: missing {f} {layer}"
+            );
         }
         for (layer, by_p) in fr["layer_decisions"].as_object().unwrap() {
             for (p, n) in by_p.as_object().unwrap() {
-                assert_eq!(n.as_f64().unwrap(), get(format!(r#"accord_layer_decisions_total{{feature="{f}",layer="{layer}",path="{p}"}}"#)), "{ctx}: decisions");
+                assert_eq!(
+                    n.as_f64().unwrap(),
+                    get(format!(
+                        r#"accord_layer_decisions_total{{feature="{f}",layer="{layer}",path="{p}"}}"#
+                    )),
+                    "{ctx}: decisions"
+                );
             }
         }
         let mut divs = 0.0;
@@ -126,15 +163,28 @@ pub fn assert_summary_matches(summary: &str, prom: &BTreeMap<String, f64>, ctx: 
             for (pair, n) in pairs.as_object().unwrap() {
                 let (u, d) = pair.split_once('/').unwrap();
                 divs += n.as_f64().unwrap();
-                assert_eq!(n.as_f64().unwrap(), get(format!(r#"accord_divergences_total{{downstream="{d}",feature="{f}",kind="{kind}",upstream="{u}"}}"#)), "{ctx}: {kind} {pair}");
+                assert_eq!(
+                    n.as_f64().unwrap(),
+                    get(format!(
+                        r#"accord_divergences_total{{downstream="{d}",feature="{f}",kind="{kind}",upstream="{u}"}}"#
+                    )),
+                    "{ctx}: {kind} {pair}"
+                );
             }
         }
         let prom_divs: f64 = prom
             .iter()
-            .filter(|(k, _)| k.starts_with("accord_divergences_total{") && k.contains(&format!(r#"feature="{f}""#)))
+            .filter(|(k, _)| {
+                k.starts_with("accord_divergences_total{")
+                    && k.contains(&format!(r#"feature="{f}""#))
+            })
             .map(|(_, v)| v)
             .sum();
         assert_eq!(divs, prom_divs, "{ctx}: divergences of {f}");
     }
-    assert_eq!(s["records"].as_f64().unwrap(), total_records, "{ctx}: total records");
+    assert_eq!(
+        s["records"].as_f64().unwrap(),
+        total_records,
+        "{ctx}: total records"
+    );
 }

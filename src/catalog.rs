@@ -126,10 +126,7 @@ pub struct Catalog {
 
 impl Catalog {
     pub fn layer_id(&self, name: &str) -> Option<LayerId> {
-        self.layers
-            .iter()
-            .position(|l| l == name)
-            .map(|i| i as LayerId)
+        self.layers.iter().position(|l| l == name).map(|i| i as LayerId)
     }
     pub fn layer_name(&self, id: LayerId) -> &str {
         &self.layers[id as usize]
@@ -156,22 +153,13 @@ impl Catalog {
 
     /// Validates catalog text; `path` only names the file in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Catalog, CatalogErrors> {
-        let mut v = Validator {
-            file: path.to_path_buf(),
-            text,
-            errors: Vec::new(),
-        };
+        let mut v = Validator { file: path.to_path_buf(), text, errors: Vec::new() };
         let raw: RawCatalog = match toml::from_str(text) {
             Ok(r) => r,
             Err(e) => {
                 let line = e.span().map(|s| line_of(text, s.start));
                 let (field, problem) = split_toml_error(e.message());
-                v.errors.push(CatalogError {
-                    file: v.file.clone(),
-                    line,
-                    field,
-                    problem,
-                });
+                v.errors.push(CatalogError { file: v.file.clone(), line, field, problem });
                 return Err(CatalogErrors(v.errors));
             }
         };
@@ -225,11 +213,9 @@ impl fmt::Display for CatalogErrors {
         match self.0.first() {
             None => write!(f, "invalid catalog"),
             Some(first) if self.0.len() == 1 => write!(f, "{first}"),
-            Some(first) => write!(
-                f,
-                "{first} (and {} more problems; `accord check-config` lists them)",
-                self.0.len() - 1
-            ),
+            Some(first) => {
+                write!(f, "{first} (and {} more problems; `accord check-config` lists them)", self.0.len() - 1)
+            }
         }
     }
 }
@@ -274,11 +260,7 @@ struct RawFeature {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 /// toml's messages read like "missing field `key`" or
@@ -288,18 +270,12 @@ fn split_toml_error(msg: &str) -> (String, String) {
     let msg = msg.trim();
     if let Some(rest) = msg.strip_prefix("unknown field `") {
         if let Some(end) = rest.find('`') {
-            return (
-                rest[..end].to_string(),
-                format!("unknown field{}", &rest[end + 1..]),
-            );
+            return (rest[..end].to_string(), format!("unknown field{}", &rest[end + 1..]));
         }
     }
     if let Some(rest) = msg.strip_prefix("missing field `") {
         if let Some(end) = rest.find('`') {
-            return (
-                rest[..end].to_string(),
-                "missing required field".to_string(),
-            );
+            return (rest[..end].to_string(), "missing required field".to_string());
         }
     }
     (String::new(), msg.replace('\n', " "))
@@ -312,12 +288,7 @@ struct Validator<'t> {
 }
 
 impl Validator<'_> {
-    fn err(
-        &mut self,
-        span: std::ops::Range<usize>,
-        field: impl Into<String>,
-        problem: impl Into<String>,
-    ) {
+    fn err(&mut self, span: std::ops::Range<usize>, field: impl Into<String>, problem: impl Into<String>) {
         self.errors.push(CatalogError {
             file: self.file.clone(),
             line: Some(line_of(self.text, span.start)),
@@ -341,10 +312,7 @@ impl Validator<'_> {
                 self.err(
                     v.span(),
                     field,
-                    format!(
-                        "invalid duration {:?}: {e} (use humantime syntax like \"30s\" or \"2m\")",
-                        v.get_ref()
-                    ),
+                    format!("invalid duration {:?}: {e} (use humantime syntax like \"30s\" or \"2m\")", v.get_ref()),
                 );
                 None
             }
@@ -353,11 +321,7 @@ impl Validator<'_> {
 
     fn positive(&mut self, v: &Spanned<i64>, field: &str) -> Option<usize> {
         if *v.get_ref() < 1 {
-            self.err(
-                v.span(),
-                field,
-                format!("must be at least 1, got {}", v.get_ref()),
-            );
+            self.err(v.span(), field, format!("must be at least 1, got {}", v.get_ref()));
             None
         } else {
             Some(*v.get_ref() as usize)
@@ -369,63 +333,42 @@ impl Validator<'_> {
         let mut layers: Vec<String> = Vec::new();
         match &mon.layers {
             None => {
-                layers = ["frontend", "api", "worker", "analytics"]
-                    .map(String::from)
-                    .to_vec();
+                layers = ["frontend", "api", "worker", "analytics"].map(String::from).to_vec();
             }
             Some(ls) => {
                 if ls.get_ref().is_empty() {
                     self.err(ls.span(), "monitor.layers", "must name at least one layer");
                 }
                 if ls.get_ref().len() > MAX_LAYERS {
-                    self.err(
-                        ls.span(),
-                        "monitor.layers",
-                        format!("at most {MAX_LAYERS} layers are supported"),
-                    );
+                    self.err(ls.span(), "monitor.layers", format!("at most {MAX_LAYERS} layers are supported"));
                 }
                 for l in ls.get_ref() {
                     let name = l.get_ref();
                     if name.is_empty()
                         || name.len() > 64
-                        || !name
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
                     {
                         self.err(
                             l.span(),
                             "monitor.layers",
-                            format!(
-                                "invalid layer name {name:?} (use [A-Za-z0-9_-], at most 64 bytes)"
-                            ),
+                            format!("invalid layer name {name:?} (use [A-Za-z0-9_-], at most 64 bytes)"),
                         );
                     } else if layers.contains(name) {
-                        self.err(
-                            l.span(),
-                            "monitor.layers",
-                            format!("layer {name:?} is listed twice"),
-                        );
+                        self.err(l.span(), "monitor.layers", format!("layer {name:?} is listed twice"));
                     } else {
                         layers.push(name.clone());
                     }
                 }
             }
         }
-        let window_ms = mon
-            .window
-            .as_ref()
-            .and_then(|w| self.duration(w, "monitor.window", false))
-            .unwrap_or(30_000);
+        let window_ms = mon.window.as_ref().and_then(|w| self.duration(w, "monitor.window", false)).unwrap_or(30_000);
         let allowed_lateness_ms = mon
             .allowed_lateness
             .as_ref()
             .and_then(|w| self.duration(w, "monitor.allowed_lateness", true))
             .unwrap_or(5_000);
-        let max_open_joins = mon
-            .max_open_joins
-            .as_ref()
-            .and_then(|v| self.positive(v, "monitor.max_open_joins"))
-            .unwrap_or(1_000_000);
+        let max_open_joins =
+            mon.max_open_joins.as_ref().and_then(|v| self.positive(v, "monitor.max_open_joins")).unwrap_or(1_000_000);
         let max_closed_keys = mon
             .max_closed_keys
             .as_ref()
@@ -449,11 +392,7 @@ impl Validator<'_> {
         let max_tracked_features = match &mon.max_tracked_features {
             None => 50,
             Some(v) if *v.get_ref() < 0 || *v.get_ref() > 10_000 => {
-                self.err(
-                    v.span(),
-                    "monitor.max_tracked_features",
-                    "must be between 0 and 10000",
-                );
+                self.err(v.span(), "monitor.max_tracked_features", "must be between 0 and 10000");
                 50
             }
             Some(v) => *v.get_ref() as usize,
@@ -476,7 +415,9 @@ impl Validator<'_> {
                 file: self.file.clone(),
                 line: None,
                 field: "feature".into(),
-                problem: "the catalog lists no [[feature]] (and unknown_features = \"reject\" would reject every record)".into(),
+                problem:
+                    "the catalog lists no [[feature]] (and unknown_features = \"reject\" would reject every record)"
+                        .into(),
             });
         }
         for (i, f) in raw.feature.into_iter().enumerate() {
@@ -504,12 +445,7 @@ impl Validator<'_> {
         cat
     }
 
-    fn layer_mask(
-        &mut self,
-        list: &Spanned<Vec<Spanned<String>>>,
-        field: &str,
-        cat: &Catalog,
-    ) -> u64 {
+    fn layer_mask(&mut self, list: &Spanned<Vec<Spanned<String>>>, field: &str, cat: &Catalog) -> u64 {
         let mut m = 0u64;
         for l in list.get_ref() {
             match cat.layer_id(l.get_ref()) {
@@ -517,11 +453,7 @@ impl Validator<'_> {
                 None => self.err(
                     l.span(),
                     field,
-                    format!(
-                        "unknown layer {:?} (monitor.layers: {})",
-                        l.get_ref(),
-                        cat.layers.join(", ")
-                    ),
+                    format!("unknown layer {:?} (monitor.layers: {})", l.get_ref(), cat.layers.join(", ")),
                 ),
             }
         }
@@ -549,17 +481,10 @@ impl Validator<'_> {
         }
     }
 
-    fn feature(
-        &mut self,
-        i: usize,
-        span: std::ops::Range<usize>,
-        f: RawFeature,
-        cat: &Catalog,
-    ) -> Option<FeatureSpec> {
+    fn feature(&mut self, i: usize, span: std::ops::Range<usize>, f: RawFeature, cat: &Catalog) -> Option<FeatureSpec> {
         let before = self.errors.len();
         let name = |field: &str| format!("feature[{i}].{field}");
-        let missing =
-            |v: &mut Self, field: &str| v.err(span.clone(), name(field), "missing required field");
+        let missing = |v: &mut Self, field: &str| v.err(span.clone(), name(field), "missing required field");
         let key = match &f.key {
             None => {
                 missing(self, "key");
@@ -569,9 +494,7 @@ impl Validator<'_> {
                 let s = k.get_ref();
                 if s.is_empty()
                     || s.len() > MAX_KEY_BYTES
-                    || !s.bytes().all(|b| {
-                        b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-')
-                    })
+                    || !s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
                 {
                     self.err(
                         k.span(),
@@ -580,11 +503,7 @@ impl Validator<'_> {
                     );
                 }
                 if s == "other" {
-                    self.err(
-                        k.span(),
-                        name("key"),
-                        "\"other\" is reserved for untracked features",
-                    );
+                    self.err(k.span(), name("key"), "\"other\" is reserved for untracked features");
                 }
                 s.clone()
             }
@@ -605,7 +524,10 @@ impl Validator<'_> {
                 self.err(
                     c.span(),
                     name("class"),
-                    format!("unknown class {:?} (interface | decision | state-machine | recovery-surface)", c.get_ref()),
+                    format!(
+                        "unknown class {:?} (interface | decision | state-machine | recovery-surface)",
+                        c.get_ref()
+                    ),
                 );
                 FeatureClass::Decision
             }),
@@ -618,24 +540,10 @@ impl Validator<'_> {
                     toml::Value::Datetime(d) => Some(d.to_string()),
                     _ => None,
                 };
-                match text
-                    .as_deref()
-                    .and_then(|t| chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").ok())
-                {
-                    Some(d) => (
-                        Some(
-                            d.and_hms_opt(0, 0, 0)
-                                .map(|t| t.and_utc().timestamp())
-                                .unwrap_or(0),
-                        ),
-                        text,
-                    ),
+                match text.as_deref().and_then(|t| chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").ok()) {
+                    Some(d) => (Some(d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp()).unwrap_or(0)), text),
                     None => {
-                        self.err(
-                            v.span(),
-                            name("expires"),
-                            "must be a date like \"2027-01-31\"",
-                        );
+                        self.err(v.span(), name("expires"), "must be a date like \"2027-01-31\"");
                         (None, None)
                     }
                 }
@@ -653,38 +561,21 @@ impl Validator<'_> {
                 self.layer_mask(list, &name("expect"), cat)
             }
         };
-        let optional = f
-            .optional
-            .as_ref()
-            .map(|l| self.layer_mask(l, &name("optional"), cat))
-            .unwrap_or(0);
+        let optional = f.optional.as_ref().map(|l| self.layer_mask(l, &name("optional"), cat)).unwrap_or(0);
         if expect & optional != 0 {
             let both: Vec<&str> = (0..cat.layers.len())
                 .filter(|b| (expect & optional) >> b & 1 == 1)
                 .map(|b| cat.layers[b].as_str())
                 .collect();
-            let sp = f
-                .optional
-                .as_ref()
-                .map(|o| o.span())
-                .unwrap_or(span.clone());
-            self.err(
-                sp,
-                name("optional"),
-                format!("layers in both expect and optional: {}", both.join(", ")),
-            );
+            let sp = f.optional.as_ref().map(|o| o.span()).unwrap_or(span.clone());
+            self.err(sp, name("optional"), format!("layers in both expect and optional: {}", both.join(", ")));
         }
-        let window_ms = f
-            .window
-            .as_ref()
-            .and_then(|w| self.duration(w, &name("window"), false))
-            .unwrap_or(cat.window_ms);
+        let window_ms =
+            f.window.as_ref().and_then(|w| self.duration(w, &name("window"), false)).unwrap_or(cat.window_ms);
         let new_flow = self.nonempty(&f.new_flow, &name("new_flow"));
         let new_capability = self.nonempty(&f.new_capability, &name("new_capability"));
-        let new_payload_version = f
-            .new_payload_version
-            .as_ref()
-            .and_then(|v| self.text_value(v, &name("new_payload_version")));
+        let new_payload_version =
+            f.new_payload_version.as_ref().and_then(|v| self.text_value(v, &name("new_payload_version")));
         if self.errors.len() > before {
             return None;
         }
@@ -735,17 +626,10 @@ mod tests {
 
     #[test]
     fn errors_name_file_line_and_field() {
-        let bad = GOOD.replace(
-            "expect = [\"api\", \"analytics\"]",
-            "expect = [\"api\", \"mobile\"]",
-        );
+        let bad = GOOD.replace("expect = [\"api\", \"analytics\"]", "expect = [\"api\", \"mobile\"]");
         let e = errs(&bad);
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(
-            e[0].starts_with("accord.toml:21: feature[1].expect: unknown layer \"mobile\""),
-            "{}",
-            e[0]
-        );
+        assert!(e[0].starts_with("accord.toml:21: feature[1].expect: unknown layer \"mobile\""), "{}", e[0]);
     }
 
     #[test]
@@ -776,26 +660,14 @@ mod tests {
     #[test]
     fn missing_required_fields_and_duplicates() {
         let e = errs("[[feature]]\nkey = \"a\"\n\n[[feature]]\nkey = \"a\"\nowner = \"x\"\nclass = \"decision\"\nexpect = [\"api\"]\n[[feature]]\nkey = \"a\"\nowner = \"x\"\nclass = \"decision\"\nexpect = [\"api\"]\n");
-        assert!(
-            e.iter()
-                .any(|l| l.contains("feature[0].owner: missing required field")),
-            "{e:?}"
-        );
-        assert!(
-            e.iter()
-                .any(|l| l.contains("feature[2].key: duplicate feature key")),
-            "{e:?}"
-        );
+        assert!(e.iter().any(|l| l.contains("feature[0].owner: missing required field")), "{e:?}");
+        assert!(e.iter().any(|l| l.contains("feature[2].key: duplicate feature key")), "{e:?}");
     }
 
     #[test]
     fn expect_and_optional_must_be_disjoint() {
         let e = errs(&GOOD.replace("optional = [\"frontend\"]", "optional = [\"api\"]"));
         assert_eq!(e.len(), 1);
-        assert!(
-            e[0].contains("layers in both expect and optional: api"),
-            "{}",
-            e[0]
-        );
+        assert!(e[0].contains("layers in both expect and optional: api"), "{}", e[0]);
     }
 }

@@ -335,15 +335,12 @@ fn string_field(v: Option<Val<'_>>) -> Result<Option<Cow<'_, str>>, Reject> {
 pub fn valid_feature_key(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_KEY_BYTES
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
 
 /// RFC 3339 to epoch milliseconds (sub-millisecond digits are truncated).
 pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.timestamp_millis())
+    chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp_millis())
 }
 
 /// Formats epoch milliseconds as RFC 3339 UTC with milliseconds.
@@ -392,8 +389,7 @@ mod tests {
 
     #[test]
     fn escaped_strings_are_owned_and_correct() {
-        let d =
-            ok(r#"{"request_id":"a\"b","layer":"api","feature":"f","selected_flow":"v\u0032"}"#);
+        let d = ok(r#"{"request_id":"a\"b","layer":"api","feature":"f","selected_flow":"v\u0032"}"#);
         assert_eq!(d.request_id, "a\"b");
         assert_eq!(d.selected_flow.as_deref(), Some("v2"));
     }
@@ -410,80 +406,39 @@ mod tests {
 
     #[test]
     fn every_reject_reason_in_precedence() {
-        let big = format!(
-            r#"{{"request_id":"a","layer":"api","feature":"f","pad":"{}"}}"#,
-            "p".repeat(MAX_RECORD_BYTES)
-        );
+        let big =
+            format!(r#"{{"request_id":"a","layer":"api","feature":"f","pad":"{}"}}"#, "p".repeat(MAX_RECORD_BYTES));
         assert_eq!(rej(&big), Reject::TooLarge);
         assert_eq!(rej(r#"{"request_id": "x""#), Reject::MalformedJson);
         assert_eq!(rej("[1,2,3]"), Reject::MalformedJson);
         assert_eq!(rej("\"str\""), Reject::MalformedJson);
         assert_eq!(rej(""), Reject::MalformedJson);
-        assert_eq!(
-            decode(b"{\"request_id\":\"\xff\"}").unwrap_err(),
-            Reject::MalformedJson
-        );
-        assert_eq!(
-            rej(r#"{"layer":"api","feature":"f"}"#),
-            Reject::MissingField
-        );
-        assert_eq!(
-            rej(r#"{"request_id":null,"layer":"api","feature":"f"}"#),
-            Reject::MissingField
-        );
+        assert_eq!(decode(b"{\"request_id\":\"\xff\"}").unwrap_err(), Reject::MalformedJson);
+        assert_eq!(rej(r#"{"layer":"api","feature":"f"}"#), Reject::MissingField);
+        assert_eq!(rej(r#"{"request_id":null,"layer":"api","feature":"f"}"#), Reject::MissingField);
         // missing wins over invalid
+        assert_eq!(rej(r#"{"request_id":5,"feature":"f"}"#), Reject::MissingField);
+        assert_eq!(rej(r#"{"request_id":"","layer":"api","feature":"f"}"#), Reject::InvalidField);
         assert_eq!(
-            rej(r#"{"request_id":5,"feature":"f"}"#),
-            Reject::MissingField
-        );
-        assert_eq!(
-            rej(r#"{"request_id":"","layer":"api","feature":"f"}"#),
+            rej(&format!(r#"{{"request_id":"{}","layer":"api","feature":"f"}}"#, "x".repeat(129))),
             Reject::InvalidField
         );
-        assert_eq!(
-            rej(&format!(
-                r#"{{"request_id":"{}","layer":"api","feature":"f"}}"#,
-                "x".repeat(129)
-            )),
-            Reject::InvalidField
-        );
-        assert_eq!(
-            rej(r#"{"request_id":"a","layer":"api","feature":"checkout v2"}"#),
-            Reject::InvalidField
-        );
-        assert_eq!(
-            rej(r#"{"request_id":"a","layer":"api","feature":"f","ts":"soon"}"#),
-            Reject::InvalidField
-        );
-        assert_eq!(
-            rej(r#"{"request_id":"a","layer":"api","feature":"f","ts":1.5}"#),
-            Reject::InvalidField
-        );
+        assert_eq!(rej(r#"{"request_id":"a","layer":"api","feature":"checkout v2"}"#), Reject::InvalidField);
+        assert_eq!(rej(r#"{"request_id":"a","layer":"api","feature":"f","ts":"soon"}"#), Reject::InvalidField);
+        assert_eq!(rej(r#"{"request_id":"a","layer":"api","feature":"f","ts":1.5}"#), Reject::InvalidField);
         assert_eq!(
             rej(r#"{"request_id":"a","layer":"api","feature":"f","job_payload_version":[2]}"#),
             Reject::InvalidField
         );
-        assert_eq!(
-            rej(r#"{"request_id":"a","layer":"api","feature":"f","flag_state":1}"#),
-            Reject::InvalidField
-        );
-        assert_eq!(
-            rej(r#"{"request_id":"a","layer":7,"feature":"f"}"#),
-            Reject::InvalidField
-        );
-        assert_eq!(
-            rej(r#"{"request_id":"a","layer":"api","feature":"f","service":{}}"#),
-            Reject::InvalidField
-        );
+        assert_eq!(rej(r#"{"request_id":"a","layer":"api","feature":"f","flag_state":1}"#), Reject::InvalidField);
+        assert_eq!(rej(r#"{"request_id":"a","layer":7,"feature":"f"}"#), Reject::InvalidField);
+        assert_eq!(rej(r#"{"request_id":"a","layer":"api","feature":"f","service":{}}"#), Reject::InvalidField);
     }
 
     #[test]
     fn exactly_64_kib_is_accepted() {
         let head = r#"{"request_id":"a","layer":"api","feature":"f","pad":""#;
-        let s = format!(
-            "{head}{}\"}}",
-            "p".repeat(MAX_RECORD_BYTES - head.len() - 2)
-        );
+        let s = format!("{head}{}\"}}", "p".repeat(MAX_RECORD_BYTES - head.len() - 2));
         assert_eq!(s.len(), MAX_RECORD_BYTES);
         assert!(decode(s.as_bytes()).is_ok());
     }

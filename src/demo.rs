@@ -58,37 +58,25 @@ pub struct DemoOptions {
 
 pub async fn demo(opts: DemoOptions, cancel: CancellationToken) -> Result<(), ServiceError> {
     let catalog = Arc::new(
-        Catalog::parse(Path::new("<demo catalog>"), DEMO_CATALOG)
-            .map_err(|e| ServiceError::Config(e.to_string()))?,
+        Catalog::parse(Path::new("<demo catalog>"), DEMO_CATALOG).map_err(|e| ServiceError::Config(e.to_string()))?,
     );
     let listener = Service::bind(opts.listen).await?;
-    let cluster =
-        MockCluster::new(1).map_err(|e| ServiceError::Runtime(format!("mock cluster: {e}")))?;
+    let cluster = MockCluster::new(1).map_err(|e| ServiceError::Runtime(format!("mock cluster: {e}")))?;
     cluster
         .create_topic(DEMO_TOPIC, opts.partitions, 1)
         .map_err(|e| ServiceError::Runtime(format!("mock cluster topic: {e}")))?;
     let brokers = cluster.bootstrap_servers();
-    let addr = listener
-        .local_addr()
-        .map_err(|e| ServiceError::Runtime(e.to_string()))?;
-    println!(
-        "accord demo: in-process Kafka at {brokers}, topic {DEMO_TOPIC:?} ({} partitions)",
-        opts.partitions
-    );
+    let addr = listener.local_addr().map_err(|e| ServiceError::Runtime(e.to_string()))?;
+    println!("accord demo: in-process Kafka at {brokers}, topic {DEMO_TOPIC:?} ({} partitions)", opts.partitions);
     println!("  status page   http://{addr}/");
     println!("  metrics       http://{addr}/metrics");
     println!("  features      http://{addr}/api/v1/features");
     println!("  gate          http://{addr}/api/v1/gates/checkout_v2?window=1m&min_samples=50");
     println!("  divergences   http://{addr}/api/v1/features/checkout_v2/divergences?limit=5");
-    println!(
-        "Simulating a mixed rollout at {} records/s; Ctrl-C stops.",
-        opts.rate
-    );
+    println!("Simulating a mixed rollout at {} records/s; Ctrl-C stops.", opts.rate);
 
     let timing = Timing {
-        window_ms: catalog
-            .feature("checkout_v2")
-            .map_or(catalog.window_ms, |f| f.window_ms),
+        window_ms: catalog.feature("checkout_v2").map_or(catalog.window_ms, |f| f.window_ms),
         allowed_lateness_ms: catalog.allowed_lateness_ms,
     };
     let gen = Generator::new(
@@ -117,11 +105,7 @@ pub async fn demo(opts: DemoOptions, cancel: CancellationToken) -> Result<(), Se
     let result = service.run(kafka, listener, cancel.clone()).await;
     cancel.cancel();
     match producer.await {
-        Ok(Ok(report)) => info!(
-            requests = report.requests,
-            records = report.records,
-            "simulator stopped"
-        ),
+        Ok(Ok(report)) => info!(requests = report.requests, records = report.records, "simulator stopped"),
         Ok(Err(e)) => warn!(error = %e, "simulator failed"),
         Err(e) => warn!(error = %e, "simulator task failed"),
     }

@@ -41,17 +41,10 @@ pub enum Resolved {
 
 impl Features {
     pub fn new(catalog: Arc<Catalog>) -> Self {
-        let by_name = catalog
-            .features
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (f.key.clone(), i as FeatureId))
-            .collect();
+        let by_name = catalog.features.iter().enumerate().map(|(i, f)| (f.key.clone(), i as FeatureId)).collect();
         let mut tracked = Tracked::default();
         if catalog.unknown_features == UnknownFeatures::Track {
-            tracked
-                .specs
-                .push(Arc::new(FeatureSpec::tracked(OTHER, &catalog)));
+            tracked.specs.push(Arc::new(FeatureSpec::tracked(OTHER, &catalog)));
         }
         Features {
             catalog_specs: catalog.features.iter().cloned().map(Arc::new).collect(),
@@ -90,21 +83,14 @@ impl Features {
             return Resolved::Other(base);
         }
         let id = base + t.specs.len() as FeatureId;
-        t.specs
-            .push(Arc::new(FeatureSpec::tracked(name, &self.catalog)));
+        t.specs.push(Arc::new(FeatureSpec::tracked(name, &self.catalog)));
         t.by_name.insert(name.to_string(), id);
         Resolved::Known(id)
     }
 
     /// Number of ids handed out so far (ids are `0..len()`).
     pub fn len(&self) -> usize {
-        self.catalog.features.len()
-            + self
-                .tracked
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .specs
-                .len()
+        self.catalog.features.len() + self.tracked.read().unwrap_or_else(|e| e.into_inner()).specs.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -165,18 +165,10 @@ impl JoinEngine {
     pub fn set_spec(&mut self, id: FeatureId, spec: &FeatureSpec) {
         let i = id as usize;
         while self.specs.len() <= i {
-            self.specs.push(Spec {
-                window_ms: 0,
-                expect: 0,
-                awaited: 0,
-            });
+            self.specs.push(Spec { window_ms: 0, expect: 0, awaited: 0 });
             self.heaps.push(BinaryHeap::new());
         }
-        self.specs[i] = Spec {
-            window_ms: spec.window_ms,
-            expect: spec.expect,
-            awaited: spec.awaited(),
-        };
+        self.specs[i] = Spec { window_ms: spec.window_ms, expect: spec.expect, awaited: spec.awaited() };
     }
 
     /// The current watermark (`i64::MIN` before the first record).
@@ -323,11 +315,7 @@ impl JoinEngine {
                 break;
             }
             self.tomb_heap.pop();
-            if self
-                .tombs
-                .get(&hash)
-                .is_some_and(|t| t.forget_at == forget_at)
-            {
+            if self.tombs.get(&hash).is_some_and(|t| t.forget_at == forget_at) {
                 self.tombs.remove(&hash);
             }
         }
@@ -394,13 +382,7 @@ impl JoinEngine {
                 }
             }
         }
-        self.tombs.insert(
-            hash,
-            Tomb {
-                forget_at,
-                first_pos,
-            },
-        );
+        self.tombs.insert(hash, Tomb { forget_at, first_pos });
         self.tomb_heap.push(Reverse((forget_at, hash)));
     }
 
@@ -433,11 +415,7 @@ impl JoinEngine {
         while let Some(&(pos, hash)) = self.order.front() {
             let tomb = self.tombs.get(&hash).is_some_and(|t| t.first_pos == pos);
             let slab = &self.slab;
-            let open = !tomb
-                && self
-                    .index
-                    .find(hash, |&s| slab[s as usize].first_pos == pos)
-                    .is_some();
+            let open = !tomb && self.index.find(hash, |&s| slab[s as usize].first_pos == pos).is_some();
             if tomb || open {
                 return Some(pos);
             }
@@ -449,11 +427,7 @@ impl JoinEngine {
     /// The lowest stream position held by an open join (closing it can
     /// still change a verdict).
     pub fn lowest_open_pos(&self) -> Option<u64> {
-        self.slab
-            .iter()
-            .filter(|j| j.live)
-            .map(|j| j.first_pos)
-            .min()
+        self.slab.iter().filter(|j| j.live).map(|j| j.first_pos).min()
     }
 }
 
@@ -468,11 +442,7 @@ pub struct RawRing {
 
 impl RawRing {
     pub fn new(cap: usize) -> Self {
-        RawRing {
-            cap,
-            bytes: 0,
-            entries: VecDeque::new(),
-        }
+        RawRing { cap, bytes: 0, entries: VecDeque::new() }
     }
     fn push(&mut self, pos: u64, raw: &[u8]) {
         if self.cap == 0 || raw.len() > self.cap {

@@ -35,12 +35,7 @@ pub enum RequestPath {
 }
 
 impl RequestPath {
-    pub const ALL: [RequestPath; 4] = [
-        RequestPath::New,
-        RequestPath::Old,
-        RequestPath::Mixed,
-        RequestPath::Unknown,
-    ];
+    pub const ALL: [RequestPath; 4] = [RequestPath::New, RequestPath::Old, RequestPath::Mixed, RequestPath::Unknown];
     pub fn as_str(self) -> &'static str {
         match self {
             RequestPath::New => "new",
@@ -64,12 +59,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 4] = [
-        Verdict::Agree,
-        Verdict::Degraded,
-        Verdict::Incomplete,
-        Verdict::Diverge,
-    ];
+    pub const ALL: [Verdict; 4] = [Verdict::Agree, Verdict::Degraded, Verdict::Incomplete, Verdict::Diverge];
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Agree => "agree",
@@ -155,9 +145,7 @@ pub fn text_hash(s: &str) -> u64 {
 fn flag_says_new(flag: &FlagState<'_>, spec: &FeatureSpec) -> bool {
     match flag {
         FlagState::Bool(b) => *b,
-        FlagState::Variant(v) => {
-            v == "on" || v == "true" || spec.new_flow.as_deref() == Some(v.as_ref())
-        }
+        FlagState::Variant(v) => v == "on" || v == "true" || spec.new_flow.as_deref() == Some(v.as_ref()),
     }
 }
 
@@ -186,10 +174,7 @@ pub fn facts(
     ts_ms: i64,
 ) -> Facts {
     let path = record_path(d, spec);
-    let degraded = path == Path::Old
-        && d.flag_state
-            .as_ref()
-            .is_some_and(|f| flag_says_new(f, spec));
+    let degraded = path == Path::Old && d.flag_state.as_ref().is_some_and(|f| flag_says_new(f, spec));
     let capability = match (&spec.new_capability, &d.api_capability) {
         (Some(need), Some(cap)) if Some(layer) == api_layer => {
             if cap == need {
@@ -224,11 +209,7 @@ pub struct Judgement {
 }
 
 fn pair(kind: DivergenceKind, a: LayerId, b: LayerId) -> Divergence {
-    Divergence {
-        kind,
-        upstream: a.min(b),
-        downstream: a.max(b),
-    }
+    Divergence { kind, upstream: a.min(b), downstream: a.max(b) }
 }
 
 fn push_unique(out: &mut Vec<Divergence>, d: Divergence) {
@@ -250,36 +231,20 @@ pub fn judge(expect: u64, recs: &[Facts], divergences: &mut Vec<Divergence>) -> 
         any_degraded |= a.degraded;
         for b in &recs[i + 1..] {
             if a.path != Path::Unknown && b.path != Path::Unknown && a.path != b.path {
-                push_unique(
-                    divergences,
-                    pair(DivergenceKind::PathMismatch, a.layer, b.layer),
-                );
+                push_unique(divergences, pair(DivergenceKind::PathMismatch, a.layer, b.layer));
             }
             if a.payload != 0 && b.payload != 0 && a.payload != b.payload {
-                push_unique(
-                    divergences,
-                    pair(DivergenceKind::PayloadVersionMismatch, a.layer, b.layer),
-                );
+                push_unique(divergences, pair(DivergenceKind::PayloadVersionMismatch, a.layer, b.layer));
             }
             if a.revision != 0 && b.revision != 0 && a.revision != b.revision {
-                push_unique(
-                    divergences,
-                    pair(DivergenceKind::SnapshotSkew, a.layer, b.layer),
-                );
+                push_unique(divergences, pair(DivergenceKind::SnapshotSkew, a.layer, b.layer));
             }
         }
     }
     if any_new {
         for api in recs.iter().filter(|r| r.capability == Capability::Differs) {
             for exposed in recs.iter().filter(|r| r.path == Path::New) {
-                push_unique(
-                    divergences,
-                    pair(
-                        DivergenceKind::ExposureWithoutCapability,
-                        exposed.layer,
-                        api.layer,
-                    ),
-                );
+                push_unique(divergences, pair(DivergenceKind::ExposureWithoutCapability, exposed.layer, api.layer));
             }
         }
     }
@@ -299,12 +264,7 @@ pub fn judge(expect: u64, recs: &[Facts], divergences: &mut Vec<Divergence>) -> 
         (false, true) => RequestPath::Old,
         (false, false) => RequestPath::Unknown,
     };
-    Judgement {
-        verdict,
-        path,
-        missing,
-        reported,
-    }
+    Judgement { verdict, path, missing, reported }
 }
 
 #[cfg(test)]
@@ -315,11 +275,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn catalog() -> Catalog {
-        Catalog::parse(
-            std::path::Path::new("c.toml"),
-            include_str!("../tests/conformance/catalog.toml"),
-        )
-        .unwrap()
+        Catalog::parse(std::path::Path::new("c.toml"), include_str!("../tests/conformance/catalog.toml")).unwrap()
     }
 
     fn fact(json: &str) -> Facts {
@@ -330,42 +286,20 @@ mod tests {
     }
 
     fn rec(layer: &str, extra: &str) -> Facts {
-        fact(&format!(
-            r#"{{"request_id":"a","layer":"{layer}","feature":"checkout_v2"{extra}}}"#
-        ))
+        fact(&format!(r#"{{"request_id":"a","layer":"{layer}","feature":"checkout_v2"{extra}}}"#))
     }
 
     #[test]
     fn path_rules_in_order() {
-        assert_eq!(
-            rec("api", r#","selected_flow":"v2","job_payload_version":1"#).path,
-            Path::New
-        );
-        assert_eq!(
-            rec("api", r#","selected_flow":"v1","flag_state":true"#).path,
-            Path::Old
-        );
-        assert_eq!(
-            rec("worker", r#","job_payload_version":2,"flag_state":false"#).path,
-            Path::New
-        );
-        assert_eq!(
-            rec("worker", r#","job_payload_version":"1""#).path,
-            Path::Old
-        );
+        assert_eq!(rec("api", r#","selected_flow":"v2","job_payload_version":1"#).path, Path::New);
+        assert_eq!(rec("api", r#","selected_flow":"v1","flag_state":true"#).path, Path::Old);
+        assert_eq!(rec("worker", r#","job_payload_version":2,"flag_state":false"#).path, Path::New);
+        assert_eq!(rec("worker", r#","job_payload_version":"1""#).path, Path::Old);
         for on in [r#"true"#, r#""on""#, r#""true""#, r#""v2""#] {
-            assert_eq!(
-                rec("frontend", &format!(r#","flag_state":{on}"#)).path,
-                Path::New,
-                "{on}"
-            );
+            assert_eq!(rec("frontend", &format!(r#","flag_state":{on}"#)).path, Path::New, "{on}");
         }
         for off in [r#"false"#, r#""off""#, r#""v1""#, r#""ON""#] {
-            assert_eq!(
-                rec("frontend", &format!(r#","flag_state":{off}"#)).path,
-                Path::Old,
-                "{off}"
-            );
+            assert_eq!(rec("frontend", &format!(r#","flag_state":{off}"#)).path, Path::Old, "{off}");
         }
         assert_eq!(rec("frontend", r#","service":"web""#).path, Path::Unknown);
         // selected_flow without new_flow in the catalog falls through
@@ -384,18 +318,9 @@ mod tests {
 
     #[test]
     fn capability_only_from_api_records() {
-        assert_eq!(
-            rec("api", r#","api_capability":"v1""#).capability,
-            Capability::Differs
-        );
-        assert_eq!(
-            rec("api", r#","api_capability":"v2""#).capability,
-            Capability::Matches
-        );
-        assert_eq!(
-            rec("frontend", r#","api_capability":"v1""#).capability,
-            Capability::Unknown
-        );
+        assert_eq!(rec("api", r#","api_capability":"v1""#).capability, Capability::Differs);
+        assert_eq!(rec("api", r#","api_capability":"v2""#).capability, Capability::Matches);
+        assert_eq!(rec("frontend", r#","api_capability":"v1""#).capability, Capability::Unknown);
     }
 
     fn run(recs: &[Facts]) -> (Judgement, Vec<Divergence>) {
@@ -422,96 +347,33 @@ mod tests {
         // frontend old vs api new: diverge beats degraded
         assert_eq!(run(&degraded).0.verdict, Verdict::Diverge);
         assert_eq!(run(&degraded).0.path, RequestPath::Mixed);
-        let only_degraded = [
-            rec("frontend", r#","flag_state":true,"selected_flow":"v1""#),
-            rec("api", r#","selected_flow":"v1""#),
-        ];
-        assert_eq!(
-            run(&only_degraded).0.verdict,
-            Verdict::Incomplete,
-            "incomplete beats degraded"
-        );
+        let only_degraded =
+            [rec("frontend", r#","flag_state":true,"selected_flow":"v1""#), rec("api", r#","selected_flow":"v1""#)];
+        assert_eq!(run(&only_degraded).0.verdict, Verdict::Incomplete, "incomplete beats degraded");
         let mut d = Vec::new();
+        assert_eq!(judge(0b0011, &only_degraded, &mut d).verdict, Verdict::Degraded);
         assert_eq!(
-            judge(0b0011, &only_degraded, &mut d).verdict,
-            Verdict::Degraded
-        );
-        assert_eq!(
-            run(&[
-                rec("frontend", ""),
-                rec("api", ""),
-                rec("worker", ""),
-                rec("analytics", "")
-            ])
-            .0
-            .path,
+            run(&[rec("frontend", ""), rec("api", ""), rec("worker", ""), rec("analytics", "")]).0.path,
             RequestPath::Unknown
         );
     }
 
     #[test]
     fn each_divergence_kind_with_its_pair() {
-        let (_, d) = run(&[
-            rec("frontend", r#","selected_flow":"v2""#),
-            rec("analytics", r#","selected_flow":"v1""#),
-        ]);
-        assert_eq!(
-            d,
-            [Divergence {
-                kind: DivergenceKind::PathMismatch,
-                upstream: 0,
-                downstream: 3
-            }]
-        );
+        let (_, d) = run(&[rec("frontend", r#","selected_flow":"v2""#), rec("analytics", r#","selected_flow":"v1""#)]);
+        assert_eq!(d, [Divergence { kind: DivergenceKind::PathMismatch, upstream: 0, downstream: 3 }]);
         // listed downstream-first still yields upstream <= downstream
-        let (_, d) = run(&[
-            rec("worker", r#","job_payload_version":1"#),
-            rec("api", r#","job_payload_version":2"#),
-        ]);
-        assert!(d.contains(&Divergence {
-            kind: DivergenceKind::PayloadVersionMismatch,
-            upstream: 1,
-            downstream: 2
-        }));
-        let (_, d) = run(&[
-            rec("worker", r#","flags_revision":"r1""#),
-            rec("worker", r#","flags_revision":"r2""#),
-        ]);
-        assert_eq!(
-            d,
-            [Divergence {
-                kind: DivergenceKind::SnapshotSkew,
-                upstream: 2,
-                downstream: 2
-            }]
-        );
-        let (_, d) = run(&[
-            rec("worker", r#","job_payload_version":2"#),
-            rec("api", r#","api_capability":"v1""#),
-        ]);
-        assert_eq!(
-            d,
-            [Divergence {
-                kind: DivergenceKind::ExposureWithoutCapability,
-                upstream: 1,
-                downstream: 2
-            }]
-        );
+        let (_, d) = run(&[rec("worker", r#","job_payload_version":1"#), rec("api", r#","job_payload_version":2"#)]);
+        assert!(d.contains(&Divergence { kind: DivergenceKind::PayloadVersionMismatch, upstream: 1, downstream: 2 }));
+        let (_, d) = run(&[rec("worker", r#","flags_revision":"r1""#), rec("worker", r#","flags_revision":"r2""#)]);
+        assert_eq!(d, [Divergence { kind: DivergenceKind::SnapshotSkew, upstream: 2, downstream: 2 }]);
+        let (_, d) = run(&[rec("worker", r#","job_payload_version":2"#), rec("api", r#","api_capability":"v1""#)]);
+        assert_eq!(d, [Divergence { kind: DivergenceKind::ExposureWithoutCapability, upstream: 1, downstream: 2 }]);
         // the api record itself on the new path without the capability
         let (_, d) = run(&[rec("api", r#","api_capability":"v1","selected_flow":"v2""#)]);
-        assert_eq!(
-            d,
-            [Divergence {
-                kind: DivergenceKind::ExposureWithoutCapability,
-                upstream: 1,
-                downstream: 1
-            }]
-        );
+        assert_eq!(d, [Divergence { kind: DivergenceKind::ExposureWithoutCapability, upstream: 1, downstream: 1 }]);
         // no new path, no exposure divergence
-        let (_, d) = run(&[
-            rec("frontend", r#","selected_flow":"v1""#),
-            rec("api", r#","api_capability":"v1""#),
-        ]);
+        let (_, d) = run(&[rec("frontend", r#","selected_flow":"v1""#), rec("api", r#","api_capability":"v1""#)]);
         assert!(d.is_empty());
     }
 
@@ -524,11 +386,7 @@ mod tests {
         ];
         let (_, d) = run(&recs);
         assert_eq!(
-            d.iter()
-                .filter(|d| d.kind == DivergenceKind::PathMismatch
-                    && d.upstream == 0
-                    && d.downstream == 2)
-                .count(),
+            d.iter().filter(|d| d.kind == DivergenceKind::PathMismatch && d.upstream == 0 && d.downstream == 2).count(),
             1
         );
     }
@@ -543,11 +401,7 @@ mod tests {
                 layer,
                 path: Path::ALL[p as usize],
                 degraded,
-                capability: [
-                    Capability::Unknown,
-                    Capability::Matches,
-                    Capability::Differs,
-                ][cap as usize],
+                capability: [Capability::Unknown, Capability::Matches, Capability::Differs][cap as usize],
             },
         )
     }

@@ -66,12 +66,7 @@ struct RunArgs {
     #[arg(long, env = "ACCORD_BROKERS")]
     brokers: String,
     /// Topic(s) to consume; repeat the flag or separate with commas.
-    #[arg(
-        long = "topic",
-        env = "ACCORD_TOPIC",
-        value_delimiter = ',',
-        required = true
-    )]
+    #[arg(long = "topic", env = "ACCORD_TOPIC", value_delimiter = ',', required = true)]
     topics: Vec<String>,
     #[arg(long, env = "ACCORD_GROUP", default_value = "accord")]
     group: String,
@@ -151,21 +146,13 @@ fn load_catalog(path: &std::path::Path) -> Result<Arc<Catalog>, ExitCode> {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ACCORD_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ACCORD_LOG").unwrap_or_else(|_| "info".into()))
         .init();
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::CheckConfig { file } => match Catalog::load(&file) {
             Ok(c) => {
-                println!(
-                    "{}: ok ({} layers, {} features)",
-                    file.display(),
-                    c.layers.len(),
-                    c.features.len()
-                );
+                println!("{}: ok ({} layers, {} features)", file.display(), c.layers.len(), c.features.len());
                 ExitCode::SUCCESS
             }
             Err(errs) => {
@@ -197,29 +184,13 @@ fn main() -> ExitCode {
                 service.run(kafka, listener, cancel).await
             })
         }
-        Cmd::Demo {
-            listen,
-            rate,
-            partitions,
-        } => block_on(async move {
+        Cmd::Demo { listen, rate, partitions } => block_on(async move {
             let cancel = CancellationToken::new();
             cancel_on_signals(cancel.clone());
-            accord::demo::demo(
-                accord::demo::DemoOptions {
-                    listen,
-                    rate,
-                    partitions,
-                },
-                cancel,
-            )
-            .await
+            accord::demo::demo(accord::demo::DemoOptions { listen, rate, partitions }, cancel).await
         }),
         Cmd::Simulate(args) => simulate(args),
-        Cmd::Replay {
-            files,
-            config,
-            format,
-        } => {
+        Cmd::Replay { files, config, format } => {
             let catalog = match load_catalog(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -238,8 +209,7 @@ fn main() -> ExitCode {
                 // `accord replay ... | head` is not an error.
                 Err(e)
                     if e.chain().any(|c| {
-                        c.downcast_ref::<std::io::Error>()
-                            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
                     }) =>
                 {
                     ExitCode::SUCCESS
@@ -255,10 +225,7 @@ fn main() -> ExitCode {
 
 /// Runs an async command; configuration errors exit 2, others 1.
 fn block_on(fut: impl std::future::Future<Output = Result<(), ServiceError>>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("accord: cannot start the async runtime: {e}");
@@ -282,19 +249,14 @@ fn simulate(args: SimulateArgs) -> ExitCode {
     // The catalog only tells the windows; without one, use SPEC defaults.
     let timing = match Catalog::load(&args.config) {
         Ok(c) => Timing {
-            window_ms: c
-                .feature("checkout_v2")
-                .map_or(c.window_ms, |f| f.window_ms),
+            window_ms: c.feature("checkout_v2").map_or(c.window_ms, |f| f.window_ms),
             allowed_lateness_ms: c.allowed_lateness_ms,
         },
         Err(e) if args.config.exists() => {
             eprintln!("accord: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
-        Err(_) => Timing {
-            window_ms: 30_000,
-            allowed_lateness_ms: 5_000,
-        },
+        Err(_) => Timing { window_ms: 30_000, allowed_lateness_ms: 5_000 },
     };
     let base = match &args.start {
         None => chrono::Utc::now().timestamp_millis(),
@@ -306,22 +268,12 @@ fn simulate(args: SimulateArgs) -> ExitCode {
             }
         },
     };
-    let gen = Generator::new(
-        args.scenario,
-        timing,
-        args.rate,
-        args.duration.as_millis() as i64,
-        base,
-        args.seed,
-    );
+    let gen = Generator::new(args.scenario, timing, args.rate, args.duration.as_millis() as i64, base, args.seed);
     let report = if let Some(out) = &args.output {
         let mut gen = gen;
         let res = (|| -> std::io::Result<()> {
-            let sink: Box<dyn Write> = if out == "-" {
-                Box::new(std::io::stdout().lock())
-            } else {
-                Box::new(std::fs::File::create(out)?)
-            };
+            let sink: Box<dyn Write> =
+                if out == "-" { Box::new(std::io::stdout().lock()) } else { Box::new(std::fs::File::create(out)?) };
             let mut w = std::io::BufWriter::with_capacity(1 << 20, sink);
             for r in gen.by_ref() {
                 w.write_all(r.json.as_bytes())?;
@@ -338,10 +290,7 @@ fn simulate(args: SimulateArgs) -> ExitCode {
         let brokers = args.brokers.clone().unwrap_or_default();
         let topic = args.topic.clone();
         let props = args.kafka.clone();
-        let rt = match tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-        {
+        let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
             Ok(rt) => rt,
             Err(e) => {
                 eprintln!("accord: {e}");

@@ -38,12 +38,7 @@ impl Pipeline {
             max_closed_keys: catalog.max_closed_keys,
             sample_bytes,
         };
-        let mut p = Pipeline {
-            features,
-            catalog,
-            engine: JoinEngine::new(limits),
-            specs: Vec::new(),
-        };
+        let mut p = Pipeline { features, catalog, engine: JoinEngine::new(limits), specs: Vec::new() };
         p.load_specs(p.features.len().saturating_sub(1) as FeatureId);
         p
     }
@@ -63,59 +58,29 @@ impl Pipeline {
     /// Decodes and validates, in the precedence of SPEC §9.
     pub fn validate<'a>(&self, raw: &'a [u8]) -> Result<Valid<'a>, Reject> {
         let decision = decode(raw)?;
-        let layer = self
-            .catalog
-            .layer_id(&decision.layer)
-            .ok_or(Reject::UnknownLayer)?;
+        let layer = self.catalog.layer_id(&decision.layer).ok_or(Reject::UnknownLayer)?;
         let (feature, other) = match self.features.resolve(&decision.feature) {
             Resolved::Known(id) => (id, false),
             Resolved::Other(id) => (id, true),
             Resolved::Rejected => return Err(Reject::UnknownFeature),
         };
-        Ok(Valid {
-            decision,
-            feature,
-            layer,
-            other,
-        })
+        Ok(Valid { decision, feature, layer, other })
     }
 
     /// Joins a validated record at event time `ts_ms` and stream
     /// position `pos`.
-    pub fn join(
-        &mut self,
-        v: &Valid<'_>,
-        ts_ms: i64,
-        pos: u64,
-        raw: &[u8],
-        obs: &mut impl Observer,
-    ) {
+    pub fn join(&mut self, v: &Valid<'_>, ts_ms: i64, pos: u64, raw: &[u8], obs: &mut impl Observer) {
         if v.feature as usize >= self.specs.len() {
             self.load_specs(v.feature);
         }
         let spec = &self.specs[v.feature as usize];
-        let f = facts(
-            &v.decision,
-            spec,
-            v.layer,
-            self.catalog.api_layer,
-            pos,
-            ts_ms,
-        );
+        let f = facts(&v.decision, spec, v.layer, self.catalog.api_layer, pos, ts_ms);
         let key: Cow<'_, str> = if v.other {
             Cow::Owned(format!("{}/{}", v.decision.feature, v.decision.request_id))
         } else {
             Cow::Borrowed(&v.decision.request_id)
         };
-        self.engine.process(
-            Input {
-                feature: v.feature,
-                key: &key,
-                facts: f,
-                raw,
-            },
-            obs,
-        );
+        self.engine.process(Input { feature: v.feature, key: &key, facts: f, raw }, obs);
     }
 
     fn load_specs(&mut self, upto: FeatureId) {
@@ -132,13 +97,7 @@ impl Pipeline {
     /// Validates and joins one record whose missing `ts` defaults to
     /// `fallback_ts_ms` (the Kafka message timestamp). Rejects are passed
     /// to the observer and returned.
-    pub fn ingest(
-        &mut self,
-        raw: &[u8],
-        pos: u64,
-        fallback_ts_ms: i64,
-        obs: &mut impl Observer,
-    ) -> Result<(), Reject> {
+    pub fn ingest(&mut self, raw: &[u8], pos: u64, fallback_ts_ms: i64, obs: &mut impl Observer) -> Result<(), Reject> {
         match self.validate(raw) {
             Ok(v) => {
                 let ts = v.decision.ts_ms.unwrap_or(fallback_ts_ms);

@@ -35,34 +35,20 @@ impl Source {
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     #[error("cannot open {name}: {source}")]
-    Open {
-        name: String,
-        source: std::io::Error,
-    },
+    Open { name: String, source: std::io::Error },
     #[error("cannot read {name} at line {line}: {source}")]
-    Read {
-        name: String,
-        line: u64,
-        source: std::io::Error,
-    },
+    Read { name: String, line: u64, source: std::io::Error },
 }
 
 /// Judges every source in turn, each as its own stream.
-pub fn replay(
-    sources: &[Source],
-    features: &Arc<Features>,
-    obs: &mut impl Observer,
-) -> Result<u64, ReplayError> {
+pub fn replay(sources: &[Source], features: &Arc<Features>, obs: &mut impl Observer) -> Result<u64, ReplayError> {
     let mut total = 0;
     for s in sources {
         let name = s.name();
         let reader: Box<dyn BufRead> = match s {
             Source::Stdin => Box::new(BufReader::with_capacity(1 << 20, std::io::stdin().lock())),
             Source::File(p) => {
-                let f = std::fs::File::open(p).map_err(|source| ReplayError::Open {
-                    name: name.clone(),
-                    source,
-                })?;
+                let f = std::fs::File::open(p).map_err(|source| ReplayError::Open { name: name.clone(), source })?;
                 Box::new(BufReader::with_capacity(1 << 20, f))
             }
         };
@@ -93,13 +79,11 @@ pub fn replay_stream(
     let mut pending: Vec<(u64, Vec<u8>)> = Vec::new();
     loop {
         line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|source| ReplayError::Read {
-                name: name.to_string(),
-                line: pos + 1,
-                source,
-            })?;
+        let n = reader.read_until(b'\n', &mut line).map_err(|source| ReplayError::Read {
+            name: name.to_string(),
+            line: pos + 1,
+            source,
+        })?;
         if n == 0 {
             break;
         }
@@ -132,12 +116,7 @@ pub fn replay_stream(
     Ok(lines)
 }
 
-fn flush_pending(
-    pending: &mut Vec<(u64, Vec<u8>)>,
-    ts: i64,
-    pipeline: &mut Pipeline,
-    obs: &mut impl Observer,
-) {
+fn flush_pending(pending: &mut Vec<(u64, Vec<u8>)>, ts: i64, pipeline: &mut Pipeline, obs: &mut impl Observer) {
     for (pos, bytes) in pending.drain(..) {
         // These validated once already; validation is deterministic.
         if let Ok(v) = pipeline.validate(&bytes) {

@@ -29,13 +29,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        s.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.metrics.render())
 }
 
 async fn healthz() -> &'static str {
@@ -47,20 +41,10 @@ async fn healthz() -> &'static str {
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     if s.status.ready() {
         (StatusCode::OK, "ready\n")
-    } else if !s
-        .status
-        .broker_up
-        .load(std::sync::atomic::Ordering::Relaxed)
-    {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: kafka broker unreachable\n",
-        )
+    } else if !s.status.broker_up.load(std::sync::atomic::Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: kafka broker unreachable\n")
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: no partitions assigned yet\n",
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: no partitions assigned yet\n")
     }
 }
 
@@ -75,23 +59,14 @@ mod tests {
     use tower::ServiceExt;
 
     fn state() -> AppState {
-        let cat = Catalog::parse(
-            std::path::Path::new("c.toml"),
-            include_str!("../tests/conformance/catalog.toml"),
-        )
-        .unwrap();
+        let cat =
+            Catalog::parse(std::path::Path::new("c.toml"), include_str!("../tests/conformance/catalog.toml")).unwrap();
         let f = Arc::new(Features::new(Arc::new(cat)));
-        AppState {
-            metrics: Metrics::new(f).unwrap(),
-            status: Arc::new(SourceStatus::default()),
-        }
+        AppState { metrics: Metrics::new(f).unwrap(), status: Arc::new(SourceStatus::default()) }
     }
 
     async fn get(app: Router, path: &str) -> (StatusCode, String) {
-        let r = app
-            .oneshot(Request::get(path).body(Body::empty()).unwrap())
-            .await
-            .unwrap();
+        let r = app.oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
         let code = r.status();
         let body = r.into_body().collect().await.unwrap().to_bytes();
         (code, String::from_utf8(body.to_vec()).unwrap())

@@ -52,22 +52,13 @@ pub struct Service {
 impl Service {
     pub fn new(catalog: Arc<Catalog>) -> Result<Self, ServiceError> {
         let features = Arc::new(Features::new(catalog.clone()));
-        let metrics =
-            Metrics::new(features.clone()).map_err(|e| ServiceError::Runtime(e.to_string()))?;
+        let metrics = Metrics::new(features.clone()).map_err(|e| ServiceError::Runtime(e.to_string()))?;
         metrics.ready.set(0);
-        Ok(Service {
-            catalog,
-            features,
-            metrics,
-            status: Arc::new(SourceStatus::default()),
-        })
+        Ok(Service { catalog, features, metrics, status: Arc::new(SourceStatus::default()) })
     }
 
     pub fn app_state(&self) -> AppState {
-        AppState {
-            metrics: self.metrics.clone(),
-            status: self.status.clone(),
-        }
+        AppState { metrics: self.metrics.clone(), status: self.status.clone() }
     }
 
     /// Binds the HTTP listener (a bind failure is a configuration error).
@@ -84,23 +75,14 @@ impl Service {
         listener: tokio::net::TcpListener,
         cancel: CancellationToken,
     ) -> Result<(), ServiceError> {
-        let addr = listener
-            .local_addr()
-            .map_err(|e| ServiceError::Runtime(e.to_string()))?;
+        let addr = listener.local_addr().map_err(|e| ServiceError::Runtime(e.to_string()))?;
         let app = router(self.app_state());
         let server_cancel = cancel.clone();
         let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(server_cancel.cancelled_owned())
-                .await
+            axum::serve(listener, app).with_graceful_shutdown(server_cancel.cancelled_owned()).await
         });
         info!(%addr, "http listening");
-        let source = KafkaSource::new(
-            kafka,
-            self.features.clone(),
-            self.metrics.clone(),
-            self.status.clone(),
-        );
+        let source = KafkaSource::new(kafka, self.features.clone(), self.metrics.clone(), self.status.clone());
         let result = source.run(cancel.clone(), NoObserver).await;
         // Whatever ended the source ends the service.
         cancel.cancel();
@@ -125,14 +107,13 @@ impl Observer for NoObserver {
 /// Cancels `token` on SIGINT or SIGTERM; a second signal exits at once.
 pub fn cancel_on_signals(token: CancellationToken) {
     tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    warn!(error = %e, "cannot install SIGTERM handler");
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "cannot install SIGTERM handler");
+                return;
+            }
+        };
         for n in 0..2 {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}

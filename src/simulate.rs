@@ -130,12 +130,7 @@ pub struct Report {
 impl Report {
     fn add(&mut self, story: Story, records: u64) {
         let (f, p, v) = story.expected();
-        *self
-            .expected
-            .entry(f.into())
-            .or_default()
-            .entry(format!("{p}/{v}"))
-            .or_default() += 1;
+        *self.expected.entry(f.into()).or_default().entry(format!("{p}/{v}")).or_default() += 1;
         *self.stories.entry(format!("{story:?}")).or_default() += 1;
         self.requests += 1;
         self.records += records;
@@ -167,14 +162,7 @@ impl Generator {
     /// `rate` records per second for `duration_ms`; `base_ms` anchors event
     /// times (use the wall clock for live traffic, a fixed instant for
     /// reproducible files).
-    pub fn new(
-        scenario: Scenario,
-        timing: Timing,
-        rate: f64,
-        duration_ms: i64,
-        base_ms: i64,
-        seed: u64,
-    ) -> Self {
+    pub fn new(scenario: Scenario, timing: Timing, rate: f64, duration_ms: i64, base_ms: i64, seed: u64) -> Self {
         Generator {
             scenario,
             timing,
@@ -187,19 +175,13 @@ impl Generator {
             queue: BinaryHeap::new(),
             slots: Vec::new(),
             free: Vec::new(),
-            report: Report {
-                scenario: scenario.name().into(),
-                ..Report::default()
-            },
+            report: Report { scenario: scenario.name().into(), ..Report::default() },
         }
     }
 
     fn pick(&mut self, at_ms: i64) -> Story {
-        let progress = if self.duration_ms > 0 {
-            (at_ms as f64 / self.duration_ms as f64).clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
+        let progress =
+            if self.duration_ms > 0 { (at_ms as f64 / self.duration_ms as f64).clamp(0.0, 1.0) } else { 0.0 };
         let x: f64 = self.rng.gen();
         let exposure = |r: &mut SmallRng, p: f64| {
             if r.gen_bool(p) {
@@ -287,15 +269,7 @@ impl Generator {
         let n = self.report.requests;
         let id = format!("req-{:08x}-{:06x}", self.rng.gen::<u32>(), n & 0xff_ffff);
         let late = self.late_emit_delay_ms();
-        let recs = build(
-            story,
-            &id,
-            at_ms,
-            self.base_ms,
-            self.timing,
-            late,
-            &mut self.rng,
-        );
+        let recs = build(story, &id, at_ms, self.base_ms, self.timing, late, &mut self.rng);
         self.report.add(story, recs.len() as u64);
         for r in recs {
             self.schedule(r);
@@ -393,11 +367,7 @@ fn build(
 ) -> Vec<SimRecord> {
     let mut out = Vec::with_capacity(4);
     let mut push = |emit: i64, ts: i64, feature: &str, f: Fields<'_>, rng: &mut SmallRng| {
-        out.push(SimRecord {
-            emit_ms: emit,
-            key: id.to_string(),
-            json: record(feature, id, base_ms + ts, &f, rng),
-        });
+        out.push(SimRecord { emit_ms: emit, key: id.to_string(), json: record(feature, id, base_ms + ts, &f, rng) });
     };
     if story == Story::SearchAgree {
         let a = at_ms + rng.gen_range(5..40);
@@ -419,14 +389,7 @@ fn build(
             a,
             a,
             "search.ranking",
-            Fields {
-                layer: "api",
-                flag: Some("true"),
-                cap: None,
-                flow: Some("ltr"),
-                payload: None,
-                revision: "r42",
-            },
+            Fields { layer: "api", flag: Some("true"), cap: None, flow: Some("ltr"), payload: None, revision: "r42" },
             rng,
         );
         let an = at_ms + rng.gen_range(200..1500);
@@ -434,25 +397,14 @@ fn build(
             an,
             an,
             "search.ranking",
-            Fields {
-                layer: "analytics",
-                flag: None,
-                cap: None,
-                flow: Some("ltr"),
-                payload: None,
-                revision: "r42",
-            },
+            Fields { layer: "analytics", flag: None, cap: None, flow: Some("ltr"), payload: None, revision: "r42" },
             rng,
         );
         return out;
     }
     let new = !matches!(story, Story::AgreeOld | Story::DegradedFallback);
     let (flow, payload) = if new { ("v2", 2) } else { ("v1", 1) };
-    let rev_front = if story == Story::SnapshotSkew {
-        "r41"
-    } else {
-        "r42"
-    };
+    let rev_front = if story == Story::SnapshotSkew { "r41" } else { "r42" };
     // Analytics delays stay well inside the window so agreeing requests
     // close early; the late one arrives after window + lateness.
     let api_ts = at_ms + rng.gen_range(5..60);
@@ -492,37 +444,19 @@ fn build(
                 worker_ts,
                 worker_ts,
                 "checkout_v2",
-                Fields {
-                    layer: "worker",
-                    flag: None,
-                    cap: None,
-                    flow: None,
-                    payload: Some(1),
-                    revision: "r42",
-                },
+                Fields { layer: "worker", flag: None, cap: None, flow: None, payload: Some(1), revision: "r42" },
                 rng,
             );
             push(
                 analytics_ts,
                 analytics_ts,
                 "checkout_v2",
-                Fields {
-                    layer: "analytics",
-                    flag: None,
-                    cap: None,
-                    flow: Some("v1"),
-                    payload: None,
-                    revision: "r42",
-                },
+                Fields { layer: "analytics", flag: None, cap: None, flow: Some("v1"), payload: None, revision: "r42" },
                 rng,
             );
         }
         _ => {
-            let front_flag = if story == Story::DegradedFallback || new {
-                "true"
-            } else {
-                "false"
-            };
+            let front_flag = if story == Story::DegradedFallback || new { "true" } else { "false" };
             push(
                 at_ms,
                 at_ms,
@@ -551,11 +485,7 @@ fn build(
                 },
                 rng,
             );
-            let worker_payload = if story == Story::OldWorker {
-                1
-            } else {
-                payload
-            };
+            let worker_payload = if story == Story::OldWorker { 1 } else { payload };
             push(
                 worker_ts,
                 worker_ts,
@@ -620,10 +550,7 @@ mod tests {
     fn records_come_out_in_emit_order_and_are_valid() {
         let g = Generator::new(
             Scenario::Mixed,
-            Timing {
-                window_ms: 5_000,
-                allowed_lateness_ms: 1_000,
-            },
+            Timing { window_ms: 5_000, allowed_lateness_ms: 1_000 },
             2_000.0,
             20_000,
             0,
@@ -643,16 +570,9 @@ mod tests {
 
     #[test]
     fn same_seed_same_stream() {
-        let t = Timing {
-            window_ms: 30_000,
-            allowed_lateness_ms: 5_000,
-        };
-        let a: Vec<String> = Generator::new(Scenario::SlowAnalytics, t, 500.0, 5_000, 1, 3)
-            .map(|r| r.json)
-            .collect();
-        let b: Vec<String> = Generator::new(Scenario::SlowAnalytics, t, 500.0, 5_000, 1, 3)
-            .map(|r| r.json)
-            .collect();
+        let t = Timing { window_ms: 30_000, allowed_lateness_ms: 5_000 };
+        let a: Vec<String> = Generator::new(Scenario::SlowAnalytics, t, 500.0, 5_000, 1, 3).map(|r| r.json).collect();
+        let b: Vec<String> = Generator::new(Scenario::SlowAnalytics, t, 500.0, 5_000, 1, 3).map(|r| r.json).collect();
         assert_eq!(a, b);
     }
 }

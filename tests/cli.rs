@@ -13,11 +13,7 @@ use common::accord;
 const CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/accord.toml");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn write_tmp(name: &str, text: &str) -> std::path::PathBuf {
@@ -36,43 +32,23 @@ fn check_config_ok_and_one_line_per_problem() {
     let bad = std::fs::read_to_string(CATALOG)
         .unwrap()
         .replace("window = \"10s\"", "window = \"soon\"")
-        .replace(
-            "expect = [\"api\", \"analytics\"]",
-            "expect = [\"api\", \"mobile\"]",
-        );
+        .replace("expect = [\"api\", \"analytics\"]", "expect = [\"api\", \"mobile\"]");
     let p = write_tmp("bad.toml", &bad);
     let (code, _, err) = accord(&["check-config", p.to_str().unwrap()], b"");
     assert_eq!(code, 2);
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 2, "{err}");
-    assert!(
-        lines.iter().all(|l| l.starts_with(p.to_str().unwrap())),
-        "{err}"
-    );
-    assert!(
-        err.contains("feature[1].expect: unknown layer \"mobile\""),
-        "{err}"
-    );
+    assert!(lines.iter().all(|l| l.starts_with(p.to_str().unwrap())), "{err}");
+    assert!(err.contains("feature[1].expect: unknown layer \"mobile\""), "{err}");
     assert!(err.contains("feature[1].window: invalid duration"), "{err}");
 }
 
 #[test]
 fn replay_and_run_refuse_a_bad_catalog_with_one_line() {
-    let p = write_tmp(
-        "bad2.toml",
-        "[monitor]\nwindow = \"-1s\"\n[[feature]]\nkey = \"a\"\n",
-    );
+    let p = write_tmp("bad2.toml", "[monitor]\nwindow = \"-1s\"\n[[feature]]\nkey = \"a\"\n");
     for args in [
         vec!["replay", "-", "--config", p.to_str().unwrap()],
-        vec![
-            "run",
-            "--config",
-            p.to_str().unwrap(),
-            "--brokers",
-            "127.0.0.1:1",
-            "--topic",
-            "t",
-        ],
+        vec!["run", "--config", p.to_str().unwrap(), "--brokers", "127.0.0.1:1", "--topic", "t"],
     ] {
         let (code, out, err) = accord(&args, b"");
         assert_eq!(code, 2, "{args:?}: {err}");
@@ -85,10 +61,7 @@ fn replay_and_run_refuse_a_bad_catalog_with_one_line() {
 #[test]
 fn usage_errors_exit_2() {
     assert_eq!(accord(&["replay"], b"").0, 2);
-    assert_eq!(
-        accord(&["replay", "/no/such/file", "--config", CATALOG], b"").0,
-        2
-    );
+    assert_eq!(accord(&["replay", "/no/such/file", "--config", CATALOG], b"").0, 2);
     assert_eq!(accord(&["run", "--brokers", "x"], b"").0, 2);
     assert_eq!(accord(&["bogus"], b"").0, 2);
 }
@@ -101,33 +74,12 @@ fn replay_formats_on_the_example_stream() {
     let s: serde_json::Value = serde_json::from_str(&summary).unwrap();
     let checkout = &s["features"]["checkout_v2"];
     for v in ["agree", "degraded", "incomplete", "diverge"] {
-        assert!(
-            checkout["verdicts"][v].as_u64().unwrap() > 0,
-            "no {v} in the example"
-        );
+        assert!(checkout["verdicts"][v].as_u64().unwrap() > 0, "no {v} in the example");
     }
-    let (_, prom, _) = accord(
-        &[
-            "replay",
-            example,
-            "--config",
-            CATALOG,
-            "--format",
-            "prometheus",
-        ],
-        b"",
-    );
+    let (_, prom, _) = accord(&["replay", example, "--config", CATALOG, "--format", "prometheus"], b"");
     common::assert_summary_matches(&summary, &common::parse_prometheus(&prom), "example");
-    let (_, verdicts, _) = accord(
-        &[
-            "replay", example, "--config", CATALOG, "--format", "verdicts",
-        ],
-        b"",
-    );
-    let lines: Vec<serde_json::Value> = verdicts
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (_, verdicts, _) = accord(&["replay", example, "--config", CATALOG, "--format", "verdicts"], b"");
+    let lines: Vec<serde_json::Value> = verdicts.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len() as u64, s["requests"].as_u64().unwrap());
     let diverged = lines.iter().find(|l| l["verdict"] == "diverge").unwrap();
     assert!(!diverged["divergences"].as_array().unwrap().is_empty());
@@ -153,8 +105,7 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
     use std::io::Write;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
-        .ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     buf.get(9..12)?.parse().ok()
@@ -174,12 +125,7 @@ fn wait_exit(child: &mut std::process::Child, limit: Duration) -> Option<std::pr
 #[test]
 fn unreachable_broker_keeps_retrying_and_is_not_ready() {
     let dead = free_port();
-    let (mut child, port) = spawn_run(&[
-        "--brokers",
-        &format!("127.0.0.1:{dead}"),
-        "--topic",
-        "decisions",
-    ]);
+    let (mut child, port) = spawn_run(&["--brokers", &format!("127.0.0.1:{dead}"), "--topic", "decisions"]);
     let t = Instant::now();
     let mut seen = None;
     while t.elapsed() < Duration::from_secs(10) {
@@ -191,10 +137,7 @@ fn unreachable_broker_keeps_retrying_and_is_not_ready() {
     }
     assert_eq!(seen, Some(503));
     std::thread::sleep(Duration::from_secs(3));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "accord run gave up on an unreachable broker"
-    );
+    assert!(child.try_wait().unwrap().is_none(), "accord run gave up on an unreachable broker");
     assert_eq!(http_status(port, "/healthz"), Some(200));
     assert_eq!(http_status(port, "/readyz"), Some(503));
     // SIGTERM drains and exits cleanly
@@ -202,12 +145,7 @@ fn unreachable_broker_keeps_retrying_and_is_not_ready() {
     let status = wait_exit(&mut child, Duration::from_secs(15)).expect("exits after SIGTERM");
     assert!(status.success(), "{status:?}");
     let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     assert!(err.contains("unreachable"), "{err}");
 }
 
@@ -221,43 +159,18 @@ fn missing_topic_is_a_one_line_configuration_error() {
     let status = wait_exit(&mut child, Duration::from_secs(30)).expect("exits");
     assert_eq!(status.code(), Some(2));
     let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     let last = err.trim().lines().last().unwrap_or_default().to_string();
     assert!(last.contains("topic \"absent\" does not exist"), "{err}");
 
-    let (mut child, _) = spawn_run(&[
-        "--brokers",
-        &brokers,
-        "--topic",
-        "present",
-        "--topic",
-        "other",
-    ]);
+    let (mut child, _) = spawn_run(&["--brokers", &brokers, "--topic", "present", "--topic", "other"]);
     let status = wait_exit(&mut child, Duration::from_secs(30)).expect("exits");
     assert_eq!(status.code(), Some(2));
     let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert!(
-        err.contains("equal partition counts")
-            && err.contains("present=2")
-            && err.contains("other=3"),
-        "{err}"
-    );
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(err.contains("equal partition counts") && err.contains("present=2") && err.contains("other=3"), "{err}");
 }
 
 fn unsafe_kill(pid: u32, sig: i32) {
-    let _ = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status();
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
 }

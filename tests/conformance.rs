@@ -7,17 +7,19 @@ mod common;
 use common::{accord, metric_name, parse_prometheus, CONTRACT_COUNTERS};
 use serde_json::Value;
 
-const CATALOG: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/conformance/catalog.toml"
-);
+/// The repo's copy by default; `ACCORD_CONFORMANCE_DIR` points at another
+/// (CI also runs `../shared/conformance` as it is today).
+fn dir() -> String {
+    std::env::var("ACCORD_CONFORMANCE_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/tests/conformance").to_string())
+}
+
+fn catalog() -> String {
+    format!("{}/catalog.toml", dir())
+}
 
 fn cases() -> Vec<Value> {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/conformance/cases.json"
-    ))
-    .unwrap();
+    let text = std::fs::read_to_string(format!("{}/cases.json", dir())).unwrap();
     let v: Value = serde_json::from_str(&text).unwrap();
     v["cases"].as_array().unwrap().clone()
 }
@@ -29,16 +31,10 @@ fn every_conformance_case_matches_exactly() {
     let mut failures = Vec::new();
     for case in &cases {
         let name = case["name"].as_str().unwrap();
-        let input: String = case["input"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| format!("{}\n", l.as_str().unwrap()))
-            .collect();
-        let (code, out, err) = accord(
-            &["replay", "-", "--config", CATALOG, "--format", "prometheus"],
-            input.as_bytes(),
-        );
+        let input: String =
+            case["input"].as_array().unwrap().iter().map(|l| format!("{}\n", l.as_str().unwrap())).collect();
+        let (code, out, err) =
+            accord(&["replay", "-", "--config", &catalog(), "--format", "prometheus"], input.as_bytes());
         assert_eq!(code, 0, "{name}: {err}");
         let got = parse_prometheus(&out);
         let expect = case["expect"].as_object().unwrap();
@@ -54,29 +50,19 @@ fn every_conformance_case_matches_exactly() {
         // every other contract series must be present and 0
         for (series, v) in &got {
             if CONTRACT_COUNTERS.contains(&metric_name(series))
-                && !expect
-                    .keys()
-                    .any(|k| common::canonical_series(k) == *series)
+                && !expect.keys().any(|k| common::canonical_series(k) == *series)
                 && *v != 0.0
             {
                 failures.push(format!("{name}: {series} = {v}, want 0"));
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} mismatches:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]
 fn known_series_start_at_zero() {
-    let (code, out, _) = accord(
-        &["replay", "-", "--config", CATALOG, "--format", "prometheus"],
-        b"",
-    );
+    let (code, out, _) = accord(&["replay", "-", "--config", &catalog(), "--format", "prometheus"], b"");
     assert_eq!(code, 0);
     let got = parse_prometheus(&out);
     for s in [
@@ -92,17 +78,11 @@ fn known_series_start_at_zero() {
     ] {
         assert!(got.contains_key(s), "{s} not initialised");
     }
-    assert_eq!(
-        got[r#"accord_feature_expiry_timestamp_seconds{feature="checkout_v2"}"#],
-        1_801_353_600.0
-    );
+    assert_eq!(got[r#"accord_feature_expiry_timestamp_seconds{feature="checkout_v2"}"#], 1_801_353_600.0);
     // HELP on every family
     for line in out.lines().filter(|l| l.starts_with("# TYPE ")) {
         let name = line.split(' ').nth(2).unwrap();
-        assert!(
-            out.contains(&format!("# HELP {name} ")),
-            "no HELP for {name}"
-        );
+        assert!(out.contains(&format!("# HELP {name} ")), "no HELP for {name}");
     }
 }
 
@@ -110,17 +90,10 @@ fn known_series_start_at_zero() {
 fn summary_matches_prometheus_for_every_case() {
     for case in cases() {
         let name = case["name"].as_str().unwrap();
-        let input: String = case["input"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| format!("{}\n", l.as_str().unwrap()))
-            .collect();
-        let (_, prom, _) = accord(
-            &["replay", "-", "--config", CATALOG, "--format", "prometheus"],
-            input.as_bytes(),
-        );
-        let (_, summary, _) = accord(&["replay", "-", "--config", CATALOG], input.as_bytes());
+        let input: String =
+            case["input"].as_array().unwrap().iter().map(|l| format!("{}\n", l.as_str().unwrap())).collect();
+        let (_, prom, _) = accord(&["replay", "-", "--config", &catalog(), "--format", "prometheus"], input.as_bytes());
+        let (_, summary, _) = accord(&["replay", "-", "--config", &catalog()], input.as_bytes());
         common::assert_summary_matches(&summary, &parse_prometheus(&prom), name);
     }
 }

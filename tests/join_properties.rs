@@ -18,9 +18,7 @@ const LAYERS: [&str; 4] = ["frontend", "api", "worker", "analytics"];
 const T0: i64 = 1_795_168_800_000;
 
 fn features(text: &str) -> Arc<Features> {
-    Arc::new(Features::new(Arc::new(
-        Catalog::parse(Path::new("t.toml"), text).unwrap(),
-    )))
+    Arc::new(Features::new(Arc::new(Catalog::parse(Path::new("t.toml"), text).unwrap())))
 }
 
 /// Counts what the properties need besides the summary.
@@ -48,11 +46,7 @@ impl Observer for Tally {
     }
     fn closed(&mut self, c: &Closed<'_>) {
         self.records_in_closed_joins += c.records.len() as u64;
-        self.closes.push((
-            c.request_id.to_string(),
-            c.cause,
-            c.judgement.verdict.as_str(),
-        ));
+        self.closes.push((c.request_id.to_string(), c.cause, c.judgement.verdict.as_str()));
     }
 }
 
@@ -61,13 +55,7 @@ fn run(features: &Arc<Features>, lines: &[String]) -> (SummaryReport, Tally) {
     let mut summary = Summary::new(features.clone());
     let mut tally = Tally::default();
     let mut p = Pipeline::new(features.clone(), 0);
-    replay_stream(
-        Cursor::new(text.into_bytes()),
-        &mut p,
-        &mut (&mut summary, &mut tally),
-        "test",
-    )
-    .unwrap();
+    replay_stream(Cursor::new(text.into_bytes()), &mut p, &mut (&mut summary, &mut tally), "test").unwrap();
     (summary.report(), tally)
 }
 
@@ -104,10 +92,7 @@ impl Rec {
 /// `window - 2 × lateness`, so that any reorder within the lateness keeps
 /// every record of a request inside its join.
 fn requests() -> impl Strategy<Value = Vec<Rec>> {
-    let one = (
-        0i64..120_000,
-        proptest::collection::vec((any::<bool>(), 0i64..19_000, 0u8..4, 0u8..3, 0u8..3), 4),
-    );
+    let one = (0i64..120_000, proptest::collection::vec((any::<bool>(), 0i64..19_000, 0u8..4, 0u8..3, 0u8..3), 4));
     proptest::collection::vec(one, 1..40).prop_map(|reqs| {
         let mut out = Vec::new();
         for (i, (start, layers)) in reqs.into_iter().enumerate() {
@@ -169,18 +154,12 @@ proptest! {
 }
 
 fn line(req: &str, layer: &str, ts_s: i64, extra: &str) -> String {
-    format!(
-        r#"{{"request_id":"{req}","layer":"{layer}","feature":"checkout_v2","ts":{}{extra}}}"#,
-        T0 + ts_s * 1000
-    )
+    format!(r#"{{"request_id":"{req}","layer":"{layer}","feature":"checkout_v2","ts":{}{extra}}}"#, T0 + ts_s * 1000)
 }
 
 #[test]
 fn max_open_joins_evicts_the_earliest_start_first() {
-    let f = features(&CATALOG.replace(
-        "allowed_lateness = \"5s\"",
-        "allowed_lateness = \"5s\"\nmax_open_joins = 2",
-    ));
+    let f = features(&CATALOG.replace("allowed_lateness = \"5s\"", "allowed_lateness = \"5s\"\nmax_open_joins = 2"));
     let lines = vec![
         line("b", "frontend", 2, ""),
         line("a", "frontend", 1, ""),
@@ -188,10 +167,7 @@ fn max_open_joins_evicts_the_earliest_start_first() {
         line("a", "api", 3, ""),
     ];
     let (s, t) = run(&f, &lines);
-    assert_eq!(
-        t.closes[0],
-        ("a".to_string(), CloseCause::Evicted, "incomplete")
-    );
+    assert_eq!(t.closes[0], ("a".to_string(), CloseCause::Evicted, "incomplete"));
     // a's later record finds a remembered closed key: late
     assert_eq!(t.late, 1);
     assert_eq!(s.features["checkout_v2"].paths["unknown"]["incomplete"], 3);
@@ -199,19 +175,11 @@ fn max_open_joins_evicts_the_earliest_start_first() {
 
 #[test]
 fn eviction_is_counted_in_metrics() {
-    let f = features(&CATALOG.replace(
-        "allowed_lateness = \"5s\"",
-        "allowed_lateness = \"5s\"\nmax_open_joins = 1",
-    ));
+    let f = features(&CATALOG.replace("allowed_lateness = \"5s\"", "allowed_lateness = \"5s\"\nmax_open_joins = 1"));
     let m = accord::export::Metrics::new(f.clone()).unwrap();
     let mut obs = m.observer();
     let mut p = Pipeline::new(f, 0);
-    let text = [
-        line("a", "frontend", 1, ""),
-        line("b", "frontend", 2, ""),
-        line("c", "frontend", 3, ""),
-    ]
-    .join("\n");
+    let text = [line("a", "frontend", 1, ""), line("b", "frontend", 2, ""), line("c", "frontend", 3, "")].join("\n");
     replay_stream(Cursor::new(text), &mut p, &mut obs, "t").unwrap();
     let out = m.render();
     assert!(out.contains("accord_joins_evicted_total 2"), "{out}");
@@ -230,10 +198,7 @@ fn window_close_then_tombstone_forgotten_after_two_windows() {
     ];
     let (_, t) = run(&f, &lines);
     assert_eq!(t.late, 1);
-    assert_eq!(
-        t.closes[0],
-        ("a".to_string(), CloseCause::Window, "incomplete")
-    );
+    assert_eq!(t.closes[0], ("a".to_string(), CloseCause::Window, "incomplete"));
     assert_eq!(t.closes.iter().filter(|c| c.0 == "a").count(), 2);
 }
 
@@ -247,10 +212,7 @@ fn record_lowering_start_past_the_watermark_closes_at_once() {
         line("a", "worker", 41, ""),   // late
     ];
     let (_, t) = run(&f, &lines);
-    assert_eq!(
-        t.closes[0],
-        ("a".to_string(), CloseCause::Window, "incomplete")
-    );
+    assert_eq!(t.closes[0], ("a".to_string(), CloseCause::Window, "incomplete"));
     assert_eq!(t.late, 1);
 }
 
@@ -282,21 +244,9 @@ fn tracked_unknown_features_are_labelled_then_other() {
     .join("\n");
     replay_stream(Cursor::new(text), &mut p, &mut obs, "t").unwrap();
     let out = m.render();
-    assert!(
-        out.contains(r#"accord_records_total{feature="new_flag",layer="api"} 1"#),
-        "{out}"
-    );
-    assert!(
-        out.contains(r#"accord_records_total{feature="other",layer="api"} 2"#),
-        "{out}"
-    );
+    assert!(out.contains(r#"accord_records_total{feature="new_flag",layer="api"} 1"#), "{out}");
+    assert!(out.contains(r#"accord_records_total{feature="other",layer="api"} 2"#), "{out}");
     // "second" and "third" share the label but not a join
-    assert!(
-        out.contains(r#"accord_requests_total{feature="other",path="new",verdict="agree"} 1"#),
-        "{out}"
-    );
-    assert!(
-        out.contains(r#"accord_requests_total{feature="other",path="old",verdict="agree"} 1"#),
-        "{out}"
-    );
+    assert!(out.contains(r#"accord_requests_total{feature="other",path="new",verdict="agree"} 1"#), "{out}");
+    assert!(out.contains(r#"accord_requests_total{feature="other",path="old",verdict="agree"} 1"#), "{out}");
 }

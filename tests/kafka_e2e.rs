@@ -59,37 +59,16 @@ new_flow = "ltr"
 /// One record of each SPEC §9 reason, an empty message, and a record
 /// without a key (judged normally: the key is routing, not schema).
 fn bad_records() -> Vec<(Option<String>, Vec<u8>)> {
-    let big = format!(
-        r#"{{"request_id":"x","layer":"api","feature":"checkout_v2","pad":"{}"}}"#,
-        "p".repeat(70_000)
-    );
+    let big = format!(r#"{{"request_id":"x","layer":"api","feature":"checkout_v2","pad":"{}"}}"#, "p".repeat(70_000));
     vec![
-        (
-            Some("bad-1".into()),
-            br#"{"request_id": "x", "layer": "api""#.to_vec(),
-        ),
-        (
-            Some("bad-2".into()),
-            br#"{"layer":"api","feature":"checkout_v2"}"#.to_vec(),
-        ),
-        (
-            Some("bad-3".into()),
-            br#"{"request_id":"x","layer":"api","feature":"checkout_v2","ts":"soon"}"#.to_vec(),
-        ),
-        (
-            Some("bad-4".into()),
-            br#"{"request_id":"x","layer":"mobile","feature":"checkout_v2"}"#.to_vec(),
-        ),
-        (
-            Some("bad-5".into()),
-            br#"{"request_id":"x","layer":"api","feature":"nope"}"#.to_vec(),
-        ),
+        (Some("bad-1".into()), br#"{"request_id": "x", "layer": "api""#.to_vec()),
+        (Some("bad-2".into()), br#"{"layer":"api","feature":"checkout_v2"}"#.to_vec()),
+        (Some("bad-3".into()), br#"{"request_id":"x","layer":"api","feature":"checkout_v2","ts":"soon"}"#.to_vec()),
+        (Some("bad-4".into()), br#"{"request_id":"x","layer":"mobile","feature":"checkout_v2"}"#.to_vec()),
+        (Some("bad-5".into()), br#"{"request_id":"x","layer":"api","feature":"nope"}"#.to_vec()),
         (Some("bad-6".into()), big.into_bytes()),
         (Some("bad-7".into()), Vec::new()),
-        (
-            None,
-            br#"{"layer":"worker","feature":"checkout_v2"}"#.to_vec(),
-        ),
+        (None, br#"{"layer":"worker","feature":"checkout_v2"}"#.to_vec()),
     ]
 }
 
@@ -97,29 +76,19 @@ async fn scrape(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     // HTTP/1.0: no chunked transfer encoding to undo.
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await.unwrap();
     let text = String::from_utf8_lossy(&buf).into_owned();
     let code = text[9..12].parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|x| x.1)
-        .unwrap_or("")
-        .to_string();
+    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("").to_string();
     (code, body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_rollout_through_kafka_matches_simulator_and_replay() {
     let real = std::env::var("ACCORD_TEST_BROKERS").ok();
-    let cluster = if real.is_none() {
-        Some(MockCluster::new(1).unwrap())
-    } else {
-        None
-    };
+    let cluster = if real.is_none() { Some(MockCluster::new(1).unwrap()) } else { None };
     let topic = std::env::var("ACCORD_TEST_TOPIC").unwrap_or_else(|_| "decisions".into());
     let brokers = match (&real, &cluster) {
         (Some(b), _) => b.clone(),
@@ -135,18 +104,12 @@ async fn simulated_rollout_through_kafka_matches_simulator_and_replay() {
 
     // Produce everything first, event times in the recent past; the
     // service then reads as fast as it can.
-    let timing = Timing {
-        window_ms: 5_000,
-        allowed_lateness_ms: 3_000,
-    };
+    let timing = Timing { window_ms: 5_000, allowed_lateness_ms: 3_000 };
     let duration_ms = 30_000;
     let base = chrono::Utc::now().timestamp_millis() - duration_ms - 60_000;
     let mut gen = Generator::new(Scenario::Mixed, timing, 300.0, duration_ms, base, 42);
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("linger.ms", "5")
-        .create()
-        .unwrap();
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", &brokers).set("linger.ms", "5").create().unwrap();
     let mut by_partition: BTreeMap<i32, Vec<(i64, Vec<u8>)>> = BTreeMap::new();
     let mut pending = Vec::new();
     for (key, payload) in bad_records() {
@@ -154,10 +117,7 @@ async fn simulated_rollout_through_kafka_matches_simulator_and_replay() {
         if let Some(k) = &key {
             r = r.key(k);
         }
-        let d = producer
-            .send(r, Duration::from_secs(10))
-            .await
-            .expect("deliver");
+        let d = producer.send(r, Duration::from_secs(10)).await.expect("deliver");
         by_partition.entry(d.0).or_default().push((d.1, payload));
     }
     for rec in gen.by_ref() {
@@ -246,36 +206,19 @@ async fn simulated_rollout_through_kafka_matches_simulator_and_replay() {
             }
         }
     }
-    assert!(
-        diffs.is_empty(),
-        "live and replay differ:\n{}",
-        diffs.join("\n")
-    );
+    assert!(diffs.is_empty(), "live and replay differ:\n{}", diffs.join("\n"));
 
     // The simulator's expectations, exactly.
     for (feature, by) in &report.expected {
         for (pv, n) in by {
             let (path, verdict) = pv.split_once('/').unwrap();
-            let series = format!(
-                r#"accord_requests_total{{feature="{feature}",path="{path}",verdict="{verdict}"}}"#
-            );
+            let series = format!(r#"accord_requests_total{{feature="{feature}",path="{path}",verdict="{verdict}"}}"#);
             assert_eq!(live.get(&series).copied(), Some(*n as f64), "{series}");
         }
     }
-    let live_requests: f64 = live
-        .iter()
-        .filter(|(k, _)| k.starts_with("accord_requests_total{"))
-        .map(|(_, v)| v)
-        .sum();
-    assert_eq!(
-        live_requests, report.requests as f64,
-        "no unexpected verdicts"
-    );
-    let late: f64 = live
-        .iter()
-        .filter(|(k, _)| k.starts_with("accord_records_late_total{"))
-        .map(|(_, v)| v)
-        .sum();
+    let live_requests: f64 = live.iter().filter(|(k, _)| k.starts_with("accord_requests_total{")).map(|(_, v)| v).sum();
+    assert_eq!(live_requests, report.requests as f64, "no unexpected verdicts");
+    let late: f64 = live.iter().filter(|(k, _)| k.starts_with("accord_records_late_total{")).map(|(_, v)| v).sum();
     assert_eq!(late, report.late_records as f64);
     // Every §9 reason once; the empty message is malformed JSON; the
     // keyless record lacks request_id.
@@ -287,21 +230,13 @@ async fn simulated_rollout_through_kafka_matches_simulator_and_replay() {
         ("unknown_feature", 1.0),
         ("too_large", 1.0),
     ] {
-        assert_eq!(
-            live[&format!(r#"accord_records_rejected_total{{reason="{reason}"}}"#)],
-            n,
-            "{reason}"
-        );
+        assert_eq!(live[&format!(r#"accord_records_rejected_total{{reason="{reason}"}}"#)], n, "{reason}");
     }
     // The summary of the replay agrees with its own metrics.
     let summary = serde_json::to_string(&obs.1.report()).unwrap();
     common::assert_summary_matches(&summary, &replayed, "kafka replay");
 
     cancel.cancel();
-    tokio::time::timeout(Duration::from_secs(20), run)
-        .await
-        .expect("service stops")
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(20), run).await.expect("service stops").unwrap().unwrap();
     drop(cluster);
 }

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::catalog::{Catalog, LayerId};
@@ -19,9 +19,8 @@ use crate::judge::{DivergenceKind, Path, RequestPath, Verdict};
 
 /// Buckets for `accord_layer_lag_seconds`: from a same-request frontend/api
 /// hop (milliseconds) to a slow analytics pipeline (minutes).
-pub const LAG_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
-];
+pub const LAG_BUCKETS: &[f64] =
+    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
 
 /// The contract counters a conformance case compares (SPEC §5).
 pub const CONTRACT_COUNTERS: &[&str] = &[
@@ -69,12 +68,7 @@ pub struct Metrics {
     features: Arc<Features>,
 }
 
-fn counter_vec(
-    r: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> Result<IntCounterVec, MetricsError> {
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, MetricsError> {
     let c = IntCounterVec::new(Opts::new(name, help), labels)?;
     r.register(Box::new(c.clone()))?;
     Ok(c)
@@ -154,9 +148,7 @@ impl Metrics {
             registry: r,
             features,
         };
-        m.build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
+        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         for r in Reject::ALL {
             m.records_rejected.with_label_values(&[r.as_str()]);
         }
@@ -165,9 +157,7 @@ impl Metrics {
         }
         let cat = m.features.catalog().clone();
         for (i, f) in cat.features.iter().enumerate() {
-            m.feature_info
-                .with_label_values(&[&f.key, &f.owner, f.class.as_str()])
-                .set(1);
+            m.feature_info.with_label_values(&[&f.key, &f.owner, f.class.as_str()]).set(1);
             if let Some(t) = f.expires {
                 m.feature_expiry.with_label_values(&[&f.key]).set(t as f64);
             }
@@ -194,10 +184,7 @@ impl Metrics {
             m: self.clone(),
             catalog: self.features.catalog().clone(),
             handles: Vec::new(),
-            rejected: Reject::ALL
-                .iter()
-                .map(|r| self.records_rejected.with_label_values(&[r.as_str()]))
-                .collect(),
+            rejected: Reject::ALL.iter().map(|r| self.records_rejected.with_label_values(&[r.as_str()])).collect(),
         }
     }
 
@@ -239,12 +226,7 @@ impl FeatureHandles {
             for u in 0..n {
                 for d in u..n {
                     divergences[(k as usize * n + u) * n + d] =
-                        Some(m.divergences.with_label_values(&[
-                            f,
-                            k.as_str(),
-                            layers[u],
-                            layers[d],
-                        ]));
+                        Some(m.divergences.with_label_values(&[f, k.as_str(), layers[u], layers[d]]));
                 }
             }
         }
@@ -255,30 +237,16 @@ impl FeatureHandles {
             }
         }
         FeatureHandles {
-            records: layers
-                .iter()
-                .map(|l| m.records.with_label_values(&[f, l]))
-                .collect(),
-            late: layers
-                .iter()
-                .map(|l| m.records_late.with_label_values(&[f, l]))
-                .collect(),
+            records: layers.iter().map(|l| m.records.with_label_values(&[f, l])).collect(),
+            late: layers.iter().map(|l| m.records_late.with_label_values(&[f, l])).collect(),
             decisions: layers
                 .iter()
-                .map(|l| {
-                    Path::ALL.map(|p| m.layer_decisions.with_label_values(&[f, l, p.as_str()]))
-                })
+                .map(|l| Path::ALL.map(|p| m.layer_decisions.with_label_values(&[f, l, p.as_str()])))
                 .collect(),
             requests,
             divergences,
-            missing: layers
-                .iter()
-                .map(|l| m.missing_layers.with_label_values(&[f, l]))
-                .collect(),
-            lag: layers
-                .iter()
-                .map(|l| m.layer_lag.with_label_values(&[f, l]))
-                .collect(),
+            missing: layers.iter().map(|l| m.missing_layers.with_label_values(&[f, l])).collect(),
+            lag: layers.iter().map(|l| m.layer_lag.with_label_values(&[f, l])).collect(),
         }
     }
 }
@@ -325,9 +293,7 @@ impl Observer for MetricsObserver {
         let j = c.judgement;
         h.requests[j.path as usize * 4 + j.verdict as usize].inc();
         for d in c.divergences {
-            if let Some(ctr) = &h.divergences
-                [(d.kind as usize * n + d.upstream as usize) * n + d.downstream as usize]
-            {
+            if let Some(ctr) = &h.divergences[(d.kind as usize * n + d.upstream as usize) * n + d.downstream as usize] {
                 ctr.inc();
             }
         }
@@ -358,12 +324,10 @@ impl Observer for MetricsObserver {
 /// Gauge for a stream's watermark delay; kept here so the source does not
 /// need to know label order.
 pub fn watermark_gauge(m: &Metrics, topic: &str, partition: i32) -> Gauge {
-    m.watermark_delay
-        .with_label_values(&[topic, &partition.to_string()])
+    m.watermark_delay.with_label_values(&[topic, &partition.to_string()])
 }
 
 /// Handle for `accord_consumer_lag_messages`.
 pub fn lag_gauge(m: &Metrics, topic: &str, partition: i32) -> IntGauge {
-    m.consumer_lag
-        .with_label_values(&[topic, &partition.to_string()])
+    m.consumer_lag.with_label_values(&[topic, &partition.to_string()])
 }

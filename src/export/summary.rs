@@ -63,11 +63,7 @@ pub struct FeatureReport {
 
 impl Summary {
     pub fn new(features: Arc<Features>) -> Self {
-        Summary {
-            features,
-            rejected: [0; 6],
-            per_feature: Vec::new(),
-        }
+        Summary { features, rejected: [0; 6], per_feature: Vec::new() }
     }
 
     fn c(&mut self, id: FeatureId) -> &mut Counts {
@@ -106,12 +102,10 @@ impl Summary {
                 paths.insert(p.as_str().to_string(), by_v);
             }
             let exposed = |v: Verdict| {
-                c.requests[RequestPath::New as usize][v as usize]
-                    + c.requests[RequestPath::Mixed as usize][v as usize]
+                c.requests[RequestPath::New as usize][v as usize] + c.requests[RequestPath::Mixed as usize][v as usize]
             };
             let exposed_agree = exposed(Verdict::Agree);
-            let exposed_requests =
-                exposed(Verdict::Agree) + exposed(Verdict::Degraded) + exposed(Verdict::Diverge);
+            let exposed_requests = exposed(Verdict::Agree) + exposed(Verdict::Degraded) + exposed(Verdict::Diverge);
             let mut divergences: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
             for (&(k, u, d), &n) in &c.divergences {
                 divergences
@@ -119,15 +113,10 @@ impl Summary {
                     .or_default()
                     .insert(format!("{}/{}", layer(u as usize), layer(d as usize)), n);
             }
-            let per_layer = |v: &Vec<u64>| {
-                v.iter()
-                    .enumerate()
-                    .map(|(l, n)| (layer(l), *n))
-                    .collect::<BTreeMap<_, _>>()
-            };
+            let per_layer =
+                |v: &Vec<u64>| v.iter().enumerate().map(|(l, n)| (layer(l), *n)).collect::<BTreeMap<_, _>>();
             let fr = FeatureReport {
-                exposed_agreement: (exposed_requests > 0)
-                    .then(|| exposed_agree as f64 / exposed_requests as f64),
+                exposed_agreement: (exposed_requests > 0).then(|| exposed_agree as f64 / exposed_requests as f64),
                 exposed_requests,
                 exposed_agree,
                 requests: verdicts.values().sum(),
@@ -142,13 +131,7 @@ impl Summary {
                     .iter()
                     .enumerate()
                     .map(|(l, d)| {
-                        (
-                            layer(l),
-                            Path::ALL
-                                .iter()
-                                .map(|p| (p.as_str().to_string(), d[*p as usize]))
-                                .collect(),
-                        )
+                        (layer(l), Path::ALL.iter().map(|p| (p.as_str().to_string(), d[*p as usize])).collect())
                     })
                     .collect(),
             };
@@ -161,10 +144,7 @@ impl Summary {
             records,
             late,
             requests,
-            rejected: Reject::ALL
-                .iter()
-                .map(|r| (r.as_str().to_string(), self.rejected[r.index()]))
-                .collect(),
+            rejected: Reject::ALL.iter().map(|r| (r.as_str().to_string(), self.rejected[r.index()])).collect(),
             features,
         }
     }
@@ -188,9 +168,7 @@ impl Observer for Summary {
         let j = cl.judgement;
         c.requests[j.path as usize][j.verdict as usize] += 1;
         for d in cl.divergences {
-            *c.divergences
-                .entry((d.kind, d.upstream, d.downstream))
-                .or_default() += 1;
+            *c.divergences.entry((d.kind, d.upstream, d.downstream)).or_default() += 1;
         }
         let mut m = j.missing;
         while m != 0 {

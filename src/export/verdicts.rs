@@ -68,11 +68,7 @@ pub struct VerdictWriter<W: Write> {
 
 impl<W: Write> VerdictWriter<W> {
     pub fn new(out: W, features: Arc<Features>) -> Self {
-        VerdictWriter {
-            out,
-            features,
-            error: None,
-        }
+        VerdictWriter { out, features, error: None }
     }
     pub fn finish(mut self) -> std::io::Result<()> {
         if let Some(e) = self.error.take() {
@@ -83,14 +79,7 @@ impl<W: Write> VerdictWriter<W> {
 }
 
 impl<W: Write> Observer for VerdictWriter<W> {
-    fn record(
-        &mut self,
-        _: crate::features::FeatureId,
-        _: crate::catalog::LayerId,
-        _: crate::judge::Path,
-        _: bool,
-    ) {
-    }
+    fn record(&mut self, _: crate::features::FeatureId, _: crate::catalog::LayerId, _: crate::judge::Path, _: bool) {}
     fn closed(&mut self, c: &Closed<'_>) {
         if self.error.is_some() {
             return;

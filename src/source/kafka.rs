@@ -20,9 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -102,12 +100,7 @@ impl Partition {
     /// The offset the next owner must resume from.
     fn commit_offset(&mut self) -> Option<i64> {
         let next = self.next_offset?;
-        Some(
-            self.pipeline
-                .engine_mut()
-                .lowest_needed_pos()
-                .map_or(next, |p| p as i64),
-        )
+        Some(self.pipeline.engine_mut().lowest_needed_pos().map_or(next, |p| p as i64))
     }
 }
 
@@ -136,10 +129,7 @@ impl Shared {
     }
 
     /// Offsets to commit for `keys` (all partitions if `None`).
-    fn commit_list(
-        parts: &mut HashMap<PartKey, Partition>,
-        only_changed: bool,
-    ) -> TopicPartitionList {
+    fn commit_list(parts: &mut HashMap<PartKey, Partition>, only_changed: bool) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
         for ((topic, p), part) in parts.iter_mut() {
             if let Some(off) = part.commit_offset() {
@@ -153,10 +143,9 @@ impl Shared {
 
     fn mark_committed(&self, tpl: &TopicPartitionList, parts: &mut HashMap<PartKey, Partition>) {
         for e in tpl.elements() {
-            if let (Some(part), Offset::Offset(o)) = (
-                parts.get_mut(&(e.topic().to_string(), e.partition())),
-                e.offset(),
-            ) {
+            if let (Some(part), Offset::Offset(o)) =
+                (parts.get_mut(&(e.topic().to_string(), e.partition())), e.offset())
+            {
                 part.committed = Some(o);
             }
         }
@@ -210,27 +199,15 @@ impl ConsumerContext for Ctx {
             match consumer.commit(&tpl, CommitMode::Sync) {
                 Ok(()) => self.shared.metrics.commits.with_label_values(&["ok"]).inc(),
                 Err(e) => {
-                    self.shared
-                        .metrics
-                        .commits
-                        .with_label_values(&["error"])
-                        .inc();
+                    self.shared.metrics.commits.with_label_values(&["error"]).inc();
                     warn!(error = %e, "commit on revoke failed; the next owner re-reads from the previous commit");
                 }
             }
         }
         for (t, p) in leaving.keys() {
-            let _ = self
-                .shared
-                .metrics
-                .watermark_delay
-                .remove_label_values(&[t, &p.to_string()]);
+            let _ = self.shared.metrics.watermark_delay.remove_label_values(&[t, &p.to_string()]);
         }
-        info!(
-            revoked = leaving.len(),
-            still_owned = parts.len(),
-            "partitions revoked"
-        );
+        info!(revoked = leaving.len(), still_owned = parts.len(), "partitions revoked");
         if parts.is_empty() {
             self.shared.status.assigned.store(false, Ordering::Relaxed);
             self.shared.metrics.ready.set(0);
@@ -247,28 +224,17 @@ impl ConsumerContext for Ctx {
             }
             let assigned = !parts.is_empty();
             info!(partitions = parts.len(), "partitions assigned");
-            self.shared
-                .status
-                .assigned
-                .store(assigned, Ordering::Relaxed);
+            self.shared.status.assigned.store(assigned, Ordering::Relaxed);
             self.shared.status.broker_up.store(true, Ordering::Relaxed);
             self.shared.metrics.ready.set(i64::from(assigned));
         }
     }
 
-    fn commit_callback(
-        &self,
-        result: rdkafka::error::KafkaResult<()>,
-        _offsets: &TopicPartitionList,
-    ) {
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _offsets: &TopicPartitionList) {
         match result {
             Ok(()) => self.shared.metrics.commits.with_label_values(&["ok"]).inc(),
             Err(e) => {
-                self.shared
-                    .metrics
-                    .commits
-                    .with_label_values(&["error"])
-                    .inc();
+                self.shared.metrics.commits.with_label_values(&["error"]).inc();
                 warn!(error = %e, "offset commit failed; will retry at the next interval");
             }
         }
@@ -295,10 +261,7 @@ impl Observer for VerdictProducer {
         for _ in 0..100 {
             match self.producer.send(rec) {
                 Ok(()) => return,
-                Err((
-                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                    r,
-                )) => {
+                Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
                     rec = r;
                     std::thread::sleep(Duration::from_millis(10));
                 }
@@ -325,10 +288,7 @@ impl RejectLog {
     fn log(&mut self, topic: &str, partition: i32, offset: i64, reason: crate::decode::Reject) {
         if self.window_start.elapsed() >= Duration::from_secs(1) {
             if self.suppressed > 0 {
-                warn!(
-                    suppressed = self.suppressed,
-                    "more records rejected (not logged individually)"
-                );
+                warn!(suppressed = self.suppressed, "more records rejected (not logged individually)");
             }
             self.window_start = Instant::now();
             self.logged = 0;
@@ -351,12 +311,7 @@ pub struct KafkaSource {
 }
 
 impl KafkaSource {
-    pub fn new(
-        cfg: KafkaConfig,
-        features: Arc<Features>,
-        metrics: Metrics,
-        status: Arc<SourceStatus>,
-    ) -> Self {
+    pub fn new(cfg: KafkaConfig, features: Arc<Features>, metrics: Metrics, status: Arc<SourceStatus>) -> Self {
         let shared = Arc::new(Shared {
             features,
             metrics,
@@ -384,10 +339,8 @@ impl KafkaSource {
         for (k, v) in &self.cfg.properties {
             c.set(k, v);
         }
-        c.create_with_context(Ctx {
-            shared: self.shared.clone(),
-        })
-        .map_err(|e| SourceError::Config(format!("kafka consumer configuration: {e}")))
+        c.create_with_context(Ctx { shared: self.shared.clone() })
+            .map_err(|e| SourceError::Config(format!("kafka consumer configuration: {e}")))
     }
 
     /// Checks that every topic exists and that their partition counts are
@@ -401,10 +354,9 @@ impl KafkaSource {
         let mut attempt = 0u32;
         loop {
             let c = consumer.clone();
-            let md =
-                tokio::task::spawn_blocking(move || c.fetch_metadata(None, Duration::from_secs(5)))
-                    .await
-                    .map_err(|e| SourceError::Config(format!("metadata task failed: {e}")))?;
+            let md = tokio::task::spawn_blocking(move || c.fetch_metadata(None, Duration::from_secs(5)))
+                .await
+                .map_err(|e| SourceError::Config(format!("metadata task failed: {e}")))?;
             match md {
                 Ok(md) => {
                     self.shared.status.broker_up.store(true, Ordering::Relaxed);
@@ -423,8 +375,7 @@ impl KafkaSource {
                         }
                     }
                     if counts.windows(2).any(|w| w[0].1 != w[1].1) {
-                        let list: Vec<String> =
-                            counts.iter().map(|(t, n)| format!("{t}={n}")).collect();
+                        let list: Vec<String> = counts.iter().map(|(t, n)| format!("{t}={n}")).collect();
                         return Err(SourceError::Config(format!(
                             "topics must have equal partition counts so a request's records meet in one partition: {}",
                             list.join(", ")
@@ -446,35 +397,22 @@ impl KafkaSource {
     }
 
     /// Runs the source until `cancel`.
-    pub async fn run(
-        self,
-        cancel: CancellationToken,
-        mut extra: impl Observer,
-    ) -> Result<(), SourceError> {
+    pub async fn run(self, cancel: CancellationToken, mut extra: impl Observer) -> Result<(), SourceError> {
         let consumer = Arc::new(self.consumer()?);
         if self.check_topics(&consumer, &cancel).await?.is_none() {
             return Ok(());
         }
         let topics: Vec<&str> = self.cfg.topics.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&topics)
-            .map_err(|e| SourceError::Config(format!("cannot subscribe to {topics:?}: {e}")))?;
+        consumer.subscribe(&topics).map_err(|e| SourceError::Config(format!("cannot subscribe to {topics:?}: {e}")))?;
         info!(topics = ?topics, group = %self.cfg.group, brokers = %self.cfg.brokers, "consuming");
 
         let mut verdicts = match &self.cfg.verdicts_topic {
             Some(t) => {
                 let mut pc = client_config(&self.cfg.brokers, &self.cfg.properties);
-                pc.set("linger.ms", "5")
-                    .set("queue.buffering.max.messages", "200000");
+                pc.set("linger.ms", "5").set("queue.buffering.max.messages", "200000");
                 let producer: ThreadedProducer<DefaultProducerContext> =
-                    pc.create().map_err(|e| {
-                        SourceError::Config(format!("verdicts producer configuration: {e}"))
-                    })?;
-                Some(VerdictProducer {
-                    producer,
-                    topic: t.clone(),
-                    features: self.shared.features.clone(),
-                })
+                    pc.create().map_err(|e| SourceError::Config(format!("verdicts producer configuration: {e}")))?;
+                Some(VerdictProducer { producer, topic: t.clone(), features: self.shared.features.clone() })
             }
             None => None,
         };
@@ -484,11 +422,7 @@ impl KafkaSource {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_commit = Instant::now();
-        let mut rejects = RejectLog {
-            window_start: Instant::now(),
-            logged: 0,
-            suppressed: 0,
-        };
+        let mut rejects = RejectLog { window_start: Instant::now(), logged: 0, suppressed: 0 };
         loop {
             tokio::select! {
                 biased;
@@ -546,12 +480,7 @@ impl KafkaSource {
     /// Commits each partition's lowest needed offset. Verdicts produced so
     /// far are flushed first, so a committed offset never runs ahead of
     /// the verdicts topic.
-    fn commit(
-        &self,
-        consumer: &StreamConsumer<Ctx>,
-        verdicts: Option<&VerdictProducer>,
-        mode: CommitMode,
-    ) {
+    fn commit(&self, consumer: &StreamConsumer<Ctx>, verdicts: Option<&VerdictProducer>, mode: CommitMode) {
         if let Some(v) = verdicts {
             if let Err(e) = v.producer.flush(Duration::from_secs(10)) {
                 warn!(error = %e, "verdicts not delivered; offsets not committed this round");
@@ -572,11 +501,7 @@ impl KafkaSource {
                 debug!(partitions = tpl.count(), "offsets committed");
             }
             Err(e) => {
-                self.shared
-                    .metrics
-                    .commits
-                    .with_label_values(&["error"])
-                    .inc();
+                self.shared.metrics.commits.with_label_values(&["error"]).inc();
                 warn!(error = %e, "offset commit failed");
             }
         }
@@ -609,12 +534,7 @@ impl<T: Observer> Observer for OptObserver<'_, T> {
     }
 }
 
-fn handle(
-    part: &mut Partition,
-    m: &BorrowedMessage<'_>,
-    obs: &mut impl Observer,
-    rejects: &mut RejectLog,
-) {
+fn handle(part: &mut Partition, m: &BorrowedMessage<'_>, obs: &mut impl Observer, rejects: &mut RejectLog) {
     let offset = m.offset();
     if part.next_offset.is_some_and(|n| offset < n) {
         // Re-delivered after a seek; already judged.
@@ -624,14 +544,8 @@ fn handle(
     part.last_record = Instant::now();
     // An empty or tombstone message is a record that is not JSON.
     let payload = m.payload().unwrap_or(&[]);
-    let fallback = m
-        .timestamp()
-        .to_millis()
-        .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
-    if let Err(reason) = part
-        .pipeline
-        .ingest(payload, offset.max(0) as u64, fallback, obs)
-    {
+    let fallback = m.timestamp().to_millis().unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+    if let Err(reason) = part.pipeline.ingest(payload, offset.max(0) as u64, fallback, obs) {
         rejects.log(m.topic(), m.partition(), offset, reason);
     }
 }

@@ -14,10 +14,7 @@ pub enum ProduceError {
     #[error("kafka producer configuration: {0}")]
     Config(rdkafka::error::KafkaError),
     #[error("cannot deliver to {topic}: {source}")]
-    Deliver {
-        topic: String,
-        source: rdkafka::error::KafkaError,
-    },
+    Deliver { topic: String, source: rdkafka::error::KafkaError },
 }
 
 /// Produces every generated record at its emit time (relative to now),
@@ -32,9 +29,7 @@ pub async fn produce(
     cancel: CancellationToken,
 ) -> Result<Report, ProduceError> {
     let mut cfg = client_config(brokers, properties);
-    cfg.set("linger.ms", "5")
-        .set("queue.buffering.max.messages", "500000")
-        .set("message.timeout.ms", "120000");
+    cfg.set("linger.ms", "5").set("queue.buffering.max.messages", "500000").set("message.timeout.ms", "120000");
     let producer: FutureProducer = cfg.create().map_err(ProduceError::Config)?;
     let start = tokio::time::Instant::now();
     let mut inflight = Vec::with_capacity(1024);
@@ -53,10 +48,7 @@ pub async fn produce(
         let Some(rec) = gen.next() else { break };
         let fut = producer
             .send_result(FutureRecord::to(topic).key(&rec.key).payload(&rec.json))
-            .map_err(|(e, _)| ProduceError::Deliver {
-                topic: topic.into(),
-                source: e,
-            });
+            .map_err(|(e, _)| ProduceError::Deliver { topic: topic.into(), source: e });
         match fut {
             Ok(f) => inflight.push(f),
             Err(e) => {
@@ -67,10 +59,7 @@ pub async fn produce(
                 }
                 let f = producer
                     .send_result(FutureRecord::to(topic).key(&rec.key).payload(&rec.json))
-                    .map_err(|(e, _)| ProduceError::Deliver {
-                        topic: topic.into(),
-                        source: e,
-                    })?;
+                    .map_err(|(e, _)| ProduceError::Deliver { topic: topic.into(), source: e })?;
                 inflight.push(f);
             }
         }
@@ -90,10 +79,7 @@ pub async fn produce(
 async fn check(f: rdkafka::producer::DeliveryFuture, topic: &str) -> Result<(), ProduceError> {
     match f.await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err((e, _))) => Err(ProduceError::Deliver {
-            topic: topic.into(),
-            source: e,
-        }),
+        Ok(Err((e, _))) => Err(ProduceError::Deliver { topic: topic.into(), source: e }),
         Err(_) => Ok(()), // producer dropped while shutting down
     }
 }

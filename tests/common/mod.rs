@@ -100,9 +100,7 @@ pub fn assert_summary_matches(summary: &str, prom: &BTreeMap<String, f64>, ctx: 
     for (reason, n) in s["rejected"].as_object().unwrap() {
         assert_eq!(
             n.as_f64().unwrap(),
-            get(format!(
-                r#"accord_records_rejected_total{{reason="{reason}"}}"#
-            )),
+            get(format!(r#"accord_records_rejected_total{{reason="{reason}"}}"#)),
             "{ctx}: rejected {reason}"
         );
     }
@@ -112,9 +110,7 @@ pub fn assert_summary_matches(summary: &str, prom: &BTreeMap<String, f64>, ctx: 
             for (v, n) in by_v.as_object().unwrap() {
                 assert_eq!(
                     n.as_f64().unwrap(),
-                    get(format!(
-                        r#"accord_requests_total{{feature="{f}",path="{path}",verdict="{v}"}}"#
-                    )),
+                    get(format!(r#"accord_requests_total{{feature="{f}",path="{path}",verdict="{v}"}}"#)),
                     "{ctx}: {f} {path} {v}"
                 );
             }
@@ -123,27 +119,21 @@ pub fn assert_summary_matches(summary: &str, prom: &BTreeMap<String, f64>, ctx: 
             total_records += n.as_f64().unwrap();
             assert_eq!(
                 n.as_f64().unwrap(),
-                get(format!(
-                    r#"accord_records_total{{feature="{f}",layer="{layer}"}}"#
-                )),
+                get(format!(r#"accord_records_total{{feature="{f}",layer="{layer}"}}"#)),
                 "{ctx}: records {f} {layer}"
             );
         }
         for (layer, n) in fr["late"].as_object().unwrap() {
             assert_eq!(
                 n.as_f64().unwrap(),
-                get(format!(
-                    r#"accord_records_late_total{{feature="{f}",layer="{layer}"}}"#
-                )),
+                get(format!(r#"accord_records_late_total{{feature="{f}",layer="{layer}"}}"#)),
                 "{ctx}: late {f} {layer}"
             );
         }
         for (layer, n) in fr["missing_layers"].as_object().unwrap() {
             assert_eq!(
                 n.as_f64().unwrap(),
-                get(format!(
-                    r#"accord_missing_layers_total{{feature="{f}",layer="{layer}"}}"#
-                )),
+                get(format!(r#"accord_missing_layers_total{{feature="{f}",layer="{layer}"}}"#)),
                 "{ctx}: missing {f} {layer}"
             );
         }
@@ -151,9 +141,7 @@ pub fn assert_summary_matches(summary: &str, prom: &BTreeMap<String, f64>, ctx: 
             for (p, n) in by_p.as_object().unwrap() {
                 assert_eq!(
                     n.as_f64().unwrap(),
-                    get(format!(
-                        r#"accord_layer_decisions_total{{feature="{f}",layer="{layer}",path="{p}"}}"#
-                    )),
+                    get(format!(r#"accord_layer_decisions_total{{feature="{f}",layer="{layer}",path="{p}"}}"#)),
                     "{ctx}: decisions"
                 );
             }
@@ -174,17 +162,10 @@ pub fn assert_summary_matches(summary: &str, prom: &BTreeMap<String, f64>, ctx: 
         }
         let prom_divs: f64 = prom
             .iter()
-            .filter(|(k, _)| {
-                k.starts_with("accord_divergences_total{")
-                    && k.contains(&format!(r#"feature="{f}""#))
-            })
+            .filter(|(k, _)| k.starts_with("accord_divergences_total{") && k.contains(&format!(r#"feature="{f}""#)))
             .map(|(_, v)| v)
             .sum();
         assert_eq!(divs, prom_divs, "{ctx}: divergences of {f}");
     }
-    assert_eq!(
-        s["records"].as_f64().unwrap(),
-        total_records,
-        "{ctx}: total records"
-    );
+    assert_eq!(s["records"].as_f64().unwrap(), total_records, "{ctx}: total records");
 }

@@ -98,6 +98,7 @@ pub async fn demo(opts: DemoOptions, cancel: CancellationToken) -> Result<(), Se
         group: "accord-demo".into(),
         properties: vec![],
         verdicts_topic: None,
+        handover_topic: None,
         commit_interval: Duration::from_secs(1),
         sample_bytes: 8 << 20,
     };

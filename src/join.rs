@@ -132,7 +132,8 @@ pub struct JoinEngine {
     open: usize,
     tombs: HashMap<u64, Tomb>,
     tomb_heap: BinaryHeap<Reverse<(i64, u64)>>,
-    order: VecDeque<(u64, u64)>,
+    /// `(first position, key hash, watermark after that record advanced it)`.
+    order: VecDeque<(u64, u64, i64)>,
     divs: Vec<Divergence>,
     ring: RawRing,
     evicted: u64,
@@ -276,7 +277,7 @@ impl JoinEngine {
         let gen = self.slab[slot as usize].gen;
         self.heaps[fi].push(Reverse((f.ts_ms, slot, gen)));
         self.next_deadline = self.next_deadline.min(f.ts_ms.saturating_add(window));
-        self.order.push_back((f.pos, hash));
+        self.order.push_back((f.pos, hash, self.watermark));
         self.open += 1;
         obs.open_joins(1);
         if (1u64 << f.layer) & awaited == awaited {
@@ -409,15 +410,17 @@ impl JoinEngine {
     }
 
     /// The lowest stream position still needed to rebuild this engine's
-    /// state (open joins and remembered closed keys), or `None` if nothing
-    /// is held. Everything below it may be committed.
-    pub fn lowest_needed_pos(&mut self) -> Option<u64> {
-        while let Some(&(pos, hash)) = self.order.front() {
+    /// state (open joins and remembered closed keys), with the watermark
+    /// right after that record was processed; `None` if nothing is held.
+    /// Everything below the position may be committed: replaying from it
+    /// with that watermark rebuilds the same joins and tombstones.
+    pub fn lowest_needed(&mut self) -> Option<(u64, i64)> {
+        while let Some(&(pos, hash, wm)) = self.order.front() {
             let tomb = self.tombs.get(&hash).is_some_and(|t| t.first_pos == pos);
             let slab = &self.slab;
             let open = !tomb && self.index.find(hash, |&s| slab[s as usize].first_pos == pos).is_some();
             if tomb || open {
-                return Some(pos);
+                return Some((pos, wm));
             }
             self.order.pop_front();
         }

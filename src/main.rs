@@ -75,6 +75,10 @@ struct RunArgs {
     /// Also produce every closed join to this topic (one JSON record keyed by request_id).
     #[arg(long, env = "ACCORD_VERDICTS_TOPIC")]
     verdicts_topic: Option<String>,
+    /// Also keep each partition's handover state in this topic (for brokers
+    /// that drop offset-commit metadata; Apache Kafka keeps it).
+    #[arg(long, env = "ACCORD_HANDOVER_TOPIC")]
+    handover_topic: Option<String>,
     /// Extra librdkafka property, KEY=VALUE (repeatable), e.g. security.protocol=SASL_SSL.
     #[arg(long = "kafka", env = "ACCORD_KAFKA", value_delimiter = ';', value_parser = parse_kv)]
     kafka: Vec<(String, String)>,
@@ -178,6 +182,7 @@ fn main() -> ExitCode {
                     group: args.group,
                     properties: args.kafka,
                     verdicts_topic: args.verdicts_topic,
+                    handover_topic: args.handover_topic,
                     commit_interval: args.commit_interval,
                     sample_bytes: args.sample_buffer_bytes,
                 };

@@ -154,6 +154,7 @@ async fn simulated_rollout_through_kafka_matches_simulator_and_replay() {
         group: format!("accord-e2e-{}", std::process::id()),
         properties: vec![],
         verdicts_topic: None,
+        handover_topic: None,
         commit_interval: Duration::from_millis(500),
         sample_bytes: 1 << 20,
     };

@@ -240,6 +240,22 @@ impl Shared {
         }
     }
 
+    /// The broker answers again: partitions get a fresh idle clock, so none
+    /// advances its watermark by wall clock before its backlog arrives.
+    fn broker_back_up(&self) {
+        let assigned = {
+            let mut parts = self.lock();
+            for p in parts.values_mut() {
+                p.last_record = Instant::now();
+            }
+            !parts.is_empty()
+        };
+        if !self.status.broker_up.swap(true, Ordering::Relaxed) {
+            info!("kafka broker reachable again");
+        }
+        self.metrics.ready.set(i64::from(assigned && self.status.assigned.load(Ordering::Relaxed)));
+    }
+
     /// Commits `parts`' handover states (all, or only those that moved):
     /// verdicts first, then the handover topic, then the offsets, so an
     /// offset is never committed ahead of what it promises.
@@ -358,6 +374,12 @@ struct Ctx {
 
 impl ClientContext for Ctx {
     fn stats(&self, stats: Statistics) {
+        // A broker in state UP (not the bootstrap placeholder) means the
+        // cluster answers, even if no record arrives.
+        let up = stats.brokers.values().any(|b| b.state == "UP" && b.nodeid >= 0);
+        if up && !self.shared.status.broker_up.load(Ordering::Relaxed) {
+            self.shared.broker_back_up();
+        }
         for (topic, t) in &stats.topics {
             for (&p, ps) in &t.partitions {
                 if p >= 0 && ps.consumer_lag >= 0 {
@@ -370,7 +392,7 @@ impl ClientContext for Ctx {
     fn error(&self, error: KafkaError, reason: &str) {
         use rdkafka::types::RDKafkaErrorCode as C;
         if let Some(code) = error.rdkafka_error_code() {
-            if matches!(code, C::AllBrokersDown | C::BrokerTransportFailure) {
+            if code == C::AllBrokersDown {
                 self.shared.status.broker_up.store(false, Ordering::Relaxed);
                 self.shared.metrics.ready.set(0);
             }
@@ -704,12 +726,17 @@ impl KafkaSource {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_commit = Instant::now();
         let mut rejects = RejectLog { window_start: Instant::now(), logged: 0, suppressed: 0 };
+        let mut last_error_log = Instant::now() - Duration::from_secs(60);
+        let mut consume_errors = 0u64;
         loop {
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
                 msg = consumer.recv() => match msg {
                     Ok(m) => {
+                        if !self.status.broker_up.load(Ordering::Relaxed) {
+                            shared.broker_back_up();
+                        }
                         let mut parts = shared.lock();
                         let key = (m.topic().to_string(), m.partition());
                         let part = parts
@@ -718,18 +745,23 @@ impl KafkaSource {
                         let mut obs = (&mut metrics_obs, (&mut extra, OptObserver(verdicts.as_mut())));
                         handle(part, &m, &mut obs, &mut rejects, &self.metrics);
                         self.status.records.fetch_add(1, Ordering::Relaxed);
-                        if !self.status.broker_up.load(Ordering::Relaxed) {
-                            self.status.broker_up.store(true, Ordering::Relaxed);
-                            self.metrics.ready.set(i64::from(self.status.assigned.load(Ordering::Relaxed)));
-                        }
                     }
                     Err(e) => {
-                        warn!(error = %e, "kafka consume error");
+                        consume_errors += 1;
+                        if last_error_log.elapsed() >= Duration::from_secs(10) {
+                            warn!(error = %e, errors = consume_errors, "kafka consume error (logged at most every 10 s)");
+                            last_error_log = Instant::now();
+                            consume_errors = 0;
+                        }
+                        // Back off instead of spinning while the broker is away.
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 },
                 _ = tick.tick() => {
                     let now_ms = chrono::Utc::now().timestamp_millis();
+                    // While the broker is away, partitions are not idle but
+                    // cut off: their watermarks must not run with the clock.
+                    let broker_up = self.status.broker_up.load(Ordering::Relaxed);
                     {
                         let mut parts = shared.lock();
                         let mut obs = (&mut metrics_obs, (&mut extra, OptObserver(verdicts.as_mut())));
@@ -749,7 +781,7 @@ impl KafkaSource {
                             }
                             // SPEC §4: a stream idle for allowed_lateness
                             // advances its watermark with the wall clock.
-                            if part.last_record.elapsed() >= Duration::from_millis(lateness.max(0) as u64) {
+                            if broker_up && part.last_record.elapsed() >= Duration::from_millis(lateness.max(0) as u64) {
                                 part.pipeline.engine_mut().advance_watermark(now_ms - lateness, &mut obs);
                             }
                             let wm = part.pipeline.engine().watermark();

@@ -70,6 +70,11 @@ impl<W: Write> VerdictWriter<W> {
     pub fn new(out: W, features: Arc<Features>) -> Self {
         VerdictWriter { out, features, error: None }
     }
+    /// The writer, for in-memory use.
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+
     pub fn finish(mut self) -> std::io::Result<()> {
         if let Some(e) = self.error.take() {
             return Err(e);

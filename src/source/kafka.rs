@@ -148,7 +148,9 @@ struct Partition {
     pipeline: Pipeline,
     /// Offset after the last processed record (`None` before the first).
     next_offset: Option<i64>,
-    committed: Option<i64>,
+    /// The last state committed (the processed mark moves even when the
+    /// offset cannot, while an old join stays open).
+    committed: Option<Handover>,
     last_record: Instant,
     wm_gauge: prometheus::Gauge,
     /// While re-reading what the previous owner already judged:
@@ -270,7 +272,7 @@ impl Shared {
         let mut states = Vec::new();
         for ((topic, p), part) in parts.iter_mut() {
             let Some(h) = part.handover() else { continue };
-            if only_changed && part.committed == Some(h.offset) && part.replay.is_none() {
+            if only_changed && part.committed == Some(h) {
                 continue;
             }
             if tpl.add_partition_offset(topic, *p, Offset::Offset(h.offset)).is_ok() {
@@ -310,7 +312,7 @@ impl Shared {
                 }
                 for (t, p, h) in &states {
                     if let Some(part) = parts.get_mut(&(t.clone(), *p)) {
-                        part.committed = Some(h.offset);
+                        part.committed = Some(*h);
                     }
                 }
                 debug!(partitions = tpl.count(), "offsets committed");

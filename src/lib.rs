@@ -10,6 +10,7 @@ pub mod decode;
 pub mod demo;
 pub mod export;
 pub mod features;
+pub mod fuzzing;
 pub mod join;
 pub mod judge;
 pub mod pipeline;

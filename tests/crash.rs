@@ -67,11 +67,19 @@ fn http(port: u16, path: &str) -> Option<(u16, String)> {
     Some((code, buf.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default()))
 }
 
-fn spawn(brokers: &str, catalog: &Path, port: u16) -> Child {
+/// Topic names, unique per run so a real broker can be reused.
+struct Topics {
+    decisions: String,
+    verdicts: String,
+    handover: String,
+    group: String,
+}
+
+fn spawn(brokers: &str, catalog: &Path, port: u16, t: &Topics) -> Child {
     Command::new(env!("CARGO_BIN_EXE_accord"))
         .args(["run", "--config", catalog.to_str().unwrap(), "--brokers", brokers])
-        .args(["--topic", "decisions", "--group", "crash", "--verdicts-topic", "verdicts"])
-        .args(["--handover-topic", "handover", "--commit-interval", "1s"])
+        .args(["--topic", &t.decisions, "--group", &t.group, "--verdicts-topic", &t.verdicts])
+        .args(["--handover-topic", &t.handover, "--commit-interval", "1s"])
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env("ACCORD_LOG", "warn")
         .stdout(Stdio::null())
@@ -90,18 +98,49 @@ fn wait_ready(port: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_loses_no_verdict_and_bounds_duplicates() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("decisions", 4, 1).unwrap();
-    cluster.create_topic("verdicts", 1, 1).unwrap();
-    cluster.create_topic("handover", 1, 1).unwrap();
-    let brokers = cluster.bootstrap_servers();
+    // The mock cluster, or a real broker with ACCORD_TEST_BROKERS.
+    let id = std::process::id();
+    let topics = Topics {
+        decisions: format!("crash-decisions-{id}"),
+        verdicts: format!("crash-verdicts-{id}"),
+        handover: format!("crash-handover-{id}"),
+        group: format!("crash-{id}"),
+    };
+    let cluster = match std::env::var("ACCORD_TEST_BROKERS") {
+        Ok(_) => None,
+        Err(_) => Some(MockCluster::new(1).unwrap()),
+    };
+    let brokers = match &cluster {
+        Some(c) => {
+            c.create_topic(&topics.decisions, 4, 1).unwrap();
+            c.create_topic(&topics.verdicts, 1, 1).unwrap();
+            c.create_topic(&topics.handover, 1, 1).unwrap();
+            c.bootstrap_servers()
+        }
+        None => {
+            let brokers = std::env::var("ACCORD_TEST_BROKERS").unwrap();
+            let admin: rdkafka::admin::AdminClient<_> =
+                ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+            use rdkafka::admin::{NewTopic, TopicReplication::Fixed};
+            let specs = [
+                NewTopic::new(&topics.decisions, 4, Fixed(1)),
+                NewTopic::new(&topics.verdicts, 1, Fixed(1)),
+                NewTopic::new(&topics.handover, 1, Fixed(1)),
+            ];
+            for r in admin.create_topics(&specs, &rdkafka::admin::AdminOptions::new()).await.unwrap() {
+                r.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            brokers
+        }
+    };
     let dir = std::env::temp_dir().join(format!("accord-crash-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let catalog_path = dir.join("crash.toml");
     std::fs::write(&catalog_path, CATALOG).unwrap();
 
     let port_a = free_port();
-    let mut a = spawn(&brokers, &catalog_path, port_a);
+    let mut a = spawn(&brokers, &catalog_path, port_a, &topics);
     wait_ready(port_a);
 
     // Event times ahead of the wall clock (nothing closes by idleness),
@@ -132,10 +171,10 @@ async fn kill_9_loses_no_verdict_and_bounds_duplicates() {
             a.wait().unwrap();
             killed_at = Some(produced.len());
             let port_b = free_port();
-            b = Some((spawn(&brokers, &catalog_path, port_b), port_b));
+            b = Some((spawn(&brokers, &catalog_path, port_b, &topics), port_b));
         }
         let (p, o) = producer
-            .send(FutureRecord::to("decisions").key(&rec.key).payload(&rec.json), Duration::from_secs(10))
+            .send(FutureRecord::to(&topics.decisions).key(&rec.key).payload(&rec.json), Duration::from_secs(10))
             .await
             .map_err(|(e, _)| e)
             .unwrap();
@@ -154,7 +193,7 @@ async fn kill_9_loses_no_verdict_and_bounds_duplicates() {
                 base + 600_000
             );
             let (p, o) = producer
-                .send(FutureRecord::to("decisions").key(&id).payload(&body), Duration::from_secs(10))
+                .send(FutureRecord::to(&topics.decisions).key(&id).payload(&body), Duration::from_secs(10))
                 .await
                 .map_err(|(e, _)| e)
                 .unwrap();
@@ -185,7 +224,7 @@ async fn kill_9_loses_no_verdict_and_bounds_duplicates() {
     loop {
         let m = http(port_b, "/metrics").map(|r| common::parse_prometheus(&r.1)).unwrap_or_default();
         let open = m.get("accord_open_joins").copied().unwrap_or(-1.0);
-        let seen = read_verdicts(&brokers, Duration::from_secs(1));
+        let seen = read_verdicts(&brokers, &topics.verdicts, Duration::from_secs(1));
         if open == 0.0 && expected.iter().all(|v| seen.contains_key(&(v.feature.clone(), v.request_id.clone()))) {
             break;
         }
@@ -199,7 +238,7 @@ async fn kill_9_loses_no_verdict_and_bounds_duplicates() {
     let _ = Command::new("kill").arg("-TERM").arg(b.id().to_string()).status();
     let _ = b.wait();
 
-    let seen = read_verdicts(&brokers, Duration::from_secs(3));
+    let seen = read_verdicts(&brokers, &topics.verdicts, Duration::from_secs(3));
     let want: std::collections::HashSet<_> =
         expected.iter().map(|v| (v.feature.clone(), v.request_id.clone())).collect();
     let lost: Vec<_> = want.iter().filter(|k| !seen.contains_key(*k)).collect();
@@ -222,7 +261,7 @@ async fn kill_9_loses_no_verdict_and_bounds_duplicates() {
     assert!(extra.len() as u32 <= bound, "{} verdicts for requests a single judge never closed", extra.len());
 }
 
-fn read_verdicts(brokers: &str, quiet: Duration) -> HashMap<(String, String), u32> {
+fn read_verdicts(brokers: &str, topic: &str, quiet: Duration) -> HashMap<(String, String), u32> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "crash-verdict-reader")
@@ -230,7 +269,7 @@ fn read_verdicts(brokers: &str, quiet: Duration) -> HashMap<(String, String), u3
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset("verdicts", 0, Offset::Beginning).unwrap();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
     c.assign(&tpl).unwrap();
     let mut out: HashMap<(String, String), u32> = HashMap::new();
     let mut last = Instant::now();

@@ -63,17 +63,16 @@ static N: AtomicU32 = AtomicU32::new(0);
 struct Broker {
     mock: Option<MockCluster<'static, rdkafka::producer::DefaultProducerContext>>,
     brokers: String,
-    real: bool,
 }
 
 impl Broker {
     fn new() -> Broker {
         match std::env::var("ACCORD_TEST_BROKERS") {
-            Ok(b) => Broker { mock: None, brokers: b, real: true },
+            Ok(b) => Broker { mock: None, brokers: b },
             Err(_) => {
                 let m = MockCluster::new(1).unwrap();
                 let brokers = m.bootstrap_servers();
-                Broker { mock: Some(m), brokers, real: false }
+                Broker { mock: Some(m), brokers }
             }
         }
     }

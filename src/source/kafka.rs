@@ -292,17 +292,20 @@ impl Shared {
             }
         }
         if let Some((producer, topic)) = &self.handover {
+            // One record per flush: some brokers (tansu) report a wrong
+            // high watermark for multi-record batches, and the reader
+            // stops at the high watermark.
             for (t, p, h) in &states {
                 let key = format!("{}/{t}/{p}", self.cfg.group);
                 let body = h.encode();
-                if let Err((e, _)) = producer.send(BaseRecord::to(topic).key(&key).payload(&body)) {
+                let sent = producer
+                    .send(BaseRecord::to(topic).key(&key).payload(&body))
+                    .map_err(|(e, _)| e)
+                    .and_then(|()| producer.flush(Duration::from_secs(10)));
+                if let Err(e) = sent {
                     warn!(error = %e, "cannot write handover state; offsets not committed this round");
                     return;
                 }
-            }
-            if let Err(e) = producer.flush(Duration::from_secs(10)) {
-                warn!(error = %e, "handover state not delivered; offsets not committed this round");
-                return;
             }
         }
         match consumer.commit(&tpl, mode) {
@@ -547,9 +550,16 @@ fn read_handover_topic(cfg: &KafkaConfig, topic: &str) -> Result<HashMap<String,
     }
     consumer.assign(&tpl)?;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !ends.is_empty() && Instant::now() < deadline {
-        let Some(m) = consumer.poll(Duration::from_millis(200)) else { continue };
+    // Past the reported end, read on until the topic stays quiet: the
+    // high watermark is only a hint on some brokers.
+    let mut quiet_since: Option<Instant> = None;
+    while Instant::now() < deadline {
+        if ends.is_empty() && quiet_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_millis(300) {
+            break;
+        }
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
         let m = m?;
+        quiet_since = None;
         if let (Some(k), Some(v)) = (m.key(), m.payload()) {
             if let (Ok(k), Some(h)) = (std::str::from_utf8(k), std::str::from_utf8(v).ok().and_then(Handover::decode)) {
                 let states = out.entry(k.to_string()).or_default();

@@ -250,3 +250,40 @@ fn tracked_unknown_features_are_labelled_then_other() {
     assert!(out.contains(r#"accord_requests_total{feature="other",path="new",verdict="agree"} 1"#), "{out}");
     assert!(out.contains(r#"accord_requests_total{feature="other",path="old",verdict="agree"} 1"#), "{out}");
 }
+
+#[test]
+fn no_input_creates_series_beyond_the_catalog() {
+    let cat = CATALOG.replace("allowed_lateness = \"5s\"", "allowed_lateness = \"5s\"\nunknown_features = \"track\"\nmax_tracked_features = 5");
+    let f = features(&cat);
+    let m = accord::export::Metrics::new(f.clone()).unwrap();
+    let mut obs = m.observer();
+    let mut p = Pipeline::new(f, 0);
+    let mut text = String::new();
+    for i in 0..2_000 {
+        let layer = ["frontend", "api", "worker", "analytics", "mobile", "web"][i % 6];
+        text += &format!(
+            r#"{{"request_id":"r{i}","layer":"{layer}","feature":"flag_{}","ts":{},"flag_state":"variant-{i}","selected_flow":"x{i}","job_payload_version":{i},"flags_revision":"rev{i}","service":"svc{i}"}}"#,
+            i % 500,
+            T0 + i as i64
+        );
+        text.push('\n');
+    }
+    replay_stream(Cursor::new(text), &mut p, &mut obs, "t").unwrap();
+    let out = m.render();
+    let mut features = std::collections::BTreeSet::new();
+    let mut series = 0;
+    for line in out.lines().filter(|l| !l.starts_with('#')) {
+        series += 1;
+        if let Some(rest) = line.split("feature=\"").nth(1) {
+            features.insert(rest.split('"').next().unwrap().to_string());
+        }
+        for bad in ["variant-", "rev", "svc", "\"x", "mobile", "web\""] {
+            assert!(!line.contains(bad), "request data leaked into a label: {line}");
+        }
+    }
+    // 2 catalog features, 5 tracked by name, and `other`
+    assert_eq!(features.len(), 8, "{features:?}");
+    assert!(features.contains("other"));
+    // a fixed number of series: growing the input does not grow it
+    assert!(series < 8 * 400, "{series} series");
+}

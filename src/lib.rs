@@ -5,6 +5,7 @@
 //! [`export`] as metrics, summaries and verdicts. [`pipeline`] strings the
 //! stages together for one stream; [`replay`] drives it from files.
 
+pub mod api;
 pub mod catalog;
 pub mod decode;
 pub mod demo;
@@ -13,12 +14,14 @@ pub mod features;
 pub mod fuzzing;
 pub mod join;
 pub mod judge;
+pub mod live;
 pub mod pipeline;
 pub mod replay;
 pub mod server;
 pub mod service;
 pub mod simulate;
 pub mod source;
+pub mod status_page;
 
 pub use catalog::Catalog;
 pub use features::Features;

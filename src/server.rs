@@ -11,6 +11,7 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::export::Metrics;
+use crate::live::LiveStats;
 use crate::source::kafka::SourceStatus;
 
 /// What every handler may read. Cheap to clone.
@@ -18,6 +19,8 @@ use crate::source::kafka::SourceStatus;
 pub struct AppState {
     pub metrics: Metrics,
     pub status: Arc<SourceStatus>,
+    /// Live per-feature statistics (gate, features API, status page).
+    pub live: LiveStats,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -25,6 +28,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/", get(crate::status_page::index))
+        .merge(crate::api::routes())
         .with_state(state)
 }
 
@@ -62,7 +67,11 @@ mod tests {
         let cat =
             Catalog::parse(std::path::Path::new("c.toml"), include_str!("../tests/conformance/catalog.toml")).unwrap();
         let f = Arc::new(Features::new(Arc::new(cat)));
-        AppState { metrics: Metrics::new(f).unwrap(), status: Arc::new(SourceStatus::default()) }
+        AppState {
+            metrics: Metrics::new(f.clone()).unwrap(),
+            status: Arc::new(SourceStatus::default()),
+            live: LiveStats::new(f),
+        }
     }
 
     async fn get(app: Router, path: &str) -> (StatusCode, String) {

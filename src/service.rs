@@ -17,6 +17,7 @@ use crate::catalog::Catalog;
 use crate::export::Metrics;
 use crate::features::Features;
 use crate::join::{Closed, Observer};
+use crate::live::LiveStats;
 use crate::server::{router, AppState};
 use crate::source::kafka::{KafkaConfig, KafkaSource, SourceError, SourceStatus};
 
@@ -47,6 +48,8 @@ pub struct Service {
     pub features: Arc<Features>,
     pub metrics: Metrics,
     pub status: Arc<SourceStatus>,
+    /// Live statistics behind the gate, features API and status page.
+    pub live: LiveStats,
 }
 
 impl Service {
@@ -54,11 +57,17 @@ impl Service {
         let features = Arc::new(Features::new(catalog.clone()));
         let metrics = Metrics::new(features.clone()).map_err(|e| ServiceError::Runtime(e.to_string()))?;
         metrics.ready.set(0);
-        Ok(Service { catalog, features, metrics, status: Arc::new(SourceStatus::default()) })
+        Ok(Service {
+            catalog,
+            live: LiveStats::new(features.clone()),
+            features,
+            metrics,
+            status: Arc::new(SourceStatus::default()),
+        })
     }
 
     pub fn app_state(&self) -> AppState {
-        AppState { metrics: self.metrics.clone(), status: self.status.clone() }
+        AppState { metrics: self.metrics.clone(), status: self.status.clone(), live: self.live.clone() }
     }
 
     /// Binds the HTTP listener (a bind failure is a configuration error).
@@ -83,7 +92,7 @@ impl Service {
         });
         info!(%addr, "http listening");
         let source = KafkaSource::new(kafka, self.features.clone(), self.metrics.clone(), self.status.clone());
-        let result = source.run(cancel.clone(), NoObserver).await;
+        let result = source.run(cancel.clone(), self.live.observer()).await;
         // Whatever ended the source ends the service.
         cancel.cancel();
         match tokio::time::timeout(GRACE, server).await {

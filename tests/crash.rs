@@ -201,6 +201,9 @@ async fn kill_9_loses_no_verdict_and_bounds_duplicates() {
             produced.push((p, o, body.into_bytes()));
         }
     }
+    // (A is dead already; this only reaps it if the stream ended first.)
+    let _ = a.kill();
+    let _ = a.wait();
     let (mut b, port_b) = b.expect("A was killed mid-stream");
 
     // What a single uninterrupted judge says.

@@ -253,7 +253,10 @@ fn tracked_unknown_features_are_labelled_then_other() {
 
 #[test]
 fn no_input_creates_series_beyond_the_catalog() {
-    let cat = CATALOG.replace("allowed_lateness = \"5s\"", "allowed_lateness = \"5s\"\nunknown_features = \"track\"\nmax_tracked_features = 5");
+    let cat = CATALOG.replace(
+        "allowed_lateness = \"5s\"",
+        "allowed_lateness = \"5s\"\nunknown_features = \"track\"\nmax_tracked_features = 5",
+    );
     let f = features(&cat);
     let m = accord::export::Metrics::new(f.clone()).unwrap();
     let mut obs = m.observer();

@@ -1,0 +1,449 @@
+//! `GET /`: the human status page (SPEC §6). One self-contained HTML
+//! document (`status_page.html`: inline CSS and JS, no external assets).
+//!
+//! The server renders the full content, so a page loaded without
+//! JavaScript (or a headless screenshot) already shows every feature;
+//! the script then refreshes it every few seconds from the JSON APIs
+//! (`/api/v1/features`, `/api/v1/features/{f}/divergences`). Both
+//! renderers produce the same markup: when changing one, change the
+//! other (`render*` here, `render*` in the template's script).
+
+use std::fmt::Write;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use crate::api::{
+    feature_views, human_window, pct, pct1, sample_views, FeatureView, LayerView, RecordView, SampleView,
+};
+use crate::features::FeatureId;
+use crate::live::{LiveStats, DEFAULT_WINDOW_MS};
+use crate::server::AppState;
+
+/// Divergent requests shown per feature.
+pub const PAGE_SAMPLES: usize = 5;
+
+const TEMPLATE: &str = include_str!("status_page.html");
+
+/// Record fields whose disagreement explains a divergence; highlighted
+/// when two records of a request carry different values.
+const DECISION_FIELDS: &[&str] =
+    &["flag_state", "api_capability", "selected_flow", "job_payload_version", "flags_revision"];
+
+/// Display order of a record's fields (the rest follow alphabetically).
+const FIELD_ORDER: &[&str] = &[
+    "request_id",
+    "layer",
+    "feature",
+    "ts",
+    "flag_state",
+    "api_capability",
+    "selected_flow",
+    "job_payload_version",
+    "flags_revision",
+    "service",
+    "instance",
+    "build",
+];
+
+pub async fn index(State(s): State<AppState>) -> Response {
+    let now = s.live.now_ms();
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], render(&s.live, now))
+        .into_response()
+}
+
+/// The whole page at `now_ms`.
+pub fn render(live: &LiveStats, now_ms: i64) -> String {
+    let views = feature_views(live, now_ms, DEFAULT_WINDOW_MS);
+    let samples: Vec<Vec<SampleView>> =
+        (0..views.len()).map(|i| sample_views(live, i as FeatureId, PAGE_SAMPLES).0).collect();
+    let layers = &live.features().catalog().layers;
+    let updated = format!("updated {} UTC", crate::decode::format_rfc3339_ms(now_ms).get(11..19).unwrap_or(""));
+    TEMPLATE.replace("<!--UPDATED-->", &updated).replace("<!--CONTENT-->", &render_content(&views, layers, &samples))
+}
+
+pub fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// `1234567` → `1,234,567`.
+pub fn num(n: u64) -> String {
+    let s = n.to_string();
+    let mut o = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            o.push(',');
+        }
+        o.push(c);
+    }
+    o
+}
+
+/// Seconds as `0 ms`, `85 ms`, `1.2 s`, `2m 5s`.
+pub fn dur(s: f64) -> String {
+    if s < 1.0 {
+        format!("{} ms", (s * 1000.0).round() as i64)
+    } else if s < 60.0 {
+        format!("{:.1} s", s)
+    } else {
+        let t = s.round() as i64;
+        format!("{}m {}s", t / 60, t % 60)
+    }
+}
+
+fn opt_pct(x: Option<f64>) -> String {
+    x.map_or_else(|| "–".to_string(), pct)
+}
+
+fn opt_pct1(x: Option<f64>) -> String {
+    x.map_or_else(|| "–".to_string(), pct1)
+}
+
+fn expiry(v: &FeatureView) -> String {
+    match (&v.expires, v.days_to_expiry) {
+        (Some(e), Some(d)) if d < 0 => format!("<span class=\"expired\">expired {} ({} days ago)</span>", esc(e), -d),
+        (Some(e), Some(0)) => format!("<span class=\"expiring\">expires today ({})</span>", esc(e)),
+        (Some(e), Some(d)) => {
+            let cls = if d <= 30 { " class=\"expiring\"" } else { "" };
+            format!("<span{cls}>expires {} (in {} day{})</span>", esc(e), d, if d == 1 { "" } else { "s" })
+        }
+        _ => "no expiry date".to_string(),
+    }
+}
+
+fn render_content(views: &[FeatureView], layers: &[String], samples: &[Vec<SampleView>]) -> String {
+    let mut o = String::new();
+    let win = human_window(DEFAULT_WINDOW_MS);
+    o.push_str("<section class=\"cards\">");
+    for v in views {
+        o.push_str(&render_card(v));
+    }
+    o.push_str("</section>");
+    let _ = write!(
+        o,
+        "<section class=\"panel\"><h2>Features × layers <small>last {win} · new-path ratio, old-path share and lag p99 per layer</small></h2>"
+    );
+    o.push_str(&render_grid(views, layers));
+    o.push_str("</section>");
+    let _ = write!(
+        o,
+        "<section class=\"panel\"><h2>Latest divergent requests <small>newest first · click a request to see every layer's record as received</small></h2>"
+    );
+    for (v, s) in views.iter().zip(samples) {
+        o.push_str(&render_samples(v, s));
+    }
+    o.push_str("</section>");
+    o
+}
+
+fn render_card(v: &FeatureView) -> String {
+    let g = &v.gate;
+    let d = g.decision.as_str();
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        "<article class=\"card {d}\" data-feature=\"{f}\"><div class=\"card-head\"><h3>{f}</h3><span class=\"pill {d}\">{d}</span></div>",
+        f = esc(&v.feature)
+    );
+    let owner = if v.owner.is_empty() { "not in the catalog".to_string() } else { esc(&v.owner) };
+    let _ = write!(o, "<div class=\"meta\">{owner} · {} · {}</div>", esc(v.class), expiry(v));
+    let _ = write!(
+        o,
+        "<div class=\"headline\"><div class=\"big\">{}</div><div class=\"big-label\">exposed agreement<br><span>{} exposed · {} requests · last {}</span></div></div>",
+        opt_pct(v.exposed_agreement),
+        num(v.exposed_requests),
+        num(v.requests),
+        human_window(v.window_seconds as i64 * 1000)
+    );
+    o.push_str(&render_verdict_bar(v));
+    o.push_str("<ul class=\"reasons\">");
+    for r in &g.reasons {
+        let _ = write!(o, "<li>{}</li>", esc(r));
+    }
+    o.push_str("</ul>");
+    let _ = write!(
+        o,
+        "<div class=\"exit {}\"><b>flag exit</b> {}</div>",
+        v.exit_readiness.status,
+        esc(&v.exit_readiness.summary)
+    );
+    let _ = write!(
+        o,
+        "<div class=\"links\"><a href=\"{g}\">gate JSON</a><a href=\"{w}\">webhook</a><a href=\"{d}\">divergences JSON</a><a href=\"/api/v1/features/{f}\">feature JSON</a></div></article>",
+        g = esc(&v.links.gate),
+        w = esc(&v.links.webhook),
+        d = esc(&v.links.divergences),
+        f = esc(&v.feature)
+    );
+    o
+}
+
+fn render_verdict_bar(v: &FeatureView) -> String {
+    let total = v.requests.max(1) as f64;
+    let mut bar = String::from("<div class=\"vbar\">");
+    let mut legend = String::from("<div class=\"legend\">");
+    for k in ["agree", "degraded", "incomplete", "diverge"] {
+        let n = v.verdicts.get(k).copied().unwrap_or(0);
+        if n > 0 {
+            let _ = write!(
+                bar,
+                "<span class=\"v-{k}\" style=\"width:{:.2}%\" title=\"{k}: {}\"></span>",
+                n as f64 * 100.0 / total,
+                num(n)
+            );
+        }
+        let _ = write!(legend, "<span><i class=\"v-{k}\"></i>{k} {}</span>", num(n));
+    }
+    bar.push_str("</div>");
+    legend.push_str("</div>");
+    bar + &legend
+}
+
+fn render_grid(views: &[FeatureView], layers: &[String]) -> String {
+    let mut o = String::from("<div class=\"grid-wrap\"><table class=\"grid\"><thead><tr><th>feature</th><th>gate</th><th>exposed agreement</th>");
+    for l in layers {
+        let _ = write!(o, "<th>{}</th>", esc(l));
+    }
+    o.push_str("</tr></thead><tbody>");
+    for v in views {
+        let d = v.gate.decision.as_str();
+        let _ = write!(
+            o,
+            "<tr><td class=\"fname\">{f}<small>{owner}</small></td><td><span class=\"pill {d}\">{d}</span></td><td class=\"agree {d}\"><b>{}</b><small>{} exposed</small></td>",
+            opt_pct(v.exposed_agreement),
+            num(v.exposed_requests),
+            f = esc(&v.feature),
+            owner = esc(&v.owner),
+        );
+        for l in &v.layers {
+            o.push_str(&render_layer_cell(l));
+        }
+        o.push_str("</tr>");
+    }
+    o.push_str("</tbody></table></div>");
+    o
+}
+
+fn render_layer_cell(l: &LayerView) -> String {
+    if l.records == 0 && l.missing == 0 {
+        let what = if l.role == "unlisted" { "not monitored" } else { "no records" };
+        return format!("<td class=\"cell na\"><span>{what}</span></td>");
+    }
+    let ratio = l.new_path_ratio;
+    let width = ratio.unwrap_or(0.0) * 100.0;
+    let lag = |x: Option<f64>| x.map_or_else(|| "–".to_string(), dur);
+    let title = format!(
+        "{}: {} records in the window (new {}, old {}, unknown {}), {} late, missing in {} requests; lag p50 {}, p99 {}",
+        l.layer,
+        num(l.records),
+        num(l.new),
+        num(l.old),
+        num(l.unknown),
+        num(l.late),
+        num(l.missing),
+        lag(l.lag_p50_seconds),
+        lag(l.lag_p99_seconds)
+    );
+    let mut o = format!(
+        "<td class=\"cell {role}\" title=\"{title}\"><div class=\"ratio\"><div class=\"bar\"><span style=\"width:{width:.1}%\"></span></div><b>{}</b> new</div><div class=\"sub\">",
+        opt_pct1(ratio),
+        role = l.role,
+        title = esc(&title)
+    );
+    match l.lag_p99_seconds {
+        Some(s) => {
+            let _ = write!(o, "lag p99 {}", dur(s));
+        }
+        None => o.push_str("lag –"),
+    }
+    let _ = write!(o, " · old {}", opt_pct1(l.old_path_share));
+    o.push_str("</div>");
+    let mut notes = Vec::new();
+    if l.role == "optional" {
+        notes.push("optional".to_string());
+    }
+    if l.missing > 0 {
+        notes.push(format!("missing in {}", num(l.missing)));
+    }
+    if l.late > 0 {
+        notes.push(format!("{} late", num(l.late)));
+    }
+    if !notes.is_empty() {
+        let _ = write!(o, "<div class=\"note\">{}</div>", esc(&notes.join(" · ")));
+    }
+    o.push_str("</td>");
+    o
+}
+
+fn render_samples(v: &FeatureView, samples: &[SampleView]) -> String {
+    let mut o = format!(
+        "<div class=\"feature-samples\"><h3>{f} <a href=\"{d}?limit=100\">JSON</a></h3>",
+        f = esc(&v.feature),
+        d = esc(&v.links.divergences)
+    );
+    if samples.is_empty() {
+        o.push_str("<p class=\"empty\">No divergent request kept yet.</p>");
+    }
+    for (i, s) in samples.iter().enumerate() {
+        o.push_str(&render_sample(&v.feature, s, i == 0));
+    }
+    o.push_str("</div>");
+    o
+}
+
+fn time_of(rfc3339: &str) -> &str {
+    rfc3339.get(11..19).unwrap_or(rfc3339)
+}
+
+/// One divergent request; `open` shows its records (the newest of each
+/// feature starts open, marked `data-auto` so the script can tell it from
+/// one a reader opened).
+pub fn render_sample(feature: &str, s: &SampleView, open: bool) -> String {
+    let why = &s.explanation;
+    let more = format!(
+        " <span class=\"more\">{} divergence{}</span>",
+        s.kinds.len(),
+        if s.kinds.len() == 1 { "" } else { "s" }
+    );
+    let mut o = format!(
+        "<details class=\"req\" data-key=\"{key}\"{open}><summary><time>{t}</time><code class=\"rid\">{id}</code><span class=\"badge {p}\">{p}</span><span class=\"why\">{why}</span>{more}</summary><div class=\"req-body\"><ul class=\"kinds\">",
+        key = esc(&format!("{feature}/{}", s.request_id)),
+        t = esc(time_of(&s.closed_at)),
+        id = esc(&s.request_id),
+        p = esc(s.path),
+        why = esc(why),
+        open = if open { " open data-auto=\"1\"" } else { "" },
+    );
+    for k in &s.kinds {
+        let pair = if k.upstream == k.downstream {
+            esc(&k.upstream)
+        } else {
+            format!("{} → {}", esc(&k.upstream), esc(&k.downstream))
+        };
+        let _ = write!(
+            o,
+            "<li><span class=\"kind\">{}</span><span class=\"pair\">{pair}</span>{}</li>",
+            esc(k.kind),
+            esc(&k.explanation)
+        );
+    }
+    o.push_str("</ul>");
+    let _ = write!(
+        o,
+        "<div class=\"req-meta\">start {} · closed {} ({}) · verdict {}{}</div>",
+        esc(&s.start),
+        esc(&s.closed_at),
+        esc(s.close_cause),
+        esc(s.verdict),
+        if s.missing.is_empty() { String::new() } else { format!(" · missing: {}", esc(&s.missing.join(", "))) }
+    );
+    let mut diff = differing_fields(&s.records);
+    // The capability the api advertised is the culprit of this kind, even
+    // though only one record carries it.
+    if s.kinds.iter().any(|k| k.kind == "exposure_without_capability") && !diff.contains(&"api_capability") {
+        diff.push("api_capability");
+    }
+    o.push_str("<div class=\"records\">");
+    for r in &s.records {
+        o.push_str(&render_record(r, &diff));
+    }
+    o.push_str("</div></div></details>");
+    o
+}
+
+/// Text of a field for comparison: numbers and strings compare as text.
+fn field_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn differing_fields(records: &[RecordView]) -> Vec<&'static str> {
+    DECISION_FIELDS
+        .iter()
+        .copied()
+        .filter(|f| {
+            let mut seen: Vec<String> = Vec::new();
+            for r in records {
+                if let Some(v) = r.record.as_ref().and_then(|o| o.get(*f)) {
+                    let t = field_text(v);
+                    if !seen.contains(&t) {
+                        seen.push(t);
+                    }
+                }
+            }
+            seen.len() > 1
+        })
+        .collect()
+}
+
+fn render_record(r: &RecordView, diff: &[&str]) -> String {
+    let mut o = format!(
+        "<div class=\"rec\"><div class=\"rec-head\"><b>{l}</b><span class=\"badge {p}\">{p}</span><span class=\"pos\">offset {pos}</span></div>",
+        l = esc(&r.layer),
+        p = esc(r.path),
+        pos = r.position
+    );
+    match &r.record {
+        Some(Value::Object(m)) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort_by_key(|k| (FIELD_ORDER.iter().position(|f| f == k).unwrap_or(FIELD_ORDER.len()), k.to_string()));
+            o.push_str("<pre>{\n");
+            for (i, k) in keys.iter().enumerate() {
+                let comma = if i + 1 < keys.len() { "," } else { "" };
+                let line = format!(
+                    "  {}: {}{comma}",
+                    serde_json::to_string(k).unwrap_or_default(),
+                    serde_json::to_string(&m[*k]).unwrap_or_default()
+                );
+                if diff.contains(&k.as_str()) {
+                    let _ = writeln!(o, "<mark>{}</mark>", esc(&line));
+                } else {
+                    let _ = writeln!(o, "{}", esc(&line));
+                }
+            }
+            o.push_str("}</pre>");
+        }
+        Some(other) => {
+            let _ = write!(o, "<pre>{}</pre>", esc(&other.to_string()));
+        }
+        None => {
+            let _ =
+                write!(o, "<p class=\"gone\">{}</p>", esc(r.unavailable.as_deref().unwrap_or("record unavailable")));
+        }
+    }
+    o.push_str("</div>");
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formatting() {
+        assert_eq!(num(0), "0");
+        assert_eq!(num(999), "999");
+        assert_eq!(num(1000), "1,000");
+        assert_eq!(num(1234567), "1,234,567");
+        assert_eq!(dur(0.0), "0 ms");
+        assert_eq!(dur(0.085), "85 ms");
+        assert_eq!(dur(1.25), "1.2 s");
+        assert_eq!(dur(125.0), "2m 5s");
+        assert_eq!(esc("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+    }
+}

@@ -12,10 +12,6 @@ use common::accord;
 
 const CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/accord.toml");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn write_tmp(name: &str, text: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("accord-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -88,7 +84,7 @@ fn replay_formats_on_the_example_stream() {
 
 /// Starts `accord run` with `args`; returns the child and its listen port.
 fn spawn_run(extra: &[&str]) -> (std::process::Child, u16) {
-    let port = free_port();
+    let port = common::free_port();
     let listen = format!("127.0.0.1:{port}");
     let child = Command::new(env!("CARGO_BIN_EXE_accord"))
         .args(["run", "--config", CATALOG, "--listen", &listen])
@@ -102,13 +98,7 @@ fn spawn_run(extra: &[&str]) -> (std::process::Child, u16) {
 }
 
 fn http_status(port: u16, path: &str) -> Option<u16> {
-    use std::io::Write;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    buf.get(9..12)?.parse().ok()
+    common::http_get(port, path).map(|r| r.0)
 }
 
 fn wait_exit(child: &mut std::process::Child, limit: Duration) -> Option<std::process::ExitStatus> {
@@ -124,7 +114,7 @@ fn wait_exit(child: &mut std::process::Child, limit: Duration) -> Option<std::pr
 
 #[test]
 fn unreachable_broker_keeps_retrying_and_is_not_ready() {
-    let dead = free_port();
+    let dead = common::free_port();
     let (mut child, port) = spawn_run(&["--brokers", &format!("127.0.0.1:{dead}"), "--topic", "decisions"]);
     let t = Instant::now();
     let mut seen = None;

@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -24,48 +23,8 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-const CATALOG: &str = r#"
-[monitor]
-layers = ["frontend", "api", "worker", "analytics"]
-window = "20s"
-allowed_lateness = "2s"
-
-[[feature]]
-key = "checkout_v2"
-owner = "payments"
-class = "state-machine"
-expect = ["frontend", "api", "worker", "analytics"]
-new_flow = "v2"
-new_capability = "v2"
-new_payload_version = "2"
-
-[[feature]]
-key = "search.ranking"
-owner = "search"
-class = "decision"
-expect = ["api", "analytics"]
-optional = ["frontend"]
-window = "15s"
-new_flow = "ltr"
-"#;
-
 const RATE: f64 = 400.0;
 const COMMIT_INTERVAL_S: f64 = 1.0;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn http(port: u16, path: &str) -> Option<(u16, String)> {
-    use std::io::Write;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let code = buf.get(9..12)?.parse().ok()?;
-    Some((code, buf.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default()))
-}
 
 /// Topic names, unique per run so a real broker can be reused.
 struct Topics {
@@ -90,7 +49,7 @@ fn spawn(brokers: &str, catalog: &Path, port: u16, t: &Topics) -> Child {
 
 fn wait_ready(port: u16) {
     let t = Instant::now();
-    while http(port, "/readyz").map(|r| r.0) != Some(200) {
+    while common::http_get(port, "/readyz").map(|r| r.0) != Some(200) {
         assert!(t.elapsed() < Duration::from_secs(60), "instance never became ready");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -137,9 +96,9 @@ async fn kill_9_loses_no_verdict_and_bounds_duplicates() {
     let dir = std::env::temp_dir().join(format!("accord-crash-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let catalog_path = dir.join("crash.toml");
-    std::fs::write(&catalog_path, CATALOG).unwrap();
+    std::fs::write(&catalog_path, common::catalog_with("20s", "2s", "15s")).unwrap();
 
-    let port_a = free_port();
+    let port_a = common::free_port();
     let mut a = spawn(&brokers, &catalog_path, port_a, &topics);
     wait_ready(port_a);
 
@@ -170,7 +129,7 @@ async fn kill_9_loses_no_verdict_and_bounds_duplicates() {
             a.kill().unwrap(); // SIGKILL
             a.wait().unwrap();
             killed_at = Some(produced.len());
-            let port_b = free_port();
+            let port_b = common::free_port();
             b = Some((spawn(&brokers, &catalog_path, port_b, &topics), port_b));
         }
         let (p, o) = producer
@@ -207,7 +166,7 @@ async fn kill_9_loses_no_verdict_and_bounds_duplicates() {
     let (mut b, port_b) = b.expect("A was killed mid-stream");
 
     // What a single uninterrupted judge says.
-    let catalog = Arc::new(Catalog::parse(Path::new("crash.toml"), CATALOG).unwrap());
+    let catalog = Arc::new(Catalog::parse(Path::new("crash.toml"), &common::catalog_with("20s", "2s", "15s")).unwrap());
     let features = Arc::new(Features::new(catalog));
     let mut by_part: HashMap<i32, Vec<(i64, &[u8])>> = HashMap::new();
     for (p, o, body) in &produced {
@@ -225,7 +184,7 @@ async fn kill_9_loses_no_verdict_and_bounds_duplicates() {
     // Wait for B to judge everything, then read the verdicts topic.
     let t = Instant::now();
     loop {
-        let m = http(port_b, "/metrics").map(|r| common::parse_prometheus(&r.1)).unwrap_or_default();
+        let m = common::http_get(port_b, "/metrics").map(|r| common::parse_prometheus(&r.1)).unwrap_or_default();
         let open = m.get("accord_open_joins").copied().unwrap_or(-1.0);
         let seen = read_verdicts(&brokers, &topics.verdicts, Duration::from_secs(1));
         if open == 0.0 && expected.iter().all(|v| seen.contains_key(&(v.feature.clone(), v.request_id.clone()))) {
@@ -234,7 +193,7 @@ async fn kill_9_loses_no_verdict_and_bounds_duplicates() {
         assert!(t.elapsed() < Duration::from_secs(90), "B did not judge everything: open joins {open}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let suppressed = http(port_b, "/metrics")
+    let suppressed = common::http_get(port_b, "/metrics")
         .map(|r| common::parse_prometheus(&r.1))
         .and_then(|m| m.get("accord_records_replayed_suppressed_total").copied())
         .unwrap_or(0.0);

@@ -5,6 +5,8 @@
 //! webhook from 200 to 412. Records carry event times near now, so the
 //! live windows (wall clock) see them. Every wait is bounded.
 
+mod common;
+
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -19,33 +21,6 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-
-const CATALOG: &str = r#"
-[monitor]
-layers = ["frontend", "api", "worker", "analytics"]
-window = "5s"
-allowed_lateness = "2s"
-
-[[feature]]
-key = "checkout_v2"
-owner = "payments"
-class = "state-machine"
-expires = "2027-01-31"
-expect = ["frontend", "api", "worker", "analytics"]
-new_flow = "v2"
-new_capability = "v2"
-new_payload_version = "2"
-
-[[feature]]
-key = "search.ranking"
-owner = "search"
-class = "decision"
-expires = "2027-06-30"
-expect = ["api", "analytics"]
-optional = ["frontend"]
-window = "4s"
-new_flow = "ltr"
-"#;
 
 const MIN_SAMPLES: u64 = 40;
 const TOPIC: &str = "decisions";
@@ -101,7 +76,8 @@ async fn gate_holds_on_fake_availability_and_proceeds_on_a_healthy_ramp() {
     cluster.create_topic(TOPIC, 2, 1).unwrap();
     let brokers = cluster.bootstrap_servers();
 
-    let catalog = Arc::new(Catalog::parse(Path::new("gate-e2e.toml"), CATALOG).unwrap());
+    let catalog =
+        Arc::new(Catalog::parse(Path::new("gate-e2e.toml"), &common::catalog_with("5s", "2s", "4s")).unwrap());
     let service = Service::new(catalog).unwrap();
     let status = service.status.clone();
     let listener = Service::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();

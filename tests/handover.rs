@@ -33,31 +33,6 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-const CATALOG: &str = r#"
-[monitor]
-layers = ["frontend", "api", "worker", "analytics"]
-window = "20s"
-allowed_lateness = "2s"
-
-[[feature]]
-key = "checkout_v2"
-owner = "payments"
-class = "state-machine"
-expect = ["frontend", "api", "worker", "analytics"]
-new_flow = "v2"
-new_capability = "v2"
-new_payload_version = "2"
-
-[[feature]]
-key = "search.ranking"
-owner = "search"
-class = "decision"
-expect = ["api", "analytics"]
-optional = ["frontend"]
-window = "15s"
-new_flow = "ltr"
-"#;
-
 static N: AtomicU32 = AtomicU32::new(0);
 
 struct Broker {
@@ -297,7 +272,8 @@ async fn setup() -> Setup {
         .with_test_writer()
         .try_init();
     let broker = Broker::new();
-    let catalog = Arc::new(Catalog::parse(Path::new("handover.toml"), CATALOG).unwrap());
+    let catalog =
+        Arc::new(Catalog::parse(Path::new("handover.toml"), &common::catalog_with("20s", "2s", "15s")).unwrap());
     let features = Arc::new(Features::new(catalog.clone()));
     let topic = broker.topic("handover-decisions", 4).await;
     let verdicts = broker.topic("handover-verdicts", 1).await;

@@ -29,33 +29,6 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
-const CATALOG: &str = r#"
-[monitor]
-layers = ["frontend", "api", "worker", "analytics"]
-window = "5s"
-allowed_lateness = "3s"
-
-[[feature]]
-key = "checkout_v2"
-owner = "payments"
-class = "state-machine"
-expires = "2027-01-31"
-expect = ["frontend", "api", "worker", "analytics"]
-new_flow = "v2"
-new_capability = "v2"
-new_payload_version = "2"
-
-[[feature]]
-key = "search.ranking"
-owner = "search"
-class = "decision"
-expires = "2027-06-30"
-expect = ["api", "analytics"]
-optional = ["frontend"]
-window = "4s"
-new_flow = "ltr"
-"#;
-
 /// One record of each SPEC §9 reason, an empty message, and a record
 /// without a key (judged normally: the key is routing, not schema).
 fn bad_records() -> Vec<(Option<String>, Vec<u8>)> {
@@ -99,7 +72,7 @@ async fn simulated_rollout_through_kafka_matches_simulator_and_replay() {
         _ => unreachable!(),
     };
 
-    let catalog = Arc::new(Catalog::parse(Path::new("e2e.toml"), CATALOG).unwrap());
+    let catalog = Arc::new(Catalog::parse(Path::new("e2e.toml"), &common::catalog_with("5s", "3s", "4s")).unwrap());
     let features = Arc::new(Features::new(catalog.clone()));
 
     // Produce everything first, event times in the recent past; the

@@ -169,3 +169,32 @@ pub fn assert_summary_matches(summary: &str, prom: &BTreeMap<String, f64>, ctx: 
     }
     assert_eq!(s["records"].as_f64().unwrap(), total_records, "{ctx}: total records");
 }
+
+/// The shipped catalog (`accord.toml`) with other windows: tests keep the
+/// example's features and change only timing.
+pub fn catalog_with(window: &str, allowed_lateness: &str, search_window: &str) -> String {
+    let text = include_str!("../../accord.toml");
+    let out = text
+        .replace("window = \"30s\"", &format!("window = \"{window}\""))
+        .replace("allowed_lateness = \"5s\"", &format!("allowed_lateness = \"{allowed_lateness}\""))
+        .replace("window = \"10s\"", &format!("window = \"{search_window}\""));
+    assert_ne!(out, text, "accord.toml changed shape; update catalog_with");
+    out
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `GET path` over HTTP/1.0 (no chunking to undo): `(status, body)`.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let code = buf.get(9..12)?.parse().ok()?;
+    Some((code, buf.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default()))
+}

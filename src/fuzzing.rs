@@ -12,39 +12,17 @@ use crate::join::{Closed, Observer};
 use crate::judge::Path as RecPath;
 use crate::pipeline::Pipeline;
 
-const CATALOG: &str = r#"
-[monitor]
-layers = ["frontend", "api", "worker", "analytics"]
-window = "30s"
-allowed_lateness = "5s"
-max_open_joins = 8
-max_closed_keys = 8
-unknown_features = "track"
-max_tracked_features = 2
-
-[[feature]]
-key = "checkout_v2"
-owner = "payments"
-class = "state-machine"
-expect = ["frontend", "api", "worker", "analytics"]
-new_flow = "v2"
-new_capability = "v2"
-new_payload_version = "2"
-
-[[feature]]
-key = "search.ranking"
-owner = "search"
-class = "decision"
-expect = ["api", "analytics"]
-optional = ["frontend"]
-window = "10s"
-new_flow = "ltr"
-"#;
-
 fn features() -> Arc<Features> {
     static F: OnceLock<Arc<Features>> = OnceLock::new();
     F.get_or_init(|| {
-        let c = Catalog::parse(Path::new("fuzz.toml"), CATALOG).expect("fuzz catalog is valid");
+        // The demo catalog with tiny caps, so eviction and forgotten
+        // closed keys happen within a short input, and unknown features
+        // are tracked (then counted as `other`).
+        let text = crate::demo::DEMO_CATALOG.replace(
+            "max_open_joins = 100000",
+            "max_open_joins = 8\nmax_closed_keys = 8\nunknown_features = \"track\"\nmax_tracked_features = 2",
+        );
+        let c = Catalog::parse(Path::new("fuzz.toml"), &text).expect("fuzz catalog is valid");
         Arc::new(Features::new(Arc::new(c)))
     })
     .clone()

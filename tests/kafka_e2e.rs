@@ -206,6 +206,9 @@ async fn simulated_rollout_through_kafka_matches_simulator_and_replay() {
     ] {
         assert_eq!(live[&format!(r#"accord_records_rejected_total{{reason="{reason}"}}"#)], n, "{reason}");
     }
+    // Engine observability: commits are counted, lag is read-position lag.
+    assert!(live[r#"accord_kafka_commits_total{result="ok"}"#] > 0.0, "commits counted");
+    assert_eq!(live["accord_ready"], 1.0);
     // The summary of the replay agrees with its own metrics.
     let summary = serde_json::to_string(&obs.1.report()).unwrap();
     common::assert_summary_matches(&summary, &replayed, "kafka replay");

@@ -310,9 +310,7 @@ impl Shared {
         }
         match consumer.commit(&tpl, mode) {
             Ok(()) => {
-                if matches!(mode, CommitMode::Sync) {
-                    self.metrics.commits.with_label_values(&["ok"]).inc();
-                }
+                self.metrics.commits.with_label_values(&["ok"]).inc();
                 for (t, p, h) in &states {
                     if let Some(part) = parts.get_mut(&(t.clone(), *p)) {
                         part.committed = Some(*h);
@@ -385,10 +383,13 @@ impl ClientContext for Ctx {
         if up && !self.shared.status.broker_up.load(Ordering::Relaxed) {
             self.shared.broker_back_up();
         }
+        // Lag from the read position (what accord has yet to judge), not
+        // from the committed offset, which trails by design while joins
+        // are open (up to two windows plus lateness).
         for (topic, t) in &stats.topics {
             for (&p, ps) in &t.partitions {
-                if p >= 0 && ps.consumer_lag >= 0 {
-                    lag_gauge(&self.shared.metrics, topic, p).set(ps.consumer_lag);
+                if p >= 0 && ps.app_offset >= 0 && ps.hi_offset >= 0 {
+                    lag_gauge(&self.shared.metrics, topic, p).set((ps.hi_offset - ps.app_offset).max(0));
                 }
             }
         }
@@ -478,16 +479,6 @@ impl ConsumerContext for Ctx {
             self.shared.status.assigned.store(assigned, Ordering::Relaxed);
             self.shared.status.broker_up.store(true, Ordering::Relaxed);
             self.shared.metrics.ready.set(i64::from(assigned));
-        }
-    }
-
-    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _offsets: &TopicPartitionList) {
-        match result {
-            Ok(()) => self.shared.metrics.commits.with_label_values(&["ok"]).inc(),
-            Err(e) => {
-                self.shared.metrics.commits.with_label_values(&["error"]).inc();
-                warn!(error = %e, "offset commit failed; will retry at the next interval");
-            }
         }
     }
 }
@@ -805,7 +796,9 @@ impl KafkaSource {
                     if last_commit.elapsed() >= self.cfg.commit_interval {
                         last_commit = Instant::now();
                         let mut parts = shared.lock();
-                        shared.commit(consumer.as_ref(), &mut parts, true, CommitMode::Async);
+                        // Synchronous: a round trip a second, and the result
+                        // is known here (counted, and retried next round).
+                        shared.commit(consumer.as_ref(), &mut parts, true, CommitMode::Sync);
                     }
                 }
             }

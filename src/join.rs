@@ -278,6 +278,13 @@ impl JoinEngine {
         self.heaps[fi].push(Reverse((f.ts_ms, slot, gen)));
         self.next_deadline = self.next_deadline.min(f.ts_ms.saturating_add(window));
         self.order.push_back((f.pos, hash, self.watermark));
+        // `order` is trimmed from the front by `lowest_needed`; a stream
+        // nobody asks (replay) or an old join pinning the front would let it
+        // grow with every join ever opened. Keep it proportional to the
+        // state it describes.
+        if self.order.len() > 2 * (self.open + self.tombs.len()) + 1024 {
+            self.trim_order();
+        }
         self.open += 1;
         obs.open_joins(1);
         if (1u64 << f.layer) & awaited == awaited {
@@ -407,6 +414,14 @@ impl JoinEngine {
         self.tombs.clear();
         self.tomb_heap.clear();
         self.order.clear();
+    }
+
+    fn trim_order(&mut self) {
+        let (tombs, index, slab) = (&self.tombs, &self.index, &self.slab);
+        self.order.retain(|&(pos, hash, _)| {
+            tombs.get(&hash).is_some_and(|t| t.first_pos == pos)
+                || index.find(hash, |&s| slab[s as usize].first_pos == pos).is_some()
+        });
     }
 
     /// The lowest stream position still needed to rebuild this engine's

@@ -152,6 +152,13 @@ struct Partition {
     /// offset cannot, while an old join stays open).
     committed: Option<Handover>,
     last_record: Instant,
+    /// librdkafka reported the end of the partition since its last record:
+    /// only a partition with nothing left to fetch is idle.
+    at_eof: bool,
+    /// No wall-clock watermark before this instant: after an assignment or
+    /// a broker recovery, fetches can stall for seconds with a backlog
+    /// waiting (seen with tansu), which is not idleness.
+    idle_not_before: Instant,
     wm_gauge: prometheus::Gauge,
     /// While re-reading what the previous owner already judged:
     /// `(its last processed offset, its last watermark)`.
@@ -237,6 +244,8 @@ impl Shared {
             next_offset: None,
             committed: None,
             last_record: Instant::now(),
+            at_eof: false,
+            idle_not_before: Instant::now() + IDLE_GRACE,
             wm_gauge: watermark_gauge(&self.metrics, topic, partition),
             replay: None,
         }
@@ -249,6 +258,8 @@ impl Shared {
             let mut parts = self.lock();
             for p in parts.values_mut() {
                 p.last_record = Instant::now();
+                p.at_eof = false;
+                p.idle_not_before = Instant::now() + IDLE_GRACE;
             }
             !parts.is_empty()
         };
@@ -267,7 +278,7 @@ impl Shared {
         parts: &mut HashMap<PartKey, Partition>,
         only_changed: bool,
         mode: CommitMode,
-    ) {
+    ) -> bool {
         let mut tpl = TopicPartitionList::new();
         let mut states = Vec::new();
         for ((topic, p), part) in parts.iter_mut() {
@@ -283,12 +294,12 @@ impl Shared {
             }
         }
         if tpl.count() == 0 {
-            return;
+            return true;
         }
         if let Some(v) = &self.verdicts {
-            if let Err(e) = v.flush(Duration::from_secs(10)) {
+            if let Err(e) = v.flush(FLUSH_TIMEOUT) {
                 warn!(error = %e, "verdicts not delivered; offsets not committed this round");
-                return;
+                return false;
             }
         }
         if let Some((producer, topic)) = &self.handover {
@@ -301,10 +312,10 @@ impl Shared {
                 let sent = producer
                     .send(BaseRecord::to(topic).key(&key).payload(&body))
                     .map_err(|(e, _)| e)
-                    .and_then(|()| producer.flush(Duration::from_secs(10)));
+                    .and_then(|()| producer.flush(FLUSH_TIMEOUT));
                 if let Err(e) = sent {
                     warn!(error = %e, "cannot write handover state; offsets not committed this round");
-                    return;
+                    return false;
                 }
             }
         }
@@ -317,10 +328,12 @@ impl Shared {
                     }
                 }
                 debug!(partitions = tpl.count(), "offsets committed");
+                true
             }
             Err(e) => {
                 self.metrics.commits.with_label_values(&["error"]).inc();
                 warn!(error = %e, "offset commit failed");
+                false
             }
         }
     }
@@ -373,6 +386,7 @@ impl Shared {
 
 struct Ctx {
     shared: Arc<Shared>,
+    last_error_log: Mutex<Option<Instant>>,
 }
 
 impl ClientContext for Ctx {
@@ -403,7 +417,13 @@ impl ClientContext for Ctx {
                 self.shared.metrics.ready.set(0);
             }
         }
-        warn!(%error, reason, "kafka client error");
+        // Rate-limited: an outage repeats the same error many times a second.
+        let now = Instant::now();
+        let mut last = self.last_error_log.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
+            *last = Some(now);
+            warn!(%error, reason, "kafka client error (logged at most every 10 s)");
+        }
     }
 }
 
@@ -419,7 +439,7 @@ impl Ctx {
                 leaving.insert(key, p);
             }
         }
-        self.shared.commit(consumer, &mut leaving, false, CommitMode::Sync);
+        let _ = self.shared.commit(consumer, &mut leaving, false, CommitMode::Sync);
         for ((t, p), part) in &leaving {
             // Their open joins now belong to the next owner.
             self.shared.metrics.open_joins.sub(part.pipeline.engine().open_joins() as i64);
@@ -540,12 +560,12 @@ fn read_handover_topic(cfg: &KafkaConfig, topic: &str) -> Result<HashMap<String,
         return Ok(out);
     }
     consumer.assign(&tpl)?;
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(15);
     // Past the reported end, read on until the topic stays quiet: the
-    // high watermark is only a hint on some brokers.
+    // high watermark is only a hint on some brokers (tansu reports it low).
     let mut quiet_since: Option<Instant> = None;
     while Instant::now() < deadline {
-        if ends.is_empty() && quiet_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_millis(300) {
+        if ends.is_empty() && quiet_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_millis(1500) {
             break;
         }
         let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
@@ -625,6 +645,8 @@ impl KafkaSource {
             .set("session.timeout.ms", "6000")
             .set("heartbeat.interval.ms", "1000")
             .set("statistics.interval.ms", "5000")
+            // End-of-partition events tell "caught up" from "stalled".
+            .set("enable.partition.eof", "true")
             // Bound the prefetch per partition so a flood cannot grow
             // memory in librdkafka's queues.
             .set("queued.max.messages.kbytes", "16384")
@@ -632,7 +654,7 @@ impl KafkaSource {
         for (k, v) in &self.cfg.properties {
             c.set(k, v);
         }
-        c.create_with_context(Ctx { shared: shared.clone() })
+        c.create_with_context(Ctx { shared: shared.clone(), last_error_log: Mutex::new(None) })
             .map_err(|e| SourceError::Config(format!("kafka consumer configuration: {e}")))
     }
 
@@ -727,7 +749,7 @@ impl KafkaSource {
         let lateness = self.features.catalog().allowed_lateness_ms;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_commit = Instant::now();
+        let mut next_commit = Instant::now() + self.cfg.commit_interval;
         let mut rejects = RejectLog { window_start: Instant::now(), logged: 0, suppressed: 0 };
         let mut last_error_log = Instant::now() - Duration::from_secs(60);
         let mut consume_errors = 0u64;
@@ -748,6 +770,15 @@ impl KafkaSource {
                         let mut obs = (&mut metrics_obs, (&mut extra, OptObserver(verdicts.as_mut())));
                         handle(part, &m, &mut obs, &mut rejects, &self.metrics);
                         self.status.records.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(KafkaError::PartitionEOF(p)) => {
+                        // The event names no topic; topics have equal
+                        // partition counts, so mark that partition of each.
+                        for ((_, q), part) in shared.lock().iter_mut() {
+                            if *q == p {
+                                part.at_eof = true;
+                            }
+                        }
                     }
                     Err(e) => {
                         consume_errors += 1;
@@ -784,7 +815,10 @@ impl KafkaSource {
                             }
                             // SPEC §4: a stream idle for allowed_lateness
                             // advances its watermark with the wall clock.
-                            if broker_up && part.last_record.elapsed() >= Duration::from_millis(lateness.max(0) as u64) {
+                            let idle = part.at_eof
+                                && part.last_record.elapsed() >= Duration::from_millis(lateness.max(0) as u64)
+                                && Instant::now() >= part.idle_not_before;
+                            if broker_up && idle {
                                 part.pipeline.engine_mut().advance_watermark(now_ms - lateness, &mut obs);
                             }
                             let wm = part.pipeline.engine().watermark();
@@ -793,12 +827,12 @@ impl KafkaSource {
                             }
                         }
                     }
-                    if last_commit.elapsed() >= self.cfg.commit_interval {
-                        last_commit = Instant::now();
+                    if broker_up && Instant::now() >= next_commit {
                         let mut parts = shared.lock();
                         // Synchronous: a round trip a second, and the result
                         // is known here (counted, and retried next round).
-                        shared.commit(consumer.as_ref(), &mut parts, true, CommitMode::Sync);
+                        let ok = shared.commit(consumer.as_ref(), &mut parts, true, CommitMode::Sync);
+                        next_commit = Instant::now() + if ok { self.cfg.commit_interval } else { COMMIT_BACKOFF };
                     }
                 }
             }
@@ -806,7 +840,7 @@ impl KafkaSource {
         info!("shutting down: committing judged offsets");
         {
             let mut parts = shared.lock();
-            shared.commit(consumer.as_ref(), &mut parts, false, CommitMode::Sync);
+            let _ = shared.commit(consumer.as_ref(), &mut parts, false, CommitMode::Sync);
             for part in parts.values() {
                 self.metrics.open_joins.sub(part.pipeline.engine().open_joins() as i64);
             }
@@ -816,6 +850,15 @@ impl KafkaSource {
         Ok(())
     }
 }
+
+/// See `Partition::idle_not_before`.
+const IDLE_GRACE: Duration = Duration::from_secs(10);
+
+/// How long a commit may wait for the verdicts and handover producers; a
+/// failed commit is retried after `COMMIT_BACKOFF`, so a broker outage
+/// never keeps the consume task (and its error callbacks) blocked.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+const COMMIT_BACKOFF: Duration = Duration::from_secs(10);
 
 /// How long a new owner waits for the records it must re-read before it
 /// goes live without them (they may have been deleted by retention).
@@ -861,6 +904,7 @@ fn handle(
     }
     part.next_offset = Some(offset + 1);
     part.last_record = Instant::now();
+    part.at_eof = false;
     // An empty or tombstone message is a record that is not JSON.
     let payload = m.payload().unwrap_or(&[]);
     let fallback = m.timestamp().to_millis().unwrap_or_else(|| chrono::Utc::now().timestamp_millis());

@@ -225,6 +225,8 @@ struct Shared {
     metrics: Metrics,
     status: Arc<SourceStatus>,
     parts: Mutex<HashMap<PartKey, Partition>>,
+    /// Partitions revoked while their state could not be persisted.
+    retained: Mutex<HashMap<PartKey, (Instant, Partition)>>,
     sample_bytes: usize,
     /// Producer of the verdicts topic, flushed before every commit.
     verdicts: Option<Arc<ThreadedProducer<DefaultProducerContext>>>,
@@ -439,14 +441,27 @@ impl Ctx {
                 leaving.insert(key, p);
             }
         }
-        let _ = self.shared.commit(consumer, &mut leaving, false, CommitMode::Sync);
+        let persisted = self.shared.commit(consumer, &mut leaving, false, CommitMode::Sync);
+        let n_leaving = leaving.len();
         for ((t, p), part) in &leaving {
             // Their open joins now belong to the next owner.
             self.shared.metrics.open_joins.sub(part.pipeline.engine().open_joins() as i64);
             let _ = self.shared.metrics.watermark_delay.remove_label_values(&[t, &p.to_string()]);
             let _ = self.shared.metrics.consumer_lag.remove_label_values(&[t, &p.to_string()]);
         }
-        info!(revoked = leaving.len(), still_owned = parts.len(), "partitions revoked");
+        if !persisted {
+            // The broker is away (a session timeout during an outage): the
+            // state could not be handed over. Keep it: if the partitions
+            // come back to this instance and nobody got further, it
+            // continues exactly where it stopped.
+            warn!(partitions = leaving.len(), "revoked without a persisted handover state; keeping it in case the partitions come back");
+            let mut kept = self.shared.retained.lock().unwrap_or_else(|e| e.into_inner());
+            kept.retain(|_, (at, _)| at.elapsed() < RETAIN_FOR);
+            for (k, part) in leaving {
+                kept.insert(k, (Instant::now(), part));
+            }
+        }
+        info!(revoked = n_leaving, still_owned = parts.len(), "partitions revoked");
         if parts.is_empty() {
             self.shared.status.assigned.store(false, Ordering::Relaxed);
             self.shared.metrics.ready.set(0);
@@ -462,6 +477,22 @@ impl Ctx {
             let key = (e.topic().to_string(), e.partition());
             if parts.contains_key(&key) {
                 continue;
+            }
+            let kept = self.shared.retained.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+            if let Some((_, mut part)) = kept {
+                // Ours, unless another owner got further meanwhile.
+                let mine = part.next_offset.map_or(-1, |n| n - 1);
+                if inherited.get(&key).is_none_or(|h| h.processed <= mine) {
+                    if let (Some(next), Some(mut el)) = (part.next_offset, tpl.find_partition(e.topic(), e.partition())) {
+                        let _ = el.set_offset(Offset::Offset(next));
+                    }
+                    info!(topic = e.topic(), partition = e.partition(), next = ?part.next_offset, "partition back: continuing from the state kept in memory");
+                    self.shared.metrics.open_joins.add(part.pipeline.engine().open_joins() as i64);
+                    part.idle_not_before = Instant::now() + IDLE_GRACE;
+                    part.at_eof = false;
+                    parts.insert(key, part);
+                    continue;
+                }
             }
             let mut part = self.shared.new_partition(e.topic(), e.partition());
             if let Some(h) = inherited.get(&key) {
@@ -726,6 +757,7 @@ impl KafkaSource {
             metrics: self.metrics.clone(),
             status: self.status.clone(),
             parts: Mutex::new(HashMap::new()),
+            retained: Mutex::new(HashMap::new()),
             sample_bytes: self.cfg.sample_bytes,
             verdicts: verdicts_producer.clone(),
             handover,
@@ -851,8 +883,11 @@ impl KafkaSource {
     }
 }
 
+/// How long a partition revoked without a persisted handover is kept.
+const RETAIN_FOR: Duration = Duration::from_secs(600);
+
 /// See `Partition::idle_not_before`.
-const IDLE_GRACE: Duration = Duration::from_secs(10);
+const IDLE_GRACE: Duration = Duration::from_secs(30);
 
 /// How long a commit may wait for the verdicts and handover producers; a
 /// failed commit is retried after `COMMIT_BACKOFF`, so a broker outage

@@ -454,7 +454,10 @@ impl Ctx {
             // state could not be handed over. Keep it: if the partitions
             // come back to this instance and nobody got further, it
             // continues exactly where it stopped.
-            warn!(partitions = leaving.len(), "revoked without a persisted handover state; keeping it in case the partitions come back");
+            warn!(
+                partitions = leaving.len(),
+                "revoked without a persisted handover state; keeping it in case the partitions come back"
+            );
             let mut kept = self.shared.retained.lock().unwrap_or_else(|e| e.into_inner());
             kept.retain(|_, (at, _)| at.elapsed() < RETAIN_FOR);
             for (k, part) in leaving {
@@ -483,7 +486,8 @@ impl Ctx {
                 // Ours, unless another owner got further meanwhile.
                 let mine = part.next_offset.map_or(-1, |n| n - 1);
                 if inherited.get(&key).is_none_or(|h| h.processed <= mine) {
-                    if let (Some(next), Some(mut el)) = (part.next_offset, tpl.find_partition(e.topic(), e.partition())) {
+                    if let (Some(next), Some(mut el)) = (part.next_offset, tpl.find_partition(e.topic(), e.partition()))
+                    {
                         let _ = el.set_offset(Offset::Offset(next));
                     }
                     info!(topic = e.topic(), partition = e.partition(), next = ?part.next_offset, "partition back: continuing from the state kept in memory");

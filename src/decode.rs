@@ -71,7 +71,7 @@ pub enum Val<'a> {
     Compound,
 }
 
-impl<'de> de::Deserialize<'de> for Val<'de> {
+impl<'de: 'a, 'a> de::Deserialize<'de> for Val<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
@@ -120,7 +120,7 @@ impl<'de> de::Deserialize<'de> for Val<'de> {
 }
 
 /// The record's fields as found, before validation.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 struct RawRecord<'a> {
     request_id: Option<Val<'a>>,
     layer: Option<Val<'a>>,
@@ -188,6 +188,27 @@ impl<'de> de::Deserialize<'de> for Key {
     }
 }
 
+impl<'a> RawRecord<'a> {
+    /// Where the value of field `k` goes (`None`: an unknown field).
+    fn slot(&mut self, k: Key) -> Option<&mut Option<Val<'a>>> {
+        Some(match k {
+            Key::RequestId => &mut self.request_id,
+            Key::Layer => &mut self.layer,
+            Key::Feature => &mut self.feature,
+            Key::Ts => &mut self.ts,
+            Key::FlagState => &mut self.flag_state,
+            Key::ApiCapability => &mut self.api_capability,
+            Key::SelectedFlow => &mut self.selected_flow,
+            Key::JobPayloadVersion => &mut self.job_payload_version,
+            Key::FlagsRevision => &mut self.flags_revision,
+            Key::Service => &mut self.service,
+            Key::Instance => &mut self.instance,
+            Key::Build => &mut self.build,
+            Key::Other => return None,
+        })
+    }
+}
+
 impl<'de> de::Deserialize<'de> for RawRecord<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -200,25 +221,12 @@ impl<'de> de::Deserialize<'de> for RawRecord<'de> {
                 let mut r = RawRecord::default();
                 // Duplicate keys: the last one wins, like most JSON readers.
                 while let Some(k) = m.next_key::<Key>()? {
-                    let slot = match k {
-                        Key::RequestId => &mut r.request_id,
-                        Key::Layer => &mut r.layer,
-                        Key::Feature => &mut r.feature,
-                        Key::Ts => &mut r.ts,
-                        Key::FlagState => &mut r.flag_state,
-                        Key::ApiCapability => &mut r.api_capability,
-                        Key::SelectedFlow => &mut r.selected_flow,
-                        Key::JobPayloadVersion => &mut r.job_payload_version,
-                        Key::FlagsRevision => &mut r.flags_revision,
-                        Key::Service => &mut r.service,
-                        Key::Instance => &mut r.instance,
-                        Key::Build => &mut r.build,
-                        Key::Other => {
+                    match r.slot(k) {
+                        Some(slot) => *slot = Some(m.next_value::<Val<'de>>()?),
+                        None => {
                             m.next_value::<IgnoredAny>()?;
-                            continue;
                         }
-                    };
-                    *slot = Some(m.next_value::<Val<'de>>()?);
+                    }
                 }
                 Ok(r)
             }
@@ -259,8 +267,182 @@ pub fn decode(bytes: &[u8]) -> Result<Decision<'_>, Reject> {
     if bytes.len() > MAX_RECORD_BYTES {
         return Err(Reject::TooLarge);
     }
-    let raw: RawRecord<'_> = serde_json::from_slice(bytes).map_err(|_| Reject::MalformedJson)?;
+    let raw = match fast::parse(bytes) {
+        Some(raw) => raw,
+        None => serde_json::from_slice(bytes).map_err(|_| Reject::MalformedJson)?,
+    };
     validate(raw)
+}
+
+/// The hot path of [`decode`]: a flat JSON object whose values are
+/// strings without escapes, `true`/`false`/`null` or non-negative
+/// integers — every record a producer normally sends — scanned in one
+/// pass without serde or allocation. Anything else (escapes, nesting,
+/// floats, negative or huge numbers, and every malformed input) returns
+/// `None` and goes through `serde_json`, so the fast path never decides
+/// an edge case: where it answers, `serde_json` would answer the same
+/// (checked by a differential property test below).
+mod fast {
+    use std::borrow::Cow;
+
+    use super::{Key, RawRecord, Val};
+
+    struct Scan<'a> {
+        /// The whole record, validated as UTF-8 once, so a string is a
+        /// subslice between two ASCII quotes and needs no check of its own.
+        s: &'a str,
+        b: &'a [u8],
+        i: usize,
+    }
+
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+
+    /// The high bit of each byte of `x` that may be `"`, `\\` or a control
+    /// character; the lowest one set is exact (the bit tricks only err
+    /// above a true hit).
+    #[inline]
+    pub(super) fn specials(x: u64) -> u64 {
+        let q = x ^ (LO * u64::from(b'"'));
+        let e = x ^ (LO * u64::from(b'\\'));
+        ((q.wrapping_sub(LO) & !q) | (e.wrapping_sub(LO) & !e) | (x.wrapping_sub(LO * 0x20) & !x)) & HI
+    }
+
+    impl<'a> Scan<'a> {
+        #[inline]
+        fn ws(&mut self) {
+            while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.b.get(self.i) {
+                self.i += 1;
+            }
+        }
+
+        #[inline]
+        fn peek(&self) -> Option<u8> {
+            self.b.get(self.i).copied()
+        }
+
+        /// A string's contents after its opening quote, if it has no
+        /// escape and no control character.
+        #[inline]
+        fn string(&mut self) -> Option<&'a str> {
+            let start = self.i;
+            let mut i = start;
+            // Eight bytes at a time to the first `"`, `\\` or control byte.
+            while let Some(chunk) = self.b.get(i..i + 8) {
+                let m = specials(u64::from_le_bytes(chunk.try_into().ok()?));
+                if m != 0 {
+                    i += m.trailing_zeros() as usize / 8;
+                    break;
+                }
+                i += 8;
+            }
+            loop {
+                match *self.b.get(i)? {
+                    b'"' => break,
+                    b'\\' | 0..=0x1f => return None,
+                    _ => i += 1,
+                }
+            }
+            self.i = i + 1;
+            self.s.get(start..i)
+        }
+
+        #[inline]
+        fn literal(&mut self, word: &[u8]) -> Option<()> {
+            if self.b[self.i..].starts_with(word) {
+                self.i += word.len();
+                Some(())
+            } else {
+                None
+            }
+        }
+
+        /// A non-negative integer of at most 18 digits (no sign, no
+        /// fraction, no exponent, no leading zero), which serde_json reads
+        /// as a `u64`.
+        #[inline]
+        fn integer(&mut self) -> Option<i128> {
+            let start = self.i;
+            let mut v: u64 = 0;
+            while let Some(c @ b'0'..=b'9') = self.peek() {
+                v = v * 10 + u64::from(c - b'0');
+                self.i += 1;
+                if self.i - start > 18 {
+                    return None;
+                }
+            }
+            let len = self.i - start;
+            if len == 0 || (len > 1 && self.b[start] == b'0') {
+                return None;
+            }
+            if matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
+                return None;
+            }
+            Some(i128::from(v))
+        }
+
+        fn value(&mut self) -> Option<Val<'a>> {
+            match self.peek()? {
+                b'"' => {
+                    self.i += 1;
+                    Some(Val::Str(Cow::Borrowed(self.string()?)))
+                }
+                b't' => self.literal(b"true").map(|_| Val::Bool(true)),
+                b'f' => self.literal(b"false").map(|_| Val::Bool(false)),
+                b'n' => self.literal(b"null").map(|_| Val::Null),
+                b'0'..=b'9' => self.integer().map(Val::Int),
+                _ => None,
+            }
+        }
+    }
+
+    pub(super) fn parse(b: &[u8]) -> Option<RawRecord<'_>> {
+        // Invalid UTF-8 is malformed JSON wherever it is; serde says so.
+        let text = std::str::from_utf8(b).ok()?;
+        let mut s = Scan { s: text, b, i: 0 };
+        let mut r = RawRecord::default();
+        s.ws();
+        if s.peek()? != b'{' {
+            return None;
+        }
+        s.i += 1;
+        s.ws();
+        if s.peek()? == b'}' {
+            s.i += 1;
+        } else {
+            loop {
+                if s.peek()? != b'"' {
+                    return None;
+                }
+                s.i += 1;
+                let key = Key::of(s.string()?);
+                s.ws();
+                if s.peek()? != b':' {
+                    return None;
+                }
+                s.i += 1;
+                s.ws();
+                let v = s.value()?;
+                if let Some(slot) = r.slot(key) {
+                    *slot = Some(v);
+                }
+                s.ws();
+                match s.peek()? {
+                    b',' => {
+                        s.i += 1;
+                        s.ws();
+                    }
+                    b'}' => {
+                        s.i += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        s.ws();
+        (s.i == b.len()).then_some(r)
+    }
 }
 
 fn present<'a>(v: Option<Val<'a>>) -> Option<Val<'a>> {
@@ -304,7 +486,7 @@ fn validate(raw: RawRecord<'_>) -> Result<Decision<'_>, Reject> {
     let job_payload_version = match present(raw.job_payload_version) {
         None => None,
         Some(Val::Str(s)) => Some(s),
-        Some(Val::Int(n)) => Some(Cow::Owned(n.to_string())),
+        Some(Val::Int(n)) => Some(int_text(n)),
         Some(_) => return Err(Reject::InvalidField),
     };
     Ok(Decision {
@@ -338,9 +520,106 @@ pub fn valid_feature_key(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
 
+/// The decimal text of an integer; versions 0..=99 (all real ones) are
+/// borrowed from a static table instead of allocated.
+fn int_text(n: i128) -> Cow<'static, str> {
+    const DIGITS: &str = "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+    match n {
+        0..=9 => Cow::Borrowed(&DIGITS[2 * n as usize + 1..2 * n as usize + 2]),
+        10..=99 => Cow::Borrowed(&DIGITS[2 * n as usize..2 * n as usize + 2]),
+        _ => Cow::Owned(n.to_string()),
+    }
+}
+
 /// RFC 3339 to epoch milliseconds (sub-millisecond digits are truncated).
 pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp_millis())
+    rfc3339_fast(s.as_bytes()).or_else(|| chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp_millis()))
+}
+
+/// The common shape `YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|±HH:MM)` with valid
+/// fields, computed without chrono. Anything else (lowercase or space
+/// separators, leap seconds, more than 9 fraction digits, invalid dates)
+/// returns `None` and is left to chrono, so both always agree.
+fn rfc3339_fast(b: &[u8]) -> Option<i64> {
+    if b.len() < 20 {
+        return None;
+    }
+    let d = |i: usize| -> Option<i64> {
+        let c = b[i].wrapping_sub(b'0');
+        (c < 10).then_some(i64::from(c))
+    };
+    let two = |i: usize| -> Option<i64> { Some(d(i)? * 10 + d(i + 1)?) };
+    let year = two(0)? * 100 + two(2)?;
+    let (month, day) = (two(5)?, two(8)?);
+    let (hour, min, sec) = (two(11)?, two(14)?, two(17)?);
+    if b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if day == 0 || day > month_days || hour > 23 || min > 59 || sec > 59 {
+        return None;
+    }
+    let mut i = 19;
+    let mut ms = 0;
+    if b[i] == b'.' {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            if i - start < 3 {
+                ms = ms * 10 + i64::from(b[i] - b'0');
+            }
+            i += 1;
+        }
+        let n = i - start;
+        if n == 0 || n > 9 {
+            return None;
+        }
+        for _ in n..3 {
+            ms *= 10;
+        }
+    }
+    let offset = match *b.get(i)? {
+        b'Z' => {
+            i += 1;
+            0
+        }
+        sign @ (b'+' | b'-') => {
+            if b.len() != i + 6 || b[i + 3] != b':' {
+                return None;
+            }
+            let (oh, om) = (two(i + 1)?, two(i + 4)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            i += 6;
+            let off = oh * 3600 + om * 60;
+            if sign == b'-' {
+                -off
+            } else {
+                off
+            }
+        }
+        _ => return None,
+    };
+    if i != b.len() {
+        return None;
+    }
+    // Days since 1970-01-01 of the civil date (H. Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + hour * 3600 + min * 60 + sec - offset) * 1000 + ms)
 }
 
 /// Formats epoch milliseconds as RFC 3339 UTC with milliseconds.
@@ -444,6 +723,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode(&bytes);
@@ -452,6 +733,143 @@ mod tests {
         #[test]
         fn decode_never_panics_on_jsonish(s in r#"\{("[a-z_]{1,20}": ?(null|true|false|-?[0-9]{1,25}(\.[0-9]+)?|"[^"\\]{0,20}"|\[\]|\{\}),? ?){0,8}\}?"#) {
             let _ = decode(s.as_bytes());
+        }
+
+        /// The word-at-a-time scan finds the first special byte exactly.
+        #[test]
+        fn first_special_byte_is_exact(bytes in proptest::collection::vec(
+            prop_oneof![Just(b'"'), Just(b'\\'), 0u8..0x20, 0x20u8..=0xff, Just(0x21u8), Just(0x5du8), Just(0xa2u8)], 8)
+        ) {
+            let x = u64::from_le_bytes(bytes.clone().try_into().unwrap());
+            let m = fast::specials(x);
+            let naive = bytes.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+            prop_assert_eq!((m != 0).then(|| m.trailing_zeros() as usize / 8), naive);
+        }
+
+        /// Where the fast path answers, serde_json answers the same.
+        #[test]
+        fn fast_path_agrees_with_serde(s in JSONISH) {
+            fast_agrees(s.as_bytes());
+        }
+
+        #[test]
+        fn fast_path_agrees_with_serde_on_bytes(
+            s in JSONISH,
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let mut b = s.into_bytes();
+            if !b.is_empty() {
+                let i = at.index(b.len());
+                b[i] = byte;
+            }
+            fast_agrees(&b);
+        }
+
+        /// Where the RFC 3339 fast path answers, chrono answers the same.
+        #[test]
+        fn rfc3339_fast_agrees_with_chrono(s in rfc3339ish()) {
+            let chrono = chrono::DateTime::parse_from_rfc3339(&s).ok().map(|t| t.timestamp_millis());
+            if let Some(ms) = rfc3339_fast(s.as_bytes()) {
+                prop_assert_eq!(Some(ms), chrono, "{}", s);
+            }
+            prop_assert_eq!(parse_rfc3339_ms(&s), chrono, "{}", s);
+        }
+    }
+
+    /// Timestamps mostly of the fast path's shape, with every field
+    /// sometimes just out of range and the shapes it leaves to chrono.
+    fn rfc3339ish() -> impl Strategy<Value = String> {
+        let sep = prop_oneof![8 => Just("T"), 1 => Just("t"), 1 => Just(" ")];
+        let frac = prop_oneof![2 => Just(String::new()), 3 => "\\.[0-9]{1,9}", 1 => "\\.[0-9]{0,12}"];
+        let off = prop_oneof![
+            4 => Just("Z".to_string()),
+            1 => Just("z".to_string()),
+            4 => (any::<bool>(), 0u32..=24, 0u32..=60)
+                .prop_map(|(neg, h, m)| format!("{}{h:02}:{m:02}", if neg { '-' } else { '+' })),
+            1 => "[+-][0-9]{4}|[+-][0-9]{2}:[0-9]|",
+        ];
+        (
+            (0u32..=9999, 0u32..=13, 0u32..=32),
+            (0u32..=24, 0u32..=60, prop_oneof![9 => 0u32..=59, 1 => Just(60u32)]),
+            (sep, frac, off),
+            prop_oneof![9 => Just(""), 1 => Just("x")],
+        )
+            .prop_map(|((y, mo, d), (h, mi, se), (sep, frac, off), tail)| {
+                format!("{y:04}-{mo:02}-{d:02}{sep}{h:02}:{mi:02}:{se:02}{frac}{off}{tail}")
+            })
+    }
+
+    /// Records with the schema's keys and values of every kind the fast
+    /// path must either decode exactly or hand to serde_json.
+    const JSONISH: &str = concat!(
+        r#"[ \t\n]?\{[ \r]?("(request_id|layer|feature|ts|flag_state|job_payload_version|flags_revision|service|x|r\\u0065q)"[ ]?:[ \n]?"#,
+        r#"(null|true|false|nul|truex|-?(0|[1-9][0-9]{0,19}|0[0-9])(\.[0-9]+|[eE][0-9])?|"([a-z0-9:. -]|\\n|\\"|é|\t){0,12}"|\[1,\{\}\]|\{"a":1\}),?[ ]?){0,8}\}[ \n]?x?"#
+    );
+
+    fn fast_agrees(b: &[u8]) {
+        if let Some(fast) = fast::parse(b) {
+            let slow: RawRecord<'_> = serde_json::from_slice(b).unwrap_or_else(|e| {
+                panic!("fast path accepted what serde rejects ({e}): {:?}", String::from_utf8_lossy(b))
+            });
+            assert_eq!(fast, slow, "{:?}", String::from_utf8_lossy(b));
+        }
+    }
+
+    #[test]
+    fn fast_path_takes_real_records() {
+        let spec = br#"{"request_id":"req-8f2c","layer":"api","feature":"checkout_v2","ts":"2026-11-20T10:00:00.120Z","flag_state":true,"api_capability":"v2","selected_flow":"v2","job_payload_version":2,"flags_revision":"r42"}"#;
+        assert!(fast::parse(spec).is_some());
+        assert!(fast::parse(b" { } ").is_some());
+        for r in crate::simulate::Generator::new(
+            crate::simulate::Scenario::Mixed,
+            crate::simulate::Timing { window_ms: 5_000, allowed_lateness_ms: 1_000 },
+            1_000.0,
+            5_000,
+            1_795_168_800_000,
+            3,
+        ) {
+            assert!(fast::parse(r.json.as_bytes()).is_some(), "{}", r.json);
+            assert!(rfc3339_fast(&r.json.as_bytes()[r.json.find("\"ts\":\"").unwrap() + 6..][..24]).is_some());
+        }
+        // Edge cases serde decides.
+        for s in [
+            r#"{"ts":-0}"#,
+            r#"{"ts":1.0}"#,
+            r#"{"ts":18446744073709551616}"#,
+            r#"{"a":"\u0041"}"#,
+            r#"{"a":[1]}"#,
+            r#"{"a":1,}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1} x"#,
+        ] {
+            assert!(fast::parse(s.as_bytes()).is_none(), "{s}");
+        }
+        assert_eq!(int_text(0), "0");
+        assert_eq!(int_text(7), "7");
+        assert_eq!(int_text(10), "10");
+        assert_eq!(int_text(99), "99");
+        assert_eq!(int_text(100), "100");
+    }
+
+    #[test]
+    fn rfc3339_fast_edges() {
+        for s in [
+            "1970-01-01T00:00:00Z",
+            "1969-12-31T23:59:59.999Z",
+            "0000-03-01T00:00:00Z",
+            "2000-02-29T12:00:00.5+05:30",
+            "2100-02-28T23:59:59.123456789-23:59",
+            "2026-11-20T11:00:00.120+01:00",
+            "9999-12-31T23:59:59.999+00:00",
+        ] {
+            let chrono = chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis();
+            assert_eq!(rfc3339_fast(s.as_bytes()), Some(chrono), "{s}");
+        }
+        for s in
+            ["2100-02-29T00:00:00Z", "2026-11-20T10:00:60Z", "2026-11-20t10:00:00z", "2026-11-20T10:00:00.1234567891Z"]
+        {
+            assert_eq!(rfc3339_fast(s.as_bytes()), None, "{s}");
         }
     }
 }

@@ -14,7 +14,8 @@
 //!   expiry never scans all joins. Entries go stale when a join closes
 //!   early or its start moves back; stale entries are skipped on pop;
 //! - tombstones: hashes of closed keys with the watermark at which they
-//!   are forgotten (`start + 2 × window`), plus an expiry heap;
+//!   are forgotten (`start + 2 × window`), plus a FIFO of them in close
+//!   order for reclaiming memory;
 //! - `order`: first positions of joins and tombstones in arrival order, for
 //!   the lowest position still needed (what a Kafka commit may cover).
 
@@ -101,7 +102,7 @@ struct Spec {
 }
 
 struct Join {
-    key: Box<str>,
+    key: SmallKey,
     hash: u64,
     feature: FeatureId,
     live: bool,
@@ -109,7 +110,49 @@ struct Join {
     start: i64,
     first_pos: u64,
     reported: u64,
-    recs: Vec<Facts>,
+    /// The first record inline; the rest in `more` (allocated only for a
+    /// second record, from a pool of spare vectors).
+    first: Facts,
+    more: Vec<Facts>,
+}
+
+/// A request id stored inline when short (all real ones), so finding a
+/// join touches one cache line and opening one allocates nothing.
+#[derive(Default)]
+enum SmallKey {
+    Inline(u8, [u8; SmallKey::INLINE]),
+    Heap(Box<str>),
+    #[default]
+    Empty,
+}
+
+impl SmallKey {
+    const INLINE: usize = 30;
+    fn new(s: &str) -> Self {
+        if s.len() <= Self::INLINE {
+            let mut b = [0; Self::INLINE];
+            b[..s.len()].copy_from_slice(s.as_bytes());
+            SmallKey::Inline(s.len() as u8, b)
+        } else {
+            SmallKey::Heap(s.into())
+        }
+    }
+    fn set(&mut self, s: &str) {
+        match self {
+            SmallKey::Inline(n, b) if s.len() <= Self::INLINE => {
+                b[..s.len()].copy_from_slice(s.as_bytes());
+                *n = s.len() as u8;
+            }
+            _ => *self = SmallKey::new(s),
+        }
+    }
+    fn as_str(&self) -> &str {
+        match self {
+            SmallKey::Inline(n, b) => std::str::from_utf8(&b[..*n as usize]).unwrap_or(""),
+            SmallKey::Heap(s) => s,
+            SmallKey::Empty => "",
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -131,10 +174,19 @@ pub struct JoinEngine {
     next_deadline: i64,
     open: usize,
     tombs: HashMap<u64, Tomb>,
-    tomb_heap: BinaryHeap<Reverse<(i64, u64)>>,
+    /// `(forget_at, hash)` in close order. Close order is nearly
+    /// `forget_at` order, so the front is (almost always) the next to go;
+    /// an entry queued behind a later one is forgotten a little late in
+    /// memory, but `remembered` checks `forget_at` itself, so what is
+    /// judged late never depends on when memory is reclaimed.
+    tomb_fifo: VecDeque<(i64, u64)>,
     /// `(first position, key hash, watermark after that record advanced it)`.
     order: VecDeque<(u64, u64, i64)>,
     divs: Vec<Divergence>,
+    /// The closing join's records, contiguous (reused buffer).
+    recs: Vec<Facts>,
+    /// Spare record vectors of closed joins, reused by new ones.
+    spare: Vec<Vec<Facts>>,
     ring: RawRing,
     evicted: u64,
 }
@@ -154,9 +206,11 @@ impl JoinEngine {
             next_deadline: i64::MAX,
             open: 0,
             tombs: HashMap::new(),
-            tomb_heap: BinaryHeap::new(),
+            tomb_fifo: VecDeque::new(),
             order: VecDeque::new(),
             divs: Vec::new(),
+            recs: Vec::new(),
+            spare: Vec::new(),
             evicted: 0,
         }
     }
@@ -209,14 +263,17 @@ impl JoinEngine {
             .index
             .find(hash, |&s| {
                 let j = &slab[s as usize];
-                j.feature == inp.feature && *j.key == *inp.key
+                j.hash == hash && j.feature == inp.feature && j.key.as_str() == inp.key
             })
             .copied();
         if let Some(slot) = found {
             self.ring.push(f.pos, inp.raw);
             obs.record(inp.feature, f.layer, f.path, false);
             let j = &mut self.slab[slot as usize];
-            j.recs.push(f);
+            if j.more.capacity() == 0 {
+                j.more = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(3));
+            }
+            j.more.push(f);
             j.reported |= 1 << f.layer;
             if f.ts_ms < j.start {
                 j.start = f.ts_ms;
@@ -232,7 +289,7 @@ impl JoinEngine {
             }
             return;
         }
-        if self.tombs.contains_key(&hash) || f.ts_ms.saturating_add(window) < self.watermark {
+        if self.remembered(hash) || f.ts_ms.saturating_add(window) < self.watermark {
             obs.record(inp.feature, f.layer, f.path, true);
             return;
         }
@@ -241,39 +298,38 @@ impl JoinEngine {
         }
         self.ring.push(f.pos, inp.raw);
         obs.record(inp.feature, f.layer, f.path, false);
-        let mut recs = Vec::with_capacity((awaited.count_ones() as usize).max(1));
-        recs.push(f);
-        let join = Join {
-            key: inp.key.into(),
-            hash,
-            feature: inp.feature,
-            live: true,
-            gen: 0,
-            start: f.ts_ms,
-            first_pos: f.pos,
-            reported: 1 << f.layer,
-            recs,
-        };
         let slot = match self.free.pop() {
             Some(s) => {
-                let gen = self.slab[s as usize].gen;
-                self.slab[s as usize] = Join { gen, ..join };
+                // Fill the free slot in place (no temporary to move).
+                let j = &mut self.slab[s as usize];
+                j.key.set(inp.key);
+                j.hash = hash;
+                j.feature = inp.feature;
+                j.live = true;
+                j.start = f.ts_ms;
+                j.first_pos = f.pos;
+                j.reported = 1 << f.layer;
+                j.first = f;
                 s
             }
             None => {
-                self.slab.push(join);
+                self.slab.push(Join {
+                    key: SmallKey::new(inp.key),
+                    hash,
+                    feature: inp.feature,
+                    live: true,
+                    gen: 0,
+                    start: f.ts_ms,
+                    first_pos: f.pos,
+                    reported: 1 << f.layer,
+                    first: f,
+                    more: Vec::new(),
+                });
                 (self.slab.len() - 1) as u32
             }
         };
         let slab = &self.slab;
-        let hasher = &self.hasher;
-        self.index.insert_unique(hash, slot, |&s| {
-            let j = &slab[s as usize];
-            let mut h = hasher.build_hasher();
-            j.feature.hash(&mut h);
-            j.key.hash(&mut h);
-            h.finish()
-        });
+        self.index.insert_unique(hash, slot, |&s| slab[s as usize].hash);
         let gen = self.slab[slot as usize].gen;
         self.heaps[fi].push(Reverse((f.ts_ms, slot, gen)));
         self.next_deadline = self.next_deadline.min(f.ts_ms.saturating_add(window));
@@ -318,15 +374,26 @@ impl JoinEngine {
             }
             self.next_deadline = next;
         }
-        while let Some(&Reverse((forget_at, hash))) = self.tomb_heap.peek() {
+        while let Some(&(forget_at, hash)) = self.tomb_fifo.front() {
             if forget_at >= wm {
                 break;
             }
-            self.tomb_heap.pop();
+            self.tomb_fifo.pop_front();
             if self.tombs.get(&hash).is_some_and(|t| t.forget_at == forget_at) {
                 self.tombs.remove(&hash);
             }
         }
+    }
+
+    /// A closed key is remembered (its records are late) until the
+    /// watermark passes `start + 2 × window` (SPEC §4).
+    fn remembered(&self, hash: u64) -> bool {
+        self.tombs.get(&hash).is_some_and(|t| t.forget_at >= self.watermark)
+    }
+
+    /// The tombstone first seen at `pos` is still remembered.
+    fn tomb_holds(&self, hash: u64, pos: u64) -> bool {
+        self.tombs.get(&hash).is_some_and(|t| t.first_pos == pos && t.forget_at >= self.watermark)
     }
 
     fn valid(&self, start: i64, slot: u32, gen: u32) -> bool {
@@ -355,8 +422,14 @@ impl JoinEngine {
 
     fn close(&mut self, slot: u32, cause: CloseCause, obs: &mut impl Observer) {
         let j = &mut self.slab[slot as usize];
-        let recs = std::mem::take(&mut j.recs);
-        let key = std::mem::take(&mut j.key);
+        let mut more = std::mem::take(&mut j.more);
+        self.recs.clear();
+        self.recs.push(j.first);
+        self.recs.extend_from_slice(&more);
+        if more.capacity() != 0 && self.spare.len() < 4096 {
+            more.clear();
+            self.spare.push(more);
+        }
         j.live = false;
         j.gen = j.gen.wrapping_add(1);
         let (hash, feature, start, first_pos) = (j.hash, j.feature, j.start, j.first_pos);
@@ -367,15 +440,15 @@ impl JoinEngine {
         self.open -= 1;
         obs.open_joins(-1);
         let spec = &self.specs[feature as usize];
-        let judgement = judge(spec.expect, &recs, &mut self.divs);
+        let judgement = judge(spec.expect, &self.recs, &mut self.divs);
         obs.closed(&Closed {
             feature,
-            request_id: &key,
+            request_id: self.slab[slot as usize].key.as_str(),
             start_ms: start,
             cause,
             judgement,
             divergences: &self.divs,
-            records: &recs,
+            records: &self.recs,
             ring: &self.ring,
         });
         if cause == CloseCause::EndOfStream {
@@ -383,7 +456,7 @@ impl JoinEngine {
         }
         let forget_at = start.saturating_add(spec.window_ms.saturating_mul(2));
         if self.tombs.len() >= self.limits.max_closed_keys {
-            while let Some(Reverse((at, h))) = self.tomb_heap.pop() {
+            while let Some((at, h)) = self.tomb_fifo.pop_front() {
                 if self.tombs.get(&h).is_some_and(|t| t.forget_at == at) {
                     self.tombs.remove(&h);
                     break;
@@ -391,7 +464,7 @@ impl JoinEngine {
             }
         }
         self.tombs.insert(hash, Tomb { forget_at, first_pos });
-        self.tomb_heap.push(Reverse((forget_at, hash)));
+        self.tomb_fifo.push_back((forget_at, hash));
     }
 
     /// Closes every open join (end of a replay file), oldest start first.
@@ -412,14 +485,14 @@ impl JoinEngine {
         }
         self.next_deadline = i64::MAX;
         self.tombs.clear();
-        self.tomb_heap.clear();
+        self.tomb_fifo.clear();
         self.order.clear();
     }
 
     fn trim_order(&mut self) {
-        let (tombs, index, slab) = (&self.tombs, &self.index, &self.slab);
+        let (tombs, index, slab, wm) = (&self.tombs, &self.index, &self.slab, self.watermark);
         self.order.retain(|&(pos, hash, _)| {
-            tombs.get(&hash).is_some_and(|t| t.first_pos == pos)
+            tombs.get(&hash).is_some_and(|t| t.first_pos == pos && t.forget_at >= wm)
                 || index.find(hash, |&s| slab[s as usize].first_pos == pos).is_some()
         });
     }
@@ -431,7 +504,7 @@ impl JoinEngine {
     /// with that watermark rebuilds the same joins and tombstones.
     pub fn lowest_needed(&mut self) -> Option<(u64, i64)> {
         while let Some(&(pos, hash, wm)) = self.order.front() {
-            let tomb = self.tombs.get(&hash).is_some_and(|t| t.first_pos == pos);
+            let tomb = self.tomb_holds(hash, pos);
             let slab = &self.slab;
             let open = !tomb && self.index.find(hash, |&s| slab[s as usize].first_pos == pos).is_some();
             if tomb || open {
@@ -452,37 +525,76 @@ impl JoinEngine {
 /// A byte-capped FIFO of the most recent raw records, by position, so
 /// divergence samples can show records "as received" without every open
 /// join holding its records' bytes.
+///
+/// The bytes sit in one buffer of `cap` bytes, written in a circle; a
+/// record is never split (the tail that does not fit is skipped), and a
+/// record is found in O(1) while positions are contiguous (Kafka offsets,
+/// replay lines), by binary search otherwise.
 pub struct RawRing {
     cap: usize,
-    bytes: usize,
-    entries: VecDeque<(u64, Box<[u8]>)>,
+    data: Vec<u8>,
+    /// Bytes ever written, counting skipped tails: an entry at `at` is
+    /// intact while `at + cap >= end`.
+    end: u64,
+    /// `(position, at, len)` in write order; `entries[head..]` are live
+    /// (a Vec rather than a deque, so lookups can search a sub-slice).
+    entries: Vec<(u64, u64, u32)>,
+    head: usize,
 }
 
 impl RawRing {
     pub fn new(cap: usize) -> Self {
-        RawRing { cap, bytes: 0, entries: VecDeque::new() }
+        RawRing { cap, data: Vec::new(), end: 0, entries: Vec::new(), head: 0 }
     }
+
     fn push(&mut self, pos: u64, raw: &[u8]) {
-        if self.cap == 0 || raw.len() > self.cap {
+        let cap = self.cap as u64;
+        let len = raw.len() as u64;
+        if cap == 0 || len > cap || len > u32::MAX as u64 {
             return;
         }
-        if self.entries.back().is_some_and(|(p, _)| *p >= pos) {
+        if self.entries.last().is_some_and(|e| e.0 >= pos) {
             // Positions must grow; a replayed stream starts over.
             self.entries.clear();
-            self.bytes = 0;
+            self.head = 0;
         }
-        self.bytes += raw.len();
-        self.entries.push_back((pos, raw.into()));
-        while self.bytes > self.cap {
-            match self.entries.pop_front() {
-                Some((_, b)) => self.bytes -= b.len(),
-                None => break,
-            }
+        let mut at = self.end;
+        if at % cap + len > cap {
+            at += cap - at % cap;
         }
+        self.end = at + len;
+        while self.entries.get(self.head).is_some_and(|e| e.1 + cap < self.end) {
+            self.head += 1;
+        }
+        if self.head > 1024 && self.head * 2 > self.entries.len() {
+            self.entries.drain(..self.head);
+            self.head = 0;
+        }
+        let off = (at % cap) as usize;
+        if self.data.len() < off + raw.len() {
+            // Grows with use, up to `cap`.
+            self.data.resize((off + raw.len()).max(self.data.len() * 2).min(self.cap), 0);
+        }
+        self.data[off..off + raw.len()].copy_from_slice(raw);
+        self.entries.push((pos, at, len as u32));
     }
+
     pub fn get(&self, pos: u64) -> Option<&[u8]> {
-        let i = self.entries.binary_search_by_key(&pos, |(p, _)| *p).ok()?;
-        Some(&self.entries[i].1)
+        let live = &self.entries[self.head..];
+        let (first, last) = (live.first()?.0, live.last()?.0);
+        if pos < first || pos > last {
+            return None;
+        }
+        // Positions grow by at least one per entry, so the entry of `pos`
+        // is at most `pos - first` from the front and `last - pos` from
+        // the back: with few gaps (records not kept: late, rejected) the
+        // range is a handful of entries.
+        let hi = ((pos - first) as usize).min(live.len() - 1);
+        let lo = (live.len() - 1).saturating_sub((last - pos) as usize);
+        let i = lo + live[lo..=hi].binary_search_by_key(&pos, |e| e.0).ok()?;
+        let (_, at, len) = live[i];
+        let off = (at % self.cap as u64) as usize;
+        self.data.get(off..off + len as usize)
     }
 }
 
@@ -518,5 +630,53 @@ impl<T: Observer + ?Sized> Observer for &mut T {
     }
     fn open_joins(&mut self, d: i64) {
         (**self).open_joins(d)
+    }
+}
+
+#[cfg(test)]
+mod ring_tests {
+    use super::RawRing;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// What the ring returns is exactly what was pushed at that
+        /// position, and the newest records (up to half its size) are
+        /// always there.
+        #[test]
+        fn returns_what_was_pushed_and_keeps_the_newest(
+            cap in 0usize..600,
+            recs in prop::collection::vec((0usize..200, 1u64..4, any::<u8>()), 0..200),
+        ) {
+            let mut ring = RawRing::new(cap);
+            let mut pushed: Vec<(u64, Vec<u8>)> = Vec::new();
+            let mut pos = 0u64;
+            for (len, step, byte) in recs {
+                pos += step;
+                let raw = vec![byte.wrapping_add(pos as u8); len];
+                ring.push(pos, &raw);
+                pushed.push((pos, raw));
+                let mut newest = 0usize;
+                for (i, (p, r)) in pushed.iter().enumerate().rev() {
+                    let got = ring.get(*p);
+                    if let Some(g) = got {
+                        prop_assert_eq!(g, &r[..]);
+                    }
+                    newest += r.len();
+                    if cap > 0 && newest * 2 <= cap {
+                        prop_assert!(got.is_some(), "record at {} missing, {} of {} newest", p, pushed.len() - i, pushed.len());
+                    }
+                }
+                prop_assert!(ring.get(pos + 1).is_none());
+            }
+        }
+    }
+
+    #[test]
+    fn a_stream_starting_over_clears_the_ring() {
+        let mut ring = RawRing::new(100);
+        ring.push(5, b"abc");
+        ring.push(1, b"xy");
+        assert_eq!(ring.get(5), None);
+        assert_eq!(ring.get(1), Some(&b"xy"[..]));
     }
 }

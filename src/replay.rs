@@ -1,7 +1,7 @@
 //! `accord replay`: judges JSON-lines files with the live semantics, each
 //! file one stream (SPEC §7). Also the post-incident tool.
 
-use std::io::{BufRead, BufReader};
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -45,11 +45,10 @@ pub fn replay(sources: &[Source], features: &Arc<Features>, obs: &mut impl Obser
     let mut total = 0;
     for s in sources {
         let name = s.name();
-        let reader: Box<dyn BufRead> = match s {
-            Source::Stdin => Box::new(BufReader::with_capacity(1 << 20, std::io::stdin().lock())),
+        let reader: Box<dyn Read> = match s {
+            Source::Stdin => Box::new(std::io::stdin().lock()),
             Source::File(p) => {
-                let f = std::fs::File::open(p).map_err(|source| ReplayError::Open { name: name.clone(), source })?;
-                Box::new(BufReader::with_capacity(1 << 20, f))
+                Box::new(std::fs::File::open(p).map_err(|source| ReplayError::Open { name: name.clone(), source })?)
             }
         };
         let mut pipeline = Pipeline::new(features.clone(), 0);
@@ -65,30 +64,71 @@ pub fn replay(sources: &[Source], features: &Arc<Features>, obs: &mut impl Obser
 /// it in the same stream; records at the head take the first valid `ts`
 /// that follows (the wall clock if there is none), so the result never
 /// depends on when an archive is judged.
+///
+/// Lines are judged in place in the read buffer: a record is copied once
+/// (kernel to buffer), never again into a line buffer.
 pub fn replay_stream(
-    mut reader: impl BufRead,
+    reader: impl Read,
     pipeline: &mut Pipeline,
     obs: &mut impl Observer,
     name: &str,
 ) -> Result<u64, ReplayError> {
-    let mut line = Vec::with_capacity(4096);
+    replay_chunked(reader, READ_CHUNK, pipeline, obs, name)
+}
+
+fn replay_chunked(
+    mut reader: impl Read,
+    chunk: usize,
+    pipeline: &mut Pipeline,
+    obs: &mut impl Observer,
+    name: &str,
+) -> Result<u64, ReplayError> {
+    let mut buf = vec![0u8; chunk.max(1)];
+    // `buf[start..end]` holds bytes read but not yet judged.
+    let (mut start, mut end) = (0usize, 0usize);
+    let mut eof = false;
     let mut pos: u64 = 0;
     let mut lines = 0;
     let mut prev_ts: Option<i64> = None;
     // Valid head records that had no `ts`, as (position, bytes).
     let mut pending: Vec<(u64, Vec<u8>)> = Vec::new();
     loop {
-        line.clear();
-        let n = reader.read_until(b'\n', &mut line).map_err(|source| ReplayError::Read {
-            name: name.to_string(),
-            line: pos + 1,
-            source,
-        })?;
-        if n == 0 {
-            break;
-        }
+        let rest = &buf[start..end];
+        let line = match memchr::memchr(b'\n', rest) {
+            Some(i) => {
+                start += i + 1;
+                &rest[..i]
+            }
+            None if eof => {
+                if rest.is_empty() {
+                    break;
+                }
+                start = end;
+                rest
+            }
+            None => {
+                // Keep the partial line, grow for a line longer than the
+                // buffer, and read more.
+                buf.copy_within(start..end, 0);
+                end -= start;
+                start = 0;
+                if end == buf.len() {
+                    buf.resize(buf.len() * 2, 0);
+                }
+                let n = loop {
+                    match reader.read(&mut buf[end..]) {
+                        Ok(n) => break n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(source) => return Err(ReplayError::Read { name: name.to_string(), line: pos + 1, source }),
+                    }
+                };
+                end += n;
+                eof = n == 0;
+                continue;
+            }
+        };
         pos += 1;
-        let rec = trim_line(&line);
+        let rec = trim_line(line);
         if rec.iter().all(|b| b.is_ascii_whitespace()) {
             continue; // blank lines are not records
         }
@@ -116,6 +156,10 @@ pub fn replay_stream(
     Ok(lines)
 }
 
+/// Bytes read at a time (and the initial line-length limit before the
+/// buffer grows).
+const READ_CHUNK: usize = 1 << 20;
+
 fn flush_pending(pending: &mut Vec<(u64, Vec<u8>)>, ts: i64, pipeline: &mut Pipeline, obs: &mut impl Observer) {
     for (pos, bytes) in pending.drain(..) {
         // These validated once already; validation is deterministic.
@@ -131,4 +175,61 @@ fn trim_line(line: &[u8]) -> &[u8] {
         end -= 1;
     }
     &line[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use crate::export::summary::Summary;
+
+    /// Hands out at most `n` bytes per read, to cut lines anywhere.
+    struct Trickle<'a>(&'a [u8], usize);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.len().min(self.1).min(out.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    fn run(text: &[u8], chunk: usize, per_read: usize) -> (u64, crate::export::summary::SummaryReport) {
+        let path = std::path::Path::new("accord.toml");
+        let catalog = Arc::new(Catalog::parse(path, include_str!("../accord.toml")).unwrap());
+        let features = Arc::new(Features::new(catalog));
+        let mut summary = Summary::new(features.clone());
+        let mut p = Pipeline::new(features, 0);
+        let n = replay_chunked(Trickle(text, per_read), chunk, &mut p, &mut summary, "t").unwrap();
+        (n, summary.report())
+    }
+
+    #[test]
+    fn lines_cut_by_reads_or_longer_than_the_buffer_judge_the_same() {
+        let mut text = Vec::new();
+        let mut rng = 7u64;
+        for i in 0..200 {
+            for layer in ["frontend", "api", "worker", "analytics"] {
+                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let flow = if rng >> 60 == 0 { "v1" } else { "v2" };
+                text.extend_from_slice(
+                    format!(
+                        r#"{{"request_id":"r{i}","layer":"{layer}","feature":"checkout_v2","flag_state":true,"selected_flow":"{flow}","api_capability":"v2","ts":"2026-11-23T10:00:{:02}.000Z"}}"#,
+                        i % 60
+                    )
+                    .as_bytes(),
+                );
+                text.extend_from_slice(if i % 3 == 0 { b"\r\n" } else { b"\n" });
+            }
+            if i % 50 == 0 {
+                text.extend_from_slice(b"\n  \nnot json\n");
+            }
+        }
+        text.extend_from_slice(br#"{"request_id":"last","layer":"api","feature":"checkout_v2","flag_state":true,"selected_flow":"new","ts":"2026-11-23T10:00:59.000Z"}"#);
+        let reference = run(&text, READ_CHUNK, usize::MAX);
+        assert_eq!(reference.0, 200 * 4 + 4 + 1);
+        for (chunk, per_read) in [(1, 1), (7, 3), (64, 64), (100, 1000), (4096, 17)] {
+            assert_eq!(run(&text, chunk, per_read), reference, "chunk {chunk}, {per_read} bytes per read");
+        }
+    }
 }

@@ -1,20 +1,30 @@
 //! Prometheus metrics (SPEC §5) in an explicit registry.
 //!
-//! `Metrics` owns the families; each partition task gets a
-//! [`MetricsObserver`] whose label handles are resolved once per feature
-//! and then indexed by id, so the hot path does no label hashing.
+//! The families the pipeline updates per record and per closed join (the
+//! "hot" ones: records, decisions, requests, divergences, missing layers,
+//! layer lag, rejects, evictions) are not prometheus `*Vec`s: every
+//! [`MetricsObserver`] owns a shard of plain counters, indexed by feature
+//! id and label ids, that only it writes — an increment is a load and a
+//! store, no locked read-modify-write and no label hashing. A collector in
+//! the registry sums the shards when `/metrics` is rendered, so a scrape
+//! is exact up to the last event any observer has handled: nothing is
+//! buffered and nothing needs flushing. A dropped observer's counts are
+//! folded into a retired shard. The rest (source and catalog gauges,
+//! `accord_open_joins`) are ordinary prometheus metrics.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{self, MetricFamily, MetricType};
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::catalog::{Catalog, LayerId};
+use crate::catalog::LayerId;
 use crate::decode::Reject;
 use crate::features::{FeatureId, Features};
-use crate::join::{Closed, Observer};
+use crate::join::{CloseCause, Closed, Observer};
 use crate::judge::{DivergenceKind, Path, RequestPath, Verdict};
 
 /// Buckets for `accord_layer_lag_seconds`: from a same-request frontend/api
@@ -37,23 +47,11 @@ pub const CONTRACT_COUNTERS: &[&str] = &[
 #[error("metrics registry: {0}")]
 pub struct MetricsError(#[from] prometheus::Error);
 
-/// Every accord metric family.
+/// Every accord metric family (the hot ones behind one collector).
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,
-    // decode stage
-    pub records_rejected: IntCounterVec,
-    // join stage
-    pub records: IntCounterVec,
-    pub records_late: IntCounterVec,
-    pub layer_decisions: IntCounterVec,
     pub open_joins: IntGauge,
-    pub joins_evicted: IntCounter,
-    // judge stage
-    pub requests: IntCounterVec,
-    pub divergences: IntCounterVec,
-    pub missing_layers: IntCounterVec,
-    pub layer_lag: HistogramVec,
     // source stage
     pub watermark_delay: GaugeVec,
     pub consumer_lag: IntGaugeVec,
@@ -65,6 +63,7 @@ pub struct Metrics {
     pub feature_info: IntGaugeVec,
     pub feature_expiry: GaugeVec,
     pub build_info: IntGaugeVec,
+    hot: Arc<Hot>,
     features: Arc<Features>,
 }
 
@@ -77,45 +76,35 @@ fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<
 impl Metrics {
     pub fn new(features: Arc<Features>) -> Result<Metrics, MetricsError> {
         let r = Registry::new();
-        let ff = ["feature", "layer"];
+        let hot = Arc::new(Hot::new(features.clone())?);
+        r.register(Box::new(HotCollector(hot.clone())))?;
         let m = Metrics {
-            records_rejected: counter_vec(&r, "accord_records_rejected_total", "Records rejected and skipped, by reason (SPEC §9).", &["reason"])?,
-            records: counter_vec(&r, "accord_records_total", "Valid decision records, late ones included.", &ff)?,
-            records_late: counter_vec(&r, "accord_records_late_total", "Valid records that arrived after their join closed or beyond the watermark; they change no verdict.", &ff)?,
-            layer_decisions: counter_vec(&r, "accord_layer_decisions_total", "Valid, non-late records by the release path the layer acted on, at arrival.", &["feature", "layer", "path"])?,
             open_joins: {
                 let g = IntGauge::new("accord_open_joins", "Requests whose join is open (in flight).")?;
                 r.register(Box::new(g.clone()))?;
                 g
             },
-            joins_evicted: {
-                let c = IntCounter::new("accord_joins_evicted_total", "Joins closed early by max_open_joins (oldest start first).")?;
-                r.register(Box::new(c.clone()))?;
-                c
-            },
-            requests: counter_vec(&r, "accord_requests_total", "Closed joins (judged requests) by request path and verdict.", &["feature", "path", "verdict"])?,
-            divergences: counter_vec(&r, "accord_divergences_total", "Divergences found in closed joins, once per join, kind and layer pair (upstream/downstream in pipeline order).", &["feature", "kind", "upstream", "downstream"])?,
-            missing_layers: counter_vec(&r, "accord_missing_layers_total", "Expected layers that never reported for a closed join.", &ff)?,
-            layer_lag: {
-                let h = HistogramVec::new(
-                    HistogramOpts::new("accord_layer_lag_seconds", "At close: event time of the layer's first record minus the join start.").buckets(LAG_BUCKETS.to_vec()),
-                    &ff,
-                )?;
-                r.register(Box::new(h.clone()))?;
-                h
-            },
             watermark_delay: {
-                let g = GaugeVec::new(Opts::new("accord_watermark_delay_seconds", "Wall clock minus the partition's watermark."), &["topic", "partition"])?;
+                let g = GaugeVec::new(
+                    Opts::new("accord_watermark_delay_seconds", "Wall clock minus the partition's watermark."),
+                    &["topic", "partition"],
+                )?;
                 r.register(Box::new(g.clone()))?;
                 g
             },
             consumer_lag: {
-                let g = IntGaugeVec::new(Opts::new("accord_consumer_lag_messages", "High watermark minus the next offset to consume."), &["topic", "partition"])?;
+                let g = IntGaugeVec::new(
+                    Opts::new("accord_consumer_lag_messages", "High watermark minus the next offset to consume."),
+                    &["topic", "partition"],
+                )?;
                 r.register(Box::new(g.clone()))?;
                 g
             },
             rebalances: {
-                let c = IntCounter::new("accord_kafka_rebalances_total", "Consumer group rebalances seen (assign or revoke).")?;
+                let c = IntCounter::new(
+                    "accord_kafka_rebalances_total",
+                    "Consumer group rebalances seen (assign or revoke).",
+                )?;
                 r.register(Box::new(c.clone()))?;
                 c
             },
@@ -131,12 +120,21 @@ impl Metrics {
                 g
             },
             feature_info: {
-                let g = IntGaugeVec::new(Opts::new("accord_feature_info", "Catalog features (value 1)."), &["feature", "owner", "class"])?;
+                let g = IntGaugeVec::new(
+                    Opts::new("accord_feature_info", "Catalog features (value 1)."),
+                    &["feature", "owner", "class"],
+                )?;
                 r.register(Box::new(g.clone()))?;
                 g
             },
             feature_expiry: {
-                let g = GaugeVec::new(Opts::new("accord_feature_expiry_timestamp_seconds", "Planned removal date of the flag, as a Unix timestamp."), &["feature"])?;
+                let g = GaugeVec::new(
+                    Opts::new(
+                        "accord_feature_expiry_timestamp_seconds",
+                        "Planned removal date of the flag, as a Unix timestamp.",
+                    ),
+                    &["feature"],
+                )?;
                 r.register(Box::new(g.clone()))?;
                 g
             },
@@ -146,45 +144,37 @@ impl Metrics {
                 g
             },
             registry: r,
+            hot,
             features,
         };
         m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        for r in Reject::ALL {
-            m.records_rejected.with_label_values(&[r.as_str()]);
-        }
         for res in ["ok", "error"] {
             m.commits.with_label_values(&[res]);
         }
         let cat = m.features.catalog().clone();
-        for (i, f) in cat.features.iter().enumerate() {
+        for f in &cat.features {
             m.feature_info.with_label_values(&[&f.key, &f.owner, f.class.as_str()]).set(1);
             if let Some(t) = f.expires {
                 m.feature_expiry.with_label_values(&[&f.key]).set(t as f64);
             }
-            m.init_feature(i as FeatureId);
-        }
-        if cat.unknown_features == crate::catalog::UnknownFeatures::Track {
-            m.init_feature(cat.features.len() as FeatureId);
         }
         Ok(m)
-    }
-
-    /// Starts every series the feature makes known at 0 (SPEC §5).
-    fn init_feature(&self, id: FeatureId) {
-        drop(FeatureHandles::new(self, id));
     }
 
     pub fn features(&self) -> &Arc<Features> {
         &self.features
     }
 
-    /// A per-task observer with its own handle cache.
+    /// A per-task observer with its own shard of counters.
     pub fn observer(&self) -> MetricsObserver {
+        let shard = Arc::new(Shard::default());
+        self.hot.lock().push(shard.clone());
         MetricsObserver {
-            m: self.clone(),
-            catalog: self.features.catalog().clone(),
-            handles: Vec::new(),
-            rejected: Reject::ALL.iter().map(|r| self.records_rejected.with_label_values(&[r.as_str()])).collect(),
+            hot: self.hot.clone(),
+            shard,
+            blocks: Vec::new(),
+            layout: self.hot.layout,
+            open_joins: self.open_joins.clone(),
         }
     }
 
@@ -202,122 +192,447 @@ impl Metrics {
     }
 }
 
-/// Label handles of one feature, indexed by layer / path / verdict ids.
-struct FeatureHandles {
-    records: Vec<IntCounter>,
-    late: Vec<IntCounter>,
-    decisions: Vec<[IntCounter; 3]>,
-    requests: Vec<IntCounter>,
-    /// `[kind][upstream][downstream]`, flattened; only `u <= d` are set.
-    divergences: Vec<Option<IntCounter>>,
-    missing: Vec<IntCounter>,
-    lag: Vec<Histogram>,
+/// A monotonic counter with one writer (its observer): an increment is a
+/// relaxed load and a release store, which compile to plain moves.
+/// Readers (the collector) load it with acquire.
+#[derive(Default)]
+struct Count(AtomicU64);
+
+impl Count {
+    #[inline]
+    fn add(&self, n: u64) {
+        self.0.store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Release);
+    }
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+    /// For the retired shard, written by several threads under a lock.
+    fn fold(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
-impl FeatureHandles {
-    fn new(m: &Metrics, id: FeatureId) -> Self {
-        let cat = m.features.catalog();
-        let name = m.features.name(id);
-        let f = name.as_str();
-        let layers: Vec<&str> = cat.layers.iter().map(|s| s.as_str()).collect();
-        let n = layers.len();
-        let mut divergences = vec![None; DivergenceKind::ALL.len() * n * n];
-        for k in DivergenceKind::ALL {
-            for u in 0..n {
-                for d in u..n {
-                    divergences[(k as usize * n + u) * n + d] =
-                        Some(m.divergences.with_label_values(&[f, k.as_str(), layers[u], layers[d]]));
+const PATHS: usize = Path::ALL.len();
+const VERDICTS: usize = Verdict::ALL.len();
+const REQUEST_PATHS: usize = RequestPath::ALL.len();
+const KINDS: usize = DivergenceKind::ALL.len();
+const BUCKETS: usize = LAG_BUCKETS.len();
+
+/// Where each counter of one feature sits in its block, for `n` layers.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    n: usize,
+    records: usize,
+    late: usize,
+    /// `[layer][path]`
+    decisions: usize,
+    /// `[path][verdict]`
+    requests: usize,
+    /// `[kind][upstream][downstream]`; only `upstream <= downstream` used.
+    divergences: usize,
+    missing: usize,
+    /// `[layer][bucket]`, not cumulative; `+Inf` is the count.
+    lag_buckets: usize,
+    lag_count: usize,
+    /// Milliseconds, so the sum is exact whatever the order.
+    lag_sum_ms: usize,
+    len: usize,
+}
+
+impl Layout {
+    fn new(n: usize) -> Self {
+        let records = 0;
+        let late = records + n;
+        let decisions = late + n;
+        let requests = decisions + n * PATHS;
+        let divergences = requests + REQUEST_PATHS * VERDICTS;
+        let missing = divergences + KINDS * n * n;
+        let lag_buckets = missing + n;
+        let lag_count = lag_buckets + n * BUCKETS;
+        let lag_sum_ms = lag_count + n;
+        let len = lag_sum_ms + n;
+        Layout { n, records, late, decisions, requests, divergences, missing, lag_buckets, lag_count, lag_sum_ms, len }
+    }
+}
+
+/// Counters not per feature: rejects by reason, then evictions.
+const MISC: usize = Reject::ALL.len() + 1;
+const EVICTED: usize = Reject::ALL.len();
+
+type Block = Arc<[Count]>;
+
+fn block(len: usize) -> Block {
+    (0..len).map(|_| Count::default()).collect()
+}
+
+/// One observer's counters: a block per feature id it has seen.
+struct Shard {
+    blocks: Mutex<Vec<Block>>,
+    misc: [Count; MISC],
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard { blocks: Mutex::new(Vec::new()), misc: std::array::from_fn(|_| Count::default()) }
+    }
+}
+
+impl Shard {
+    fn blocks(&self) -> MutexGuard<'_, Vec<Block>> {
+        self.blocks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The hot families: live shards plus the counts of dropped observers.
+struct Hot {
+    layout: Layout,
+    features: Arc<Features>,
+    /// Feature ids whose series exist from the start (catalog + `other`).
+    initial: usize,
+    shards: Mutex<Vec<Arc<Shard>>>,
+    retired: Shard,
+    descs: Vec<Desc>,
+}
+
+const F_REJECTED: usize = 0;
+const F_RECORDS: usize = 1;
+const F_LATE: usize = 2;
+const F_DECISIONS: usize = 3;
+const F_REQUESTS: usize = 4;
+const F_DIVERGENCES: usize = 5;
+const F_MISSING: usize = 6;
+const F_LAG: usize = 7;
+const F_EVICTED: usize = 8;
+
+/// Name, help and labels of each hot family, in `F_*` order.
+const FAMILIES: [(&str, &str, &[&str]); 9] = [
+    ("accord_records_rejected_total", "Records rejected and skipped, by reason (SPEC §9).", &["reason"]),
+    ("accord_records_total", "Valid decision records, late ones included.", &["feature", "layer"]),
+    (
+        "accord_records_late_total",
+        "Valid records that arrived after their join closed or beyond the watermark; they change no verdict.",
+        &["feature", "layer"],
+    ),
+    (
+        "accord_layer_decisions_total",
+        "Valid, non-late records by the release path the layer acted on, at arrival.",
+        &["feature", "layer", "path"],
+    ),
+    (
+        "accord_requests_total",
+        "Closed joins (judged requests) by request path and verdict.",
+        &["feature", "path", "verdict"],
+    ),
+    (
+        "accord_divergences_total",
+        "Divergences found in closed joins, once per join, kind and layer pair (upstream/downstream in pipeline order).",
+        &["feature", "kind", "upstream", "downstream"],
+    ),
+    ("accord_missing_layers_total", "Expected layers that never reported for a closed join.", &["feature", "layer"]),
+    (
+        "accord_layer_lag_seconds",
+        "At close: event time of the layer's first record minus the join start.",
+        &["feature", "layer"],
+    ),
+    ("accord_joins_evicted_total", "Joins closed early by max_open_joins (oldest start first).", &[]),
+];
+
+impl Hot {
+    fn new(features: Arc<Features>) -> Result<Self, MetricsError> {
+        let cat = features.catalog().clone();
+        let descs = FAMILIES
+            .iter()
+            .map(|(name, help, labels)| {
+                Desc::new(
+                    name.to_string(),
+                    help.to_string(),
+                    labels.iter().map(|l| l.to_string()).collect(),
+                    Default::default(),
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        let track = cat.unknown_features == crate::catalog::UnknownFeatures::Track;
+        Ok(Hot {
+            layout: Layout::new(cat.layers.len()),
+            initial: cat.features.len() + usize::from(track),
+            features,
+            shards: Mutex::new(Vec::new()),
+            retired: Shard::default(),
+            descs,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Arc<Shard>>> {
+        self.shards.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sums of every counter over the retired and live shards:
+    /// `(per feature block, flattened; misc)`.
+    fn totals(&self) -> (usize, Vec<u64>, [u64; MISC]) {
+        let len = self.layout.len;
+        let shards = self.lock();
+        let mut sums: Vec<u64> = Vec::new();
+        let mut misc = [0u64; MISC];
+        for shard in std::iter::once(&self.retired).chain(shards.iter().map(|s| &**s)) {
+            for (m, c) in misc.iter_mut().zip(&shard.misc) {
+                *m = m.wrapping_add(c.get());
+            }
+            let blocks = shard.blocks();
+            if sums.len() < blocks.len() * len {
+                sums.resize(blocks.len() * len, 0);
+            }
+            for (i, b) in blocks.iter().enumerate() {
+                for (s, c) in sums[i * len..(i + 1) * len].iter_mut().zip(b.iter()) {
+                    *s = s.wrapping_add(c.get());
                 }
             }
         }
-        let mut requests = Vec::with_capacity(16);
-        for p in RequestPath::ALL {
-            for v in Verdict::ALL {
-                requests.push(m.requests.with_label_values(&[f, p.as_str(), v.as_str()]));
-            }
+        drop(shards);
+        let nf = (sums.len() / len.max(1)).max(self.initial).min(self.features.len().max(self.initial));
+        sums.resize(nf * len, 0);
+        (nf, sums, misc)
+    }
+
+    /// A dropped observer's counts move to the retired shard.
+    fn retire(&self, shard: &Arc<Shard>) {
+        let mut shards = self.lock();
+        shards.retain(|s| !Arc::ptr_eq(s, shard));
+        for (r, c) in self.retired.misc.iter().zip(&shard.misc) {
+            r.fold(c.get());
         }
-        FeatureHandles {
-            records: layers.iter().map(|l| m.records.with_label_values(&[f, l])).collect(),
-            late: layers.iter().map(|l| m.records_late.with_label_values(&[f, l])).collect(),
-            decisions: layers
-                .iter()
-                .map(|l| Path::ALL.map(|p| m.layer_decisions.with_label_values(&[f, l, p.as_str()])))
-                .collect(),
-            requests,
-            divergences,
-            missing: layers.iter().map(|l| m.missing_layers.with_label_values(&[f, l])).collect(),
-            lag: layers.iter().map(|l| m.layer_lag.with_label_values(&[f, l])).collect(),
+        let mut retired = self.retired.blocks();
+        for (i, b) in shard.blocks().iter().enumerate() {
+            while retired.len() <= i {
+                retired.push(block(self.layout.len));
+            }
+            for (r, c) in retired[i].iter().zip(b.iter()) {
+                r.fold(c.get());
+            }
         }
     }
 }
 
-/// Updates the registry from one task's pipeline.
+fn label(name: &str, value: &str) -> proto::LabelPair {
+    let mut l = proto::LabelPair::default();
+    l.set_name(name.to_string());
+    l.set_value(value.to_string());
+    l
+}
+
+/// A metric with its labels in name order (as prometheus' own vectors).
+fn labelled(pairs: &[(&str, &str)]) -> proto::Metric {
+    let mut labels: Vec<proto::LabelPair> = pairs.iter().map(|(n, v)| label(n, v)).collect();
+    labels.sort_by(|a, b| a.name().cmp(b.name()));
+    proto::Metric::from_label(labels)
+}
+
+fn counter(pairs: &[(&str, &str)], v: u64) -> proto::Metric {
+    let mut m = labelled(pairs);
+    let mut c = proto::Counter::default();
+    c.set_value(v as f64);
+    m.set_counter(c);
+    m
+}
+
+struct HotCollector(Arc<Hot>);
+
+impl Collector for HotCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.0.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let hot = &self.0;
+        let Layout { n, .. } = hot.layout;
+        let lay = hot.layout;
+        let (nf, sums, misc) = hot.totals();
+        let cat = hot.features.catalog();
+        let layers: Vec<&str> = cat.layers.iter().map(String::as_str).collect();
+        let mut fams: Vec<Vec<proto::Metric>> = (0..FAMILIES.len()).map(|_| Vec::new()).collect();
+        for r in Reject::ALL {
+            fams[F_REJECTED].push(counter(&[("reason", r.as_str())], misc[r.index()]));
+        }
+        fams[F_EVICTED].push(counter(&[], misc[EVICTED]));
+        for f in 0..nf {
+            let name = hot.features.name(f as FeatureId);
+            let fname = name.as_str();
+            let c = &sums[f * lay.len..(f + 1) * lay.len];
+            for (l, layer) in layers.iter().enumerate() {
+                let fl = [("feature", fname), ("layer", *layer)];
+                fams[F_RECORDS].push(counter(&fl, c[lay.records + l]));
+                fams[F_LATE].push(counter(&fl, c[lay.late + l]));
+                fams[F_MISSING].push(counter(&fl, c[lay.missing + l]));
+                for p in Path::ALL {
+                    fams[F_DECISIONS].push(counter(
+                        &[("feature", fname), ("layer", layer), ("path", p.as_str())],
+                        c[lay.decisions + l * PATHS + p as usize],
+                    ));
+                }
+                let mut h = proto::Histogram::default();
+                let mut cumulative = 0;
+                let buckets = LAG_BUCKETS
+                    .iter()
+                    .enumerate()
+                    .map(|(b, &bound)| {
+                        cumulative += c[lay.lag_buckets + l * BUCKETS + b];
+                        let mut bk = proto::Bucket::default();
+                        bk.set_cumulative_count(cumulative);
+                        bk.set_upper_bound(bound);
+                        bk
+                    })
+                    .collect();
+                h.set_bucket(buckets);
+                h.set_sample_count(c[lay.lag_count + l]);
+                h.set_sample_sum(c[lay.lag_sum_ms + l] as i64 as f64 / 1000.0);
+                let mut m = labelled(&fl);
+                m.set_histogram(h);
+                fams[F_LAG].push(m);
+            }
+            for p in RequestPath::ALL {
+                for v in Verdict::ALL {
+                    fams[F_REQUESTS].push(counter(
+                        &[("feature", fname), ("path", p.as_str()), ("verdict", v.as_str())],
+                        c[lay.requests + p as usize * VERDICTS + v as usize],
+                    ));
+                }
+            }
+            for k in DivergenceKind::ALL {
+                for u in 0..n {
+                    for d in u..n {
+                        fams[F_DIVERGENCES].push(counter(
+                            &[
+                                ("feature", fname),
+                                ("kind", k.as_str()),
+                                ("upstream", layers[u]),
+                                ("downstream", layers[d]),
+                            ],
+                            c[lay.divergences + (k as usize * n + u) * n + d],
+                        ));
+                    }
+                }
+            }
+        }
+        FAMILIES
+            .iter()
+            .zip(fams)
+            .enumerate()
+            .map(|(i, ((name, help, _), metrics))| {
+                let mut mf = MetricFamily::default();
+                mf.set_name(name.to_string());
+                mf.set_help(help.to_string());
+                mf.set_field_type(if i == F_LAG { MetricType::HISTOGRAM } else { MetricType::COUNTER });
+                mf.set_metric(metrics);
+                mf
+            })
+            .collect()
+    }
+}
+
+/// The bucket of a lag of `ms` milliseconds: the one prometheus' own
+/// histogram picks for `ms / 1000` seconds (`None`: only `+Inf`).
+fn lag_bucket(ms: i64) -> Option<usize> {
+    let secs = ms as f64 / 1000.0;
+    LAG_BUCKETS.iter().position(|&bound| secs <= bound)
+}
+
+/// Counts one task's pipeline events into its own shard.
 pub struct MetricsObserver {
-    m: Metrics,
-    catalog: Arc<Catalog>,
-    handles: Vec<FeatureHandles>,
-    rejected: Vec<IntCounter>,
+    hot: Arc<Hot>,
+    shard: Arc<Shard>,
+    /// This shard's blocks, by feature id (also listed in the shard).
+    blocks: Vec<Block>,
+    layout: Layout,
+    open_joins: IntGauge,
 }
 
 impl MetricsObserver {
-    fn h(&mut self, id: FeatureId) -> &FeatureHandles {
-        while self.handles.len() <= id as usize {
-            let next = self.handles.len() as FeatureId;
-            self.handles.push(FeatureHandles::new(&self.m, next));
+    #[inline]
+    fn block(&mut self, id: FeatureId) -> &[Count] {
+        let i = id as usize;
+        if i >= self.blocks.len() {
+            self.grow(i);
         }
-        &self.handles[id as usize]
+        &self.blocks[i]
+    }
+
+    #[cold]
+    fn grow(&mut self, i: usize) {
+        let mut listed = self.shard.blocks();
+        while self.blocks.len() <= i {
+            let b = block(self.layout.len);
+            listed.push(b.clone());
+            self.blocks.push(b);
+        }
+    }
+}
+
+impl Drop for MetricsObserver {
+    fn drop(&mut self) {
+        self.hot.retire(&self.shard);
     }
 }
 
 impl Observer for MetricsObserver {
     fn rejected(&mut self, r: Reject) {
-        self.rejected[r.index()].inc();
+        self.shard.misc[r.index()].add(1);
     }
 
+    #[inline]
     fn record(&mut self, feature: FeatureId, layer: LayerId, path: Path, late: bool) {
-        let h = self.h(feature);
-        h.records[layer as usize].inc();
+        let lay = self.layout;
+        let c = self.block(feature);
+        let l = layer as usize;
+        c[lay.records + l].add(1);
         if late {
-            h.late[layer as usize].inc();
+            c[lay.late + l].add(1);
         } else {
-            h.decisions[layer as usize][path as usize].inc();
+            c[lay.decisions + l * PATHS + path as usize].add(1);
         }
     }
 
-    fn closed(&mut self, c: &Closed<'_>) {
-        let n = self.catalog.layers.len();
-        if c.cause == crate::join::CloseCause::Evicted {
-            self.m.joins_evicted.inc();
+    fn closed(&mut self, cl: &Closed<'_>) {
+        let lay = self.layout;
+        let n = lay.n;
+        if cl.cause == CloseCause::Evicted {
+            self.shard.misc[EVICTED].add(1);
         }
-        let h = self.h(c.feature);
-        let j = c.judgement;
-        h.requests[j.path as usize * 4 + j.verdict as usize].inc();
-        for d in c.divergences {
-            if let Some(ctr) = &h.divergences[(d.kind as usize * n + d.upstream as usize) * n + d.downstream as usize] {
-                ctr.inc();
+        let c = self.block(cl.feature);
+        let j = cl.judgement;
+        c[lay.requests + j.path as usize * VERDICTS + j.verdict as usize].add(1);
+        for d in cl.divergences {
+            let (u, dn) = (d.upstream as usize, d.downstream as usize);
+            if u <= dn && dn < n {
+                c[lay.divergences + (d.kind as usize * n + u) * n + dn].add(1);
             }
         }
         let mut missing = j.missing;
         while missing != 0 {
             let l = missing.trailing_zeros() as usize;
-            h.missing[l].inc();
+            if l < n {
+                c[lay.missing + l].add(1);
+            }
             missing &= missing - 1;
         }
         // First record of each layer, in event time.
         let mut first = [i64::MAX; crate::catalog::MAX_LAYERS];
-        for r in c.records {
+        for r in cl.records {
             let f = &mut first[r.layer as usize];
             *f = (*f).min(r.ts_ms);
         }
         for (l, &t) in first.iter().enumerate().take(n) {
             if t != i64::MAX {
-                h.lag[l].observe((t - c.start_ms) as f64 / 1000.0);
+                let ms = t - cl.start_ms;
+                if let Some(b) = lag_bucket(ms) {
+                    c[lay.lag_buckets + l * BUCKETS + b].add(1);
+                }
+                c[lay.lag_count + l].add(1);
+                c[lay.lag_sum_ms + l].add(ms as u64);
             }
         }
     }
 
     fn open_joins(&mut self, delta: i64) {
-        self.m.open_joins.add(delta);
+        self.open_joins.add(delta);
     }
 }
 
@@ -330,4 +645,71 @@ pub fn watermark_gauge(m: &Metrics, topic: &str, partition: i32) -> Gauge {
 /// Handle for `accord_consumer_lag_messages`.
 pub fn lag_gauge(m: &Metrics, topic: &str, partition: i32) -> IntGauge {
     m.consumer_lag.with_label_values(&[topic, &partition.to_string()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+
+    fn features(track: bool) -> Arc<Features> {
+        let mut text = include_str!("../../tests/conformance/catalog.toml").to_string();
+        if track {
+            text = text.replace("[monitor]", "[monitor]\nunknown_features = \"track\"");
+        }
+        Arc::new(Features::new(Arc::new(Catalog::parse(std::path::Path::new("c.toml"), &text).unwrap())))
+    }
+
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')).map(|v| v.parse().unwrap()))
+    }
+
+    #[test]
+    fn shards_sum_and_survive_their_observer() {
+        let f = features(false);
+        let m = Metrics::new(f.clone()).unwrap();
+        let api = f.catalog().layer_id("api").unwrap();
+        let mut a = m.observer();
+        let mut b = m.observer();
+        for _ in 0..3 {
+            a.record(0, api, Path::New, false);
+        }
+        b.record(0, api, Path::New, false);
+        b.record(0, api, Path::Old, true);
+        b.rejected(Reject::TooLarge);
+        let series = format!(r#"accord_records_total{{feature="{}",layer="api"}}"#, f.name(0));
+        assert_eq!(value(&m.render(), &series), Some(5.0));
+        drop(b);
+        let text = m.render();
+        assert_eq!(value(&text, &series), Some(5.0), "a dropped observer's counts stay");
+        assert_eq!(value(&text, r#"accord_records_rejected_total{reason="too_large"}"#), Some(1.0));
+        a.record(0, api, Path::Old, false);
+        assert_eq!(value(&m.render(), &series), Some(6.0));
+        assert_eq!(m.hot.lock().len(), 1);
+    }
+
+    #[test]
+    fn lag_buckets_like_prometheus() {
+        let reference =
+            prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("x", "x").buckets(LAG_BUCKETS.to_vec()))
+                .unwrap();
+        let mut mine = [0u64; BUCKETS];
+        let mut values: Vec<i64> = vec![0, 1, 1_000_000_000];
+        for &b in LAG_BUCKETS {
+            let ms = (b * 1000.0).round() as i64;
+            values.extend([ms - 1, ms, ms + 1]);
+        }
+        for ms in values {
+            reference.observe(ms as f64 / 1000.0);
+            if let Some(b) = lag_bucket(ms) {
+                mine[b] += 1;
+            }
+        }
+        let mut cumulative = 0;
+        let buckets = prometheus::core::Metric::metric(&reference).get_histogram().get_bucket().to_vec();
+        for (b, r) in mine.iter().zip(buckets) {
+            cumulative += b;
+            assert_eq!(cumulative, r.cumulative_count(), "le={}", r.upper_bound());
+        }
+    }
 }

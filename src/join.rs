@@ -9,9 +9,10 @@
 //!
 //! Data structures (all bounded by `max_open_joins` / `max_closed_keys`):
 //! - `slab` of open joins, found through `index` (a hash table of slots);
-//! - one min-heap of `(start, slot, generation)` per feature: within one
-//!   feature the window is fixed, so start order is deadline order and
-//!   expiry never scans all joins. Entries go stale when a join closes
+//! - per feature, `(start, slot, generation)` in start order (a FIFO for
+//!   joins opened in order, a min-heap for the rest): within one feature
+//!   the window is fixed, so start order is deadline order and expiry
+//!   never scans all joins. Entries go stale when a join closes
 //!   early or its start moves back; stale entries are skipped on pop;
 //! - tombstones: hashes of closed keys with the watermark at which they
 //!   are forgotten (`start + 2 × window`), plus a FIFO of them in close
@@ -110,11 +111,19 @@ struct Join {
     start: i64,
     first_pos: u64,
     reported: u64,
-    /// The first record inline; the rest in `more` (allocated only for a
-    /// second record, from a pool of spare vectors).
-    first: Facts,
+    /// Records held in `inline` (the first `n`), then in `more`. The
+    /// record that completes a join is never stored (it is judged at
+    /// once), so a join of up to `INLINE + 1` layers needs no allocation
+    /// and finding it and adding a record touch one slab entry.
+    n: u8,
+    inline: [Facts; INLINE],
+    /// Allocated only past `INLINE` records, from a pool of spare vectors.
     more: Vec<Facts>,
 }
+
+/// Records kept inline per join: four layers (frontend, api, worker,
+/// analytics) need three, the fourth completes the join.
+const INLINE: usize = 3;
 
 /// A request id stored inline when short (all real ones), so finding a
 /// join touches one cache line and opening one allocates nothing.
@@ -169,7 +178,7 @@ pub struct JoinEngine {
     free: Vec<u32>,
     index: HashTable<u32>,
     hasher: foldhash::quality::FixedState,
-    heaps: Vec<BinaryHeap<Reverse<(i64, u32, u32)>>>,
+    heaps: Vec<Deadlines>,
     /// A lower bound of the earliest window deadline of any open join.
     next_deadline: i64,
     open: usize,
@@ -221,7 +230,7 @@ impl JoinEngine {
         let i = id as usize;
         while self.specs.len() <= i {
             self.specs.push(Spec { window_ms: 0, expect: 0, awaited: 0 });
-            self.heaps.push(BinaryHeap::new());
+            self.heaps.push(Deadlines::default());
         }
         self.specs[i] = Spec { window_ms: spec.window_ms, expect: spec.expect, awaited: spec.awaited() };
     }
@@ -270,21 +279,27 @@ impl JoinEngine {
             self.ring.push(f.pos, inp.raw);
             obs.record(inp.feature, f.layer, f.path, false);
             let j = &mut self.slab[slot as usize];
-            if j.more.capacity() == 0 {
-                j.more = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(3));
-            }
-            j.more.push(f);
             j.reported |= 1 << f.layer;
             if f.ts_ms < j.start {
                 j.start = f.ts_ms;
                 let e = (j.start, slot, j.gen);
-                self.heaps[fi].push(Reverse(e));
+                self.heaps[fi].push(e);
                 self.next_deadline = self.next_deadline.min(j.start.saturating_add(window));
             }
-            let (start, reported) = (j.start, j.reported);
-            if reported & awaited == awaited {
-                self.close(slot, CloseCause::Complete, obs);
-            } else if start.saturating_add(window) <= self.watermark {
+            if j.reported & awaited == awaited {
+                self.close_with(slot, CloseCause::Complete, Some(f), obs);
+                return;
+            }
+            if (j.n as usize) < INLINE {
+                j.inline[j.n as usize] = f;
+                j.n += 1;
+            } else {
+                if j.more.capacity() == 0 {
+                    j.more = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(4));
+                }
+                j.more.push(f);
+            }
+            if j.start.saturating_add(window) <= self.watermark {
                 self.close(slot, CloseCause::Window, obs);
             }
             return;
@@ -309,7 +324,8 @@ impl JoinEngine {
                 j.start = f.ts_ms;
                 j.first_pos = f.pos;
                 j.reported = 1 << f.layer;
-                j.first = f;
+                j.n = 1;
+                j.inline[0] = f;
                 s
             }
             None => {
@@ -322,7 +338,8 @@ impl JoinEngine {
                     start: f.ts_ms,
                     first_pos: f.pos,
                     reported: 1 << f.layer,
-                    first: f,
+                    n: 1,
+                    inline: [f; INLINE],
                     more: Vec::new(),
                 });
                 (self.slab.len() - 1) as u32
@@ -331,7 +348,7 @@ impl JoinEngine {
         let slab = &self.slab;
         self.index.insert_unique(hash, slot, |&s| slab[s as usize].hash);
         let gen = self.slab[slot as usize].gen;
-        self.heaps[fi].push(Reverse((f.ts_ms, slot, gen)));
+        self.heaps[fi].push((f.ts_ms, slot, gen));
         self.next_deadline = self.next_deadline.min(f.ts_ms.saturating_add(window));
         self.order.push_back((f.pos, hash, self.watermark));
         // `order` is trimmed from the front by `lowest_needed`; a stream
@@ -361,7 +378,7 @@ impl JoinEngine {
             let mut next = i64::MAX;
             for fi in 0..self.heaps.len() {
                 let window = self.specs[fi].window_ms;
-                while let Some(&Reverse((start, slot, gen))) = self.heaps[fi].peek() {
+                while let Some((start, slot, gen)) = self.heaps[fi].peek() {
                     if start.saturating_add(window) > wm {
                         next = next.min(start.saturating_add(window));
                         break;
@@ -404,7 +421,7 @@ impl JoinEngine {
     fn evict_oldest(&mut self, obs: &mut impl Observer) {
         let mut best: Option<(i64, u32)> = None;
         for fi in 0..self.heaps.len() {
-            while let Some(&Reverse((start, slot, gen))) = self.heaps[fi].peek() {
+            while let Some((start, slot, gen)) = self.heaps[fi].peek() {
                 if self.valid(start, slot, gen) {
                     if best.is_none_or(|(s, _)| start < s) {
                         best = Some((start, slot));
@@ -421,11 +438,18 @@ impl JoinEngine {
     }
 
     fn close(&mut self, slot: u32, cause: CloseCause, obs: &mut impl Observer) {
+        self.close_with(slot, cause, None, obs)
+    }
+
+    /// Closes a join; `last` is the record that completed it (not stored).
+    fn close_with(&mut self, slot: u32, cause: CloseCause, last: Option<Facts>, obs: &mut impl Observer) {
         let j = &mut self.slab[slot as usize];
         let mut more = std::mem::take(&mut j.more);
         self.recs.clear();
-        self.recs.push(j.first);
+        self.recs.extend_from_slice(&j.inline[..j.n as usize]);
         self.recs.extend_from_slice(&more);
+        self.recs.extend(last);
+        j.n = 0;
         if more.capacity() != 0 && self.spare.len() < 4096 {
             more.clear();
             self.spare.push(more);
@@ -519,6 +543,55 @@ impl JoinEngine {
     /// still change a verdict).
     pub fn lowest_open_pos(&self) -> Option<u64> {
         self.slab.iter().filter(|j| j.live).map(|j| j.first_pos).min()
+    }
+}
+
+/// `(start, slot, generation)` entries of one feature, smallest start
+/// first. Joins mostly open in start order, so entries go to a FIFO and
+/// only those that arrive out of order to a heap: popping is O(1) for
+/// almost every join instead of a sift through a heap of every join in
+/// the window.
+#[derive(Default)]
+struct Deadlines {
+    fifo: VecDeque<(i64, u32, u32)>,
+    heap: BinaryHeap<Reverse<(i64, u32, u32)>>,
+}
+
+impl Deadlines {
+    fn push(&mut self, e: (i64, u32, u32)) {
+        if self.fifo.back().is_none_or(|b| b.0 <= e.0) {
+            self.fifo.push_back(e);
+        } else {
+            self.heap.push(Reverse(e));
+        }
+    }
+
+    fn peek(&self) -> Option<(i64, u32, u32)> {
+        match (self.fifo.front(), self.heap.peek()) {
+            (Some(&f), Some(&Reverse(h))) => Some(f.min(h)),
+            (Some(&f), None) => Some(f),
+            (None, Some(&Reverse(h))) => Some(h),
+            (None, None) => None,
+        }
+    }
+
+    fn pop(&mut self) {
+        match (self.fifo.front(), self.heap.peek()) {
+            (Some(f), Some(Reverse(h))) if h < f => {
+                self.heap.pop();
+            }
+            (Some(_), _) => {
+                self.fifo.pop_front();
+            }
+            (None, _) => {
+                self.heap.pop();
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.fifo.clear();
+        self.heap.clear();
     }
 }
 
@@ -634,7 +707,7 @@ impl<T: Observer + ?Sized> Observer for &mut T {
 }
 
 #[cfg(test)]
-mod ring_tests {
+mod tests {
     use super::RawRing;
     use proptest::prelude::*;
 
@@ -668,6 +741,25 @@ mod ring_tests {
                 }
                 prop_assert!(ring.get(pos + 1).is_none());
             }
+        }
+    }
+
+    proptest! {
+        /// Deadlines come out in start order however they went in.
+        #[test]
+        fn deadlines_pop_in_start_order(starts in prop::collection::vec(-50i64..50, 0..300)) {
+            let mut d = super::Deadlines::default();
+            for (i, s) in starts.iter().enumerate() {
+                d.push((*s, i as u32, 0));
+            }
+            let mut out = Vec::new();
+            while let Some(e) = d.peek() {
+                out.push(e);
+                d.pop();
+            }
+            let mut want: Vec<_> = starts.iter().enumerate().map(|(i, s)| (*s, i as u32, 0)).collect();
+            want.sort();
+            prop_assert_eq!(out, want);
         }
     }
 

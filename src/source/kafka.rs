@@ -865,7 +865,9 @@ impl KafkaSource {
                                     last_error_log = Instant::now();
                                     consume_errors = 0;
                                 }
-                                // Back off instead of spinning while the broker is away.
+                                // Count what was judged before backing off (instead
+                                // of spinning while the broker is away).
+                                self.status.records.fetch_add(std::mem::take(&mut handled), Ordering::Relaxed);
                                 tokio::time::sleep(Duration::from_millis(200)).await;
                                 break;
                             }

@@ -28,11 +28,10 @@
 //!
 //! (a) and (b) read the same contiguous lines and are timed on this
 //! thread's CPU clock (and the wall clock). The mock cluster keeps only
-//! 5 MiB per partition, so for (c) and (d) the stream is cut into rounds,
-//! round k produced to its own topic, all before the consumer starts; the
-//! consumer subscribes to every topic and is timed from its first record
-//! to its last (a backlog drained: no group join, never waiting for the
-//! producer).
+//! 5 MiB per partition, so for (c) and (d) the whole stream is produced
+//! to one topic with enough partitions (at least `--partitions`) before
+//! the consumer starts; the consumer is timed from its first record to its
+//! last (a backlog drained: no group join, never waiting for the producer).
 
 #[path = "../benches/support/mod.rs"]
 mod support;
@@ -140,7 +139,7 @@ struct Args {
     /// how a consumer slower than the fetcher is paced by librdkafka.
     #[arg(long, default_value_t = 0)]
     bare_work_ns: u64,
-    /// Print each Kafka round and the service's Kafka counters.
+    /// Print the service's Kafka counters after (d).
     #[arg(long)]
     verbose: bool,
     /// Internal: the memory measurement, run in a fresh child process.
@@ -407,7 +406,7 @@ fn run_phase(
     Ok(n as f64 / d_secs)
 }
 
-/// (c): the bare consume loop over every round; prints and returns
+/// (c): the bare consume loop over the backlog; prints and returns
 /// (records/s, CPU).
 fn bare_phase(
     rt: &tokio::runtime::Runtime,
@@ -471,11 +470,6 @@ fn backlog_partitions(records: &[(String, String)], min: i32) -> i32 {
     }
 }
 
-/// Produces each round, then waits until `consumed()` has counted it.
-/// Returns the seconds spent consuming: per round, from the first record
-/// of the round seen to the last (polled every millisecond), so neither
-/// producing, nor the group join, nor the fetch wait at a round's start
-/// is counted.
 /// Produces the whole stream to `topic` (`parts` partitions, keyed so a
 /// request's records share one) before any consumer starts, so what (c)
 /// and (d) time is draining a backlog: no consumer ever waits for the

@@ -96,7 +96,11 @@ pub async fn demo(opts: DemoOptions, cancel: CancellationToken) -> Result<(), Se
         brokers,
         topics: vec![DEMO_TOPIC.into()],
         group: "accord-demo".into(),
-        properties: vec![],
+        // The mock broker answers a fetch only when `fetch.wait.max.ms`
+        // runs out, even when records arrive meanwhile (a real broker
+        // answers once `fetch.min.bytes` is there), so librdkafka's default
+        // of 500 ms would delay verdicts on the demo page by up to that.
+        properties: vec![("fetch.wait.max.ms".into(), "50".into())],
         verdicts_topic: None,
         handover_topic: None,
         commit_interval: Duration::from_secs(1),

@@ -16,19 +16,27 @@
 //!   early or its start moves back; stale entries are skipped on pop;
 //! - tombstones: hashes of closed keys with the watermark at which they
 //!   are forgotten (`start + 2 × window`), plus a FIFO of them in close
-//!   order for reclaiming memory;
+//!   order for reclaiming memory (`tombs`);
 //! - `order`: first positions of joins and tombstones in arrival order, for
 //!   the lowest position still needed (what a Kafka commit may cover).
+//!
+//! Nothing here doubles by copying all it holds at once (`chunked`,
+//! `tombs`): the judging task must not stall while its state grows.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 use std::hash::{BuildHasher, Hash, Hasher};
 
-use hashbrown::{HashMap, HashTable};
+use hashbrown::HashTable;
 
 use crate::catalog::{FeatureSpec, LayerId};
 use crate::features::FeatureId;
 use crate::judge::{judge, Divergence, Facts, Judgement, Path};
+
+mod chunked;
+mod tombs;
+use chunked::{ChunkDeque, ChunkVec};
+use tombs::{Tomb, Tombs};
 
 /// Why a join closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,33 +172,26 @@ impl SmallKey {
     }
 }
 
-#[derive(Clone, Copy)]
-struct Tomb {
-    forget_at: i64,
-    first_pos: u64,
-}
-
 pub struct JoinEngine {
     specs: Vec<Spec>,
     limits: Limits,
     watermark: i64,
-    slab: Vec<Join>,
+    /// Grows by chunks: a doubling `Vec` would copy every open join at
+    /// once on the judging task (see `chunked`).
+    slab: ChunkVec<Join>,
     free: Vec<u32>,
-    index: HashTable<u32>,
+    /// Open joins by key hash: `IndexEntry`s, so that a rehash reads only
+    /// the table, never the slab.
+    index: HashTable<u64>,
     hasher: foldhash::quality::FixedState,
     heaps: Vec<Deadlines>,
     /// A lower bound of the earliest window deadline of any open join.
     next_deadline: i64,
     open: usize,
-    tombs: HashMap<u64, Tomb>,
-    /// `(forget_at, hash)` in close order. Close order is nearly
-    /// `forget_at` order, so the front is (almost always) the next to go;
-    /// an entry queued behind a later one is forgotten a little late in
-    /// memory, but `remembered` checks `forget_at` itself, so what is
-    /// judged late never depends on when memory is reclaimed.
-    tomb_fifo: VecDeque<(i64, u64)>,
+    /// Remembered closed keys (see `tombs`).
+    tombs: Tombs,
     /// `(first position, key hash, watermark after that record advanced it)`.
-    order: VecDeque<(u64, u64, i64)>,
+    order: ChunkDeque<(u64, u64, i64)>,
     divs: Vec<Divergence>,
     /// The closing join's records, contiguous (reused buffer).
     recs: Vec<Facts>,
@@ -207,16 +208,15 @@ impl JoinEngine {
             ring: RawRing::new(limits.sample_bytes),
             limits,
             watermark: i64::MIN,
-            slab: Vec::new(),
+            slab: ChunkVec::default(),
             free: Vec::new(),
             index: HashTable::new(),
             hasher: foldhash::quality::FixedState::with_seed(0x6163_636f_7264),
             heaps: Vec::new(),
             next_deadline: i64::MAX,
             open: 0,
-            tombs: HashMap::new(),
-            tomb_fifo: VecDeque::new(),
-            order: VecDeque::new(),
+            tombs: Tombs::default(),
+            order: ChunkDeque::default(),
             divs: Vec::new(),
             recs: Vec::new(),
             spare: Vec::new(),
@@ -270,11 +270,13 @@ impl JoinEngine {
         let slab = &self.slab;
         let found = self
             .index
-            .find(hash, |&s| {
-                let j = &slab[s as usize];
-                j.hash == hash && j.feature == inp.feature && j.key.as_str() == inp.key
+            .find(ix::hash(hash), |&e| {
+                ix::matches(e, hash) && {
+                    let j = &slab[ix::slot(e) as usize];
+                    j.hash == hash && j.feature == inp.feature && j.key.as_str() == inp.key
+                }
             })
-            .copied();
+            .map(|&e| ix::slot(e));
         if let Some(slot) = found {
             self.ring.push(f.pos, inp.raw);
             obs.record(inp.feature, f.layer, f.path, false);
@@ -329,7 +331,7 @@ impl JoinEngine {
                 s
             }
             None => {
-                self.slab.push(Join {
+                let slot = self.slab.push(Join {
                     key: SmallKey::new(inp.key),
                     hash,
                     feature: inp.feature,
@@ -342,11 +344,10 @@ impl JoinEngine {
                     inline: [f; INLINE],
                     more: Vec::new(),
                 });
-                (self.slab.len() - 1) as u32
+                slot as u32
             }
         };
-        let slab = &self.slab;
-        self.index.insert_unique(hash, slot, |&s| slab[s as usize].hash);
+        self.index.insert_unique(ix::hash(hash), ix::entry(hash, slot), |&e| ix::hash(e));
         let gen = self.slab[slot as usize].gen;
         self.heaps[fi].push((f.ts_ms, slot, gen));
         self.next_deadline = self.next_deadline.min(f.ts_ms.saturating_add(window));
@@ -391,26 +392,18 @@ impl JoinEngine {
             }
             self.next_deadline = next;
         }
-        while let Some(&(forget_at, hash)) = self.tomb_fifo.front() {
-            if forget_at >= wm {
-                break;
-            }
-            self.tomb_fifo.pop_front();
-            if self.tombs.get(&hash).is_some_and(|t| t.forget_at == forget_at) {
-                self.tombs.remove(&hash);
-            }
-        }
+        self.tombs.expire(wm);
     }
 
     /// A closed key is remembered (its records are late) until the
     /// watermark passes `start + 2 × window` (SPEC §4).
     fn remembered(&self, hash: u64) -> bool {
-        self.tombs.get(&hash).is_some_and(|t| t.forget_at >= self.watermark)
+        self.tombs.get(hash).is_some_and(|t| t.forget_at >= self.watermark)
     }
 
     /// The tombstone first seen at `pos` is still remembered.
     fn tomb_holds(&self, hash: u64, pos: u64) -> bool {
-        self.tombs.get(&hash).is_some_and(|t| t.first_pos == pos && t.forget_at >= self.watermark)
+        self.tombs.get(hash).is_some_and(|t| t.first_pos == pos && t.forget_at >= self.watermark)
     }
 
     fn valid(&self, start: i64, slot: u32, gen: u32) -> bool {
@@ -457,7 +450,7 @@ impl JoinEngine {
         j.live = false;
         j.gen = j.gen.wrapping_add(1);
         let (hash, feature, start, first_pos) = (j.hash, j.feature, j.start, j.first_pos);
-        if let Ok(e) = self.index.find_entry(hash, |&s| s == slot) {
+        if let Ok(e) = self.index.find_entry(ix::hash(hash), |&e| ix::slot(e) == slot) {
             e.remove();
         }
         self.free.push(slot);
@@ -479,16 +472,7 @@ impl JoinEngine {
             return;
         }
         let forget_at = start.saturating_add(spec.window_ms.saturating_mul(2));
-        if self.tombs.len() >= self.limits.max_closed_keys {
-            while let Some((at, h)) = self.tomb_fifo.pop_front() {
-                if self.tombs.get(&h).is_some_and(|t| t.forget_at == at) {
-                    self.tombs.remove(&h);
-                    break;
-                }
-            }
-        }
-        self.tombs.insert(hash, Tomb { forget_at, first_pos });
-        self.tomb_fifo.push_back((forget_at, hash));
+        self.tombs.insert(hash, Tomb { forget_at, first_pos }, self.limits.max_closed_keys);
     }
 
     /// Closes every open join (end of a replay file), oldest start first.
@@ -509,15 +493,16 @@ impl JoinEngine {
         }
         self.next_deadline = i64::MAX;
         self.tombs.clear();
-        self.tomb_fifo.clear();
         self.order.clear();
     }
 
     fn trim_order(&mut self) {
         let (tombs, index, slab, wm) = (&self.tombs, &self.index, &self.slab, self.watermark);
         self.order.retain(|&(pos, hash, _)| {
-            tombs.get(&hash).is_some_and(|t| t.first_pos == pos && t.forget_at >= wm)
-                || index.find(hash, |&s| slab[s as usize].first_pos == pos).is_some()
+            tombs.get(hash).is_some_and(|t| t.first_pos == pos && t.forget_at >= wm)
+                || index
+                    .find(ix::hash(hash), |&e| ix::matches(e, hash) && slab[ix::slot(e) as usize].first_pos == pos)
+                    .is_some()
         });
     }
 
@@ -530,7 +515,11 @@ impl JoinEngine {
         while let Some(&(pos, hash, wm)) = self.order.front() {
             let tomb = self.tomb_holds(hash, pos);
             let slab = &self.slab;
-            let open = !tomb && self.index.find(hash, |&s| slab[s as usize].first_pos == pos).is_some();
+            let open = !tomb
+                && self
+                    .index
+                    .find(ix::hash(hash), |&e| ix::matches(e, hash) && slab[ix::slot(e) as usize].first_pos == pos)
+                    .is_some();
             if tomb || open {
                 return Some((pos, wm));
             }
@@ -546,6 +535,32 @@ impl JoinEngine {
     }
 }
 
+/// Index entries: the key hash's high half and the slot, in one `u64`.
+/// The table is hashed by the high half alone, so a rehash recomputes
+/// every bucket from the entry itself; the low half is checked in the
+/// slab (`Join::hash`).
+mod ix {
+    #[inline]
+    pub fn entry(hash: u64, slot: u32) -> u64 {
+        (hash & 0xffff_ffff_0000_0000) | slot as u64
+    }
+    #[inline]
+    pub fn slot(e: u64) -> u32 {
+        e as u32
+    }
+    #[inline]
+    pub fn matches(e: u64, hash: u64) -> bool {
+        (e ^ hash) >> 32 == 0
+    }
+    /// Spreads the high half over the whole word (hashbrown takes the
+    /// bucket from the low bits and the tag from the top seven). Takes a
+    /// key hash or an entry: both have the same high half.
+    #[inline]
+    pub fn hash(hash: u64) -> u64 {
+        (hash >> 32).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+}
+
 /// `(start, slot, generation)` entries of one feature, smallest start
 /// first. Joins mostly open in start order, so entries go to a FIFO and
 /// only those that arrive out of order to a heap: popping is O(1) for
@@ -553,7 +568,7 @@ impl JoinEngine {
 /// the window.
 #[derive(Default)]
 struct Deadlines {
-    fifo: VecDeque<(i64, u32, u32)>,
+    fifo: ChunkDeque<(i64, u32, u32)>,
     heap: BinaryHeap<Reverse<(i64, u32, u32)>>,
 }
 
@@ -644,9 +659,12 @@ impl RawRing {
             self.head = 0;
         }
         let off = (at % cap) as usize;
-        if self.data.len() < off + raw.len() {
-            // Grows with use, up to `cap`.
-            self.data.resize((off + raw.len()).max(self.data.len() * 2).min(self.cap), 0);
+        if self.data.is_empty() {
+            // Zeroed memory comes from the OS untouched (calloc), so the
+            // buffer takes RSS only as it is written, and is never copied
+            // to grow (doubling copied up to 8 MiB on the judging task:
+            // a 30 ms stall, docs/performance.md).
+            self.data = vec![0; self.cap];
         }
         self.data[off..off + raw.len()].copy_from_slice(raw);
         self.entries.push((pos, at, len as u32));

@@ -841,13 +841,8 @@ fn latency_phase(
     cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
     max_rate: f64,
 ) -> anyhow::Result<()> {
-    let parts = args.partitions.max(1);
+    let LoadPlan { parts, secs, warmup, probe_rate, mixed_rate, cap } = LoadPlan::new(args, max_rate);
     let topic = "latency";
-    let secs = args.latency_secs.max(1.0);
-    let warmup = args.latency_warmup.max(0.0);
-    let target = max_rate * args.latency_load;
-    let probe_rate = args.probes_per_sec.max(1.0);
-    let mixed_rate = (target - probe_rate * 4.0).max(0.0);
     cluster.create_topic(topic, parts, 1)?;
 
     let service = Service::new(latency_catalog(parts)?).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -870,15 +865,9 @@ fn latency_phase(
         anyhow::Ok((tokio::spawn(service.run(kafka, listener, cancel.clone())), addr))
     })?;
 
-    let cap = (probe_rate * secs).ceil() as usize + 16;
     let t0 = Instant::now();
-    let acks = Arc::new(Acks { t0, at: (0..cap).map(|_| AtomicU64::new(0)).collect() });
-    let producer: ThreadedProducer<AckClock> = ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap_servers())
-        .set("linger.ms", args.latency_linger_ms.to_string())
-        .set("queue.buffering.max.messages", "1000000")
-        .set("queue.buffering.max.kbytes", "1048576")
-        .create_with_context(AckClock(acks.clone()))?;
+    let acks = Arc::new(Acks::new(t0, cap));
+    let producer = load_producer(args, cluster, &acks)?;
 
     // Ready, and consuming: one untracked probe per partition, visible.
     let mut scraper = Scraper::new(addr, parts as usize);
@@ -887,13 +876,7 @@ fn latency_phase(
         anyhow::ensure!(Instant::now() < deadline, "(l): accord run did not get its partitions within 60 s");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    for p in 0..parts {
-        let k = u64::MAX - p as u64;
-        for json in &probe_records(k, p, 0, now_ms) {
-            send_paced(&producer, topic, &format!("probe-{k:016x}"), json, p, 0);
-        }
-    }
+    send_warmup_probes(&producer, topic, parts);
     loop {
         let (counts, _) = scraper.scrape()?;
         if counts.iter().all(|&c| c >= 1) {
@@ -1191,6 +1174,58 @@ fn latency_properties(args: &Args) -> (Vec<(String, String)>, String) {
     (properties, fetch_wait)
 }
 
+/// What both (l) phases derive from the arguments.
+struct LoadPlan {
+    parts: i32,
+    secs: f64,
+    warmup: f64,
+    probe_rate: f64,
+    /// Records/s of the `mixed` scenario: the load minus the probes'.
+    mixed_rate: f64,
+    /// Probe slots: every probe that the measured seconds can send.
+    cap: usize,
+}
+
+impl LoadPlan {
+    fn new(args: &Args, max_rate: f64) -> Self {
+        let secs = args.latency_secs.max(1.0);
+        let probe_rate = args.probes_per_sec.max(1.0);
+        LoadPlan {
+            parts: args.partitions.max(1),
+            secs,
+            warmup: args.latency_warmup.max(0.0),
+            probe_rate,
+            mixed_rate: (max_rate * args.latency_load - probe_rate * 4.0).max(0.0),
+            cap: (probe_rate * secs).ceil() as usize + 16,
+        }
+    }
+}
+
+/// The load's producer; its delivery reports stamp `acks`.
+fn load_producer(
+    args: &Args,
+    cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    acks: &Arc<Acks>,
+) -> anyhow::Result<ThreadedProducer<AckClock>> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap_servers())
+        .set("linger.ms", args.latency_linger_ms.to_string())
+        .set("queue.buffering.max.messages", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .create_with_context(AckClock(acks.clone()))?)
+}
+
+/// One untracked probe request per partition, before the load.
+fn send_warmup_probes(producer: &ThreadedProducer<AckClock>, topic: &str, parts: i32) {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    for p in 0..parts {
+        let k = u64::MAX - p as u64;
+        for json in &probe_records(k, p, 0, now_ms) {
+            send_paced(producer, topic, &format!("probe-{k:016x}"), json, p, 0);
+        }
+    }
+}
+
 /// (l) without accord: the bare consume loop of (c), with the same fetch
 /// settings, under the same load; each probe is timed from its last
 /// record's delivery report to that record leaving `recv()`.
@@ -1200,23 +1235,13 @@ fn bare_latency_phase(
     cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
     max_rate: f64,
 ) -> anyhow::Result<()> {
-    let parts = args.partitions.max(1);
+    let LoadPlan { parts, secs, warmup, probe_rate, mixed_rate, cap } = LoadPlan::new(args, max_rate);
     let topic = "latency-bare";
-    let secs = args.latency_secs.max(1.0);
-    let warmup = args.latency_warmup.max(0.0);
-    let probe_rate = args.probes_per_sec.max(1.0);
-    let mixed_rate = (max_rate * args.latency_load - probe_rate * 4.0).max(0.0);
     cluster.create_topic(topic, parts, 1)?;
-    let cap = (probe_rate * secs).ceil() as usize + 16;
     let t0 = Instant::now();
-    let acks = Arc::new(Acks { t0, at: (0..cap).map(|_| AtomicU64::new(0)).collect() });
-    let seen = Arc::new(Acks { t0, at: (0..cap).map(|_| AtomicU64::new(0)).collect() });
-    let producer: ThreadedProducer<AckClock> = ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap_servers())
-        .set("linger.ms", args.latency_linger_ms.to_string())
-        .set("queue.buffering.max.messages", "1000000")
-        .set("queue.buffering.max.kbytes", "1048576")
-        .create_with_context(AckClock(acks.clone()))?;
+    let acks = Arc::new(Acks::new(t0, cap));
+    let seen = Arc::new(Acks::new(t0, cap));
+    let producer = load_producer(args, cluster, &acks)?;
     let (properties, _) = latency_properties(args);
     let mut config = consumer_config(&cluster.bootstrap_servers(), "throughput-bare-latency");
     for (k, v) in &properties {
@@ -1258,13 +1283,7 @@ fn bare_latency_phase(
         })
     };
     // Warm-up: one untracked probe per partition, consumed.
-    let now_ms = chrono::Utc::now().timestamp_millis();
-    for p in 0..parts {
-        let k = u64::MAX - p as u64;
-        for json in &probe_records(k, p, 0, now_ms) {
-            send_paced(&producer, topic, &format!("probe-{k:016x}"), json, p, 0);
-        }
-    }
+    send_warmup_probes(&producer, topic, parts);
     let deadline = Instant::now() + Duration::from_secs(60);
     while count.load(Ordering::Relaxed) < 4 * parts as u64 {
         anyhow::ensure!(Instant::now() < deadline, "(l) bare: warm-up records not consumed within 60 s");
@@ -1578,6 +1597,12 @@ fn send_paced(producer: &ThreadedProducer<AckClock>, topic: &str, key: &str, jso
 struct Acks {
     t0: Instant,
     at: Vec<AtomicU64>,
+}
+
+impl Acks {
+    fn new(t0: Instant, cap: usize) -> Self {
+        Acks { t0, at: (0..cap).map(|_| AtomicU64::new(0)).collect() }
+    }
 }
 
 /// A producer context that timestamps the delivery report of every

@@ -180,8 +180,8 @@ pub struct JoinEngine {
     /// once on the judging task (see `chunked`).
     slab: ChunkVec<Join>,
     free: Vec<u32>,
-    /// Open joins by key hash: `IndexEntry`s, so that a rehash reads only
-    /// the table, never the slab.
+    /// Open joins by key hash, as `ix` entries (hash high half and slot),
+    /// so that a rehash reads only the table, never the slab.
     index: HashTable<u64>,
     hasher: foldhash::quality::FixedState,
     heaps: Vec<Deadlines>,

@@ -85,8 +85,9 @@ struct RunArgs {
     /// How often judged offsets are committed.
     #[arg(long, env = "ACCORD_COMMIT_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     commit_interval: std::time::Duration,
-    /// Bytes of recent raw records kept per partition for divergence samples.
-    #[arg(long, env = "ACCORD_SAMPLE_BUFFER_BYTES", default_value_t = 8 << 20)]
+    /// Bytes of recent raw records kept per partition for divergence samples
+    /// (at most 1 GiB; 0 keeps none).
+    #[arg(long, env = "ACCORD_SAMPLE_BUFFER_BYTES", default_value_t = 8 << 20, value_parser = parse_sample_bytes)]
     sample_buffer_bytes: usize,
 }
 
@@ -127,6 +128,17 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
         _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+/// Each partition's sample buffer is allocated at this size on its first
+/// record (pages are taken as written), so the bound is checked up front.
+fn parse_sample_bytes(s: &str) -> Result<usize, String> {
+    const MAX: usize = 1 << 30;
+    match s.trim().parse::<usize>() {
+        Ok(n) if n <= MAX => Ok(n),
+        Ok(_) => Err(format!("at most {MAX} bytes per partition, got {s}")),
+        Err(e) => Err(format!("expected a number of bytes, got {s:?}: {e}")),
     }
 }
 

@@ -15,7 +15,7 @@ use accord::decode::decode;
 use accord::export::Metrics;
 use accord::features::FeatureId;
 use accord::join::{Closed, Observer};
-use accord::judge::Path;
+use accord::judge::RecordPath;
 use accord::pipeline::Pipeline;
 use accord::replay::replay_stream;
 use accord::Features;
@@ -32,7 +32,7 @@ struct Count {
 }
 
 impl Observer for Count {
-    fn record(&mut self, _: FeatureId, _: u8, _: Path, _: bool) {
+    fn record(&mut self, _: FeatureId, _: accord::catalog::LayerId, _: RecordPath, _: bool) {
         self.records += 1;
     }
     fn closed(&mut self, c: &Closed<'_>) {
@@ -79,7 +79,7 @@ fn benches(c: &mut Criterion) {
             let mut x = 0usize;
             for (_, json) in &records {
                 if let Ok(v) = p.validate(json.as_bytes()) {
-                    x = x.wrapping_add(v.layer as usize);
+                    x = x.wrapping_add(v.layer.index());
                 }
             }
             black_box(x)

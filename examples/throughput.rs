@@ -218,7 +218,7 @@ fn replay_phases(args: &Args, catalog: &Arc<Catalog>, buf: &[u8], slices: &[&[u8
         // Stage split, for where the time goes: validation alone, and the
         // pipeline without an exporter.
         let (tv, y) = timed(|| {
-            slices.iter().fold(0usize, |acc, s| acc.wrapping_add(validator.validate(s).map_or(0, |v| v.layer as usize)))
+            slices.iter().fold(0usize, |acc, s| acc.wrapping_add(validator.validate(s).map_or(0, |v| v.layer.index())))
         });
         let (tj, _) = timed(|| replay(catalog, buf, false));
         let (tl, _) = timed(|| replay_live(catalog, buf, 0));
@@ -612,14 +612,15 @@ fn memory_child(open: usize) -> anyhow::Result<()> {
     // Warm up allocator and code paths on a few joins first.
     rec(&mut line, usize::MAX);
     pipeline
-        .ingest(line.as_bytes(), 0, support::BASE_MS, &mut obs)
+        .ingest(line.as_bytes(), accord::join::Position::new(0, 0), support::BASE_MS, &mut obs)
         .map_err(|r| anyhow::anyhow!("memory record rejected: {r}"))?;
     let rss0 = read_status("VmRSS:");
     let mut at_200k = None;
     let t = Instant::now();
     for i in 0..cap {
         rec(&mut line, i);
-        let _ = pipeline.ingest(line.as_bytes(), i as u64 + 1, support::BASE_MS, &mut obs);
+        let _ =
+            pipeline.ingest(line.as_bytes(), accord::join::Position::new(0, i as u64 + 1), support::BASE_MS, &mut obs);
         if i + 1 == 200_000 {
             at_200k = Some(read_status("VmRSS:"));
         }

@@ -140,7 +140,7 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 }
 
 fn layer_namer(live: &LiveStats) -> impl Fn(LayerId) -> String + '_ {
-    move |l| live.features().catalog().layers.get(l as usize).cloned().unwrap_or_else(|| format!("layer{l}"))
+    move |l| live.features().catalog().layer_name(l).to_string()
 }
 
 fn divergence_counts(w: &WindowStats) -> BTreeMap<&'static str, u64> {
@@ -230,7 +230,7 @@ pub fn evaluate(
                 .iter()
                 .enumerate()
                 .filter(|(_, l)| l.missing > 0)
-                .map(|(i, l)| (l.missing, layer(i as LayerId)))
+                .map(|(i, l)| (l.missing, layer(LayerId::new(i as u8))))
                 .collect();
             missing.sort_by_key(|m| std::cmp::Reverse(m.0));
             let mut r = format!(
@@ -426,12 +426,12 @@ pub fn feature_view(live: &LiveStats, id: FeatureId, now_ms: i64, window_ms: i64
         .iter()
         .enumerate()
         .map(|(i, l)| {
-            let bit = 1u64 << i;
+            let id = LayerId::new(i as u8);
             LayerView {
                 layer: cat.layers[i].clone(),
-                role: if spec.expect & bit != 0 {
+                role: if spec.expect.contains(id) {
                     "expected"
-                } else if spec.optional & bit != 0 {
+                } else if spec.optional.contains(id) {
                     "optional"
                 } else {
                     "unlisted"
@@ -482,7 +482,7 @@ pub fn feature_view(live: &LiveStats, id: FeatureId, now_ms: i64, window_ms: i64
     FeatureView {
         owner: spec.owner.clone(),
         class: spec.class.as_str(),
-        in_catalog: (id as usize) < cat.features.len(),
+        in_catalog: features.in_catalog(id),
         expires: spec.expires_text.clone(),
         expires_timestamp_seconds: spec.expires,
         days_to_expiry: days,
@@ -511,7 +511,7 @@ pub fn feature_view(live: &LiveStats, id: FeatureId, now_ms: i64, window_ms: i64
 
 /// Every feature known so far, in id order (catalog order first).
 pub fn feature_views(live: &LiveStats, now_ms: i64, window_ms: i64) -> Vec<FeatureView> {
-    (0..live.features().len()).map(|i| feature_view(live, i as FeatureId, now_ms, window_ms)).collect()
+    live.features().ids().map(|id| feature_view(live, id, now_ms, window_ms)).collect()
 }
 
 // --------------------------------------------------------- divergences --
@@ -527,7 +527,7 @@ pub struct KindView {
 #[derive(Debug, Clone, Serialize)]
 pub struct RecordView {
     pub layer: String,
-    /// Stream position (Kafka offset within its partition).
+    /// Offset within its topic partition.
     pub position: u64,
     /// Event time accord used (RFC 3339).
     pub ts: String,
@@ -558,12 +558,7 @@ pub struct SampleView {
 
 pub fn sample_view(live: &LiveStats, spec: &FeatureSpec, s: &Sample) -> SampleView {
     let layer = layer_namer(live);
-    let mut missing = Vec::new();
-    let mut m = s.missing;
-    while m != 0 {
-        missing.push(layer(m.trailing_zeros() as LayerId));
-        m &= m - 1;
-    }
+    let missing = s.missing.iter().map(&layer).collect();
     SampleView {
         request_id: s.request_id.clone(),
         verdict: s.verdict.as_str(),
@@ -607,13 +602,13 @@ pub fn sample_view(live: &LiveStats, spec: &FeatureSpec, s: &Sample) -> SampleVi
                         None,
                         Some(format!(
                             "the {name} record at position {} is no longer in the sample buffer (--sample-buffer-bytes)",
-                            r.pos
+                            r.pos.offset
                         )),
                     ),
                 };
                 RecordView {
                     layer: name,
-                    position: r.pos,
+                    position: r.pos.offset,
                     ts: format_rfc3339_ms(r.ts_ms),
                     path: r.path.as_str(),
                     record,
@@ -749,7 +744,7 @@ fn find_feature(live: &LiveStats, name: &str) -> Result<FeatureId, ApiError> {
         ApiError {
             status: StatusCode::NOT_FOUND,
             message: format!("unknown feature {name:?}"),
-            known_features: Some((0..f.len()).map(|i| f.name(i as FeatureId)).collect()),
+            known_features: Some(f.ids().map(|id| f.name(id)).collect()),
         }
     })
 }
@@ -946,7 +941,7 @@ mod tests {
                         ts + i as i64 * 10
                     );
                     self.pos += 1;
-                    self.pipe.ingest(r.as_bytes(), self.pos, ts, &mut self.obs).unwrap();
+                    self.pipe.ingest(r.as_bytes(), crate::join::Position::new(0, self.pos), ts, &mut self.obs).unwrap();
                 }
             }
             // Close what waits for a layer that never comes.

@@ -1,5 +1,5 @@
 //! Decode stage: bytes of one Kafka message (or one line of a replay file)
-//! into a validated [`Decision`], or a [`Reject`] reason (SPEC §2, §9).
+//! into a validated [`Record`], or a [`Reject`] reason (SPEC §2, §9).
 //!
 //! Parsing is typed and borrowed: strings point into the input unless
 //! they contain escapes, and no `serde_json::Value` is built. Every field
@@ -22,6 +22,9 @@ pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 pub enum Reject {
     TooLarge,
     MalformedJson,
+    /// With an OpenTelemetry input format: the whole message is not a
+    /// valid OTLP export request.
+    MalformedOtlp,
     MissingField,
     InvalidField,
     UnknownLayer,
@@ -29,9 +32,10 @@ pub enum Reject {
 }
 
 impl Reject {
-    pub const ALL: [Reject; 6] = [
+    pub const ALL: [Reject; 7] = [
         Reject::TooLarge,
         Reject::MalformedJson,
+        Reject::MalformedOtlp,
         Reject::MissingField,
         Reject::InvalidField,
         Reject::UnknownLayer,
@@ -42,6 +46,7 @@ impl Reject {
         match self {
             Reject::TooLarge => "too_large",
             Reject::MalformedJson => "malformed_json",
+            Reject::MalformedOtlp => "malformed_otlp",
             Reject::MissingField => "missing_field",
             Reject::InvalidField => "invalid_field",
             Reject::UnknownLayer => "unknown_layer",
@@ -245,7 +250,7 @@ pub enum FlagState<'a> {
 /// A validated decision record. `layer` and `feature` are still names:
 /// the catalog lookup is the caller's (it may intern tracked features).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision<'a> {
+pub struct Record<'a> {
     pub request_id: Cow<'a, str>,
     pub layer: Cow<'a, str>,
     pub feature: Cow<'a, str>,
@@ -263,7 +268,7 @@ pub struct Decision<'a> {
 }
 
 /// Decodes and validates one record's bytes. Never panics.
-pub fn decode(bytes: &[u8]) -> Result<Decision<'_>, Reject> {
+pub fn decode(bytes: &[u8]) -> Result<Record<'_>, Reject> {
     if bytes.len() > MAX_RECORD_BYTES {
         return Err(Reject::TooLarge);
     }
@@ -452,7 +457,7 @@ fn present<'a>(v: Option<Val<'a>>) -> Option<Val<'a>> {
     }
 }
 
-fn validate(raw: RawRecord<'_>) -> Result<Decision<'_>, Reject> {
+fn validate(raw: RawRecord<'_>) -> Result<Record<'_>, Reject> {
     let request_id = present(raw.request_id);
     let layer = present(raw.layer);
     let feature = present(raw.feature);
@@ -489,7 +494,7 @@ fn validate(raw: RawRecord<'_>) -> Result<Decision<'_>, Reject> {
         Some(Val::Int(n)) => Some(int_text(n)),
         Some(_) => return Err(Reject::InvalidField),
     };
-    Ok(Decision {
+    Ok(Record {
         request_id,
         layer,
         feature,
@@ -635,7 +640,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn ok(s: &str) -> Decision<'_> {
+    fn ok(s: &str) -> Record<'_> {
         decode(s.as_bytes()).unwrap()
     }
     fn rej(s: &str) -> Reject {

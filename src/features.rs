@@ -12,7 +12,24 @@ use hashbrown::HashMap;
 
 use crate::catalog::{Catalog, FeatureSpec, UnknownFeatures};
 
-pub type FeatureId = u16;
+/// A feature's id: its index in the catalog, then `other`, then tracked
+/// unknown features in the order they were first seen. Ids are dense, so
+/// per-feature state is a `Vec` indexed by [`FeatureId::index`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct FeatureId(u16);
+
+impl FeatureId {
+    pub const fn new(index: u16) -> Self {
+        FeatureId(index)
+    }
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+    /// Every id below `n`.
+    pub fn all(n: usize) -> impl Iterator<Item = FeatureId> {
+        (0..n.min(u16::MAX as usize + 1)).map(|i| FeatureId(i as u16))
+    }
+}
 
 /// The label value for unknown features beyond `max_tracked_features`.
 pub const OTHER: &str = "other";
@@ -41,7 +58,7 @@ pub enum Resolved {
 
 impl Features {
     pub fn new(catalog: Arc<Catalog>) -> Self {
-        let by_name = catalog.features.iter().enumerate().map(|(i, f)| (f.key.clone(), i as FeatureId)).collect();
+        let by_name = catalog.features.iter().enumerate().map(|(i, f)| (f.key.clone(), FeatureId(i as u16))).collect();
         let mut tracked = Tracked::default();
         if catalog.unknown_features == UnknownFeatures::Track {
             tracked.specs.push(Arc::new(FeatureSpec::tracked(OTHER, &catalog)));
@@ -65,14 +82,14 @@ impl Features {
         if self.catalog.unknown_features == UnknownFeatures::Reject {
             return Resolved::Rejected;
         }
-        let base = self.catalog.features.len() as FeatureId;
+        let base = self.catalog.features.len() as u16;
         {
             let t = self.tracked.read().unwrap_or_else(|e| e.into_inner());
             if let Some(&id) = t.by_name.get(name) {
                 return Resolved::Known(id);
             }
             if t.by_name.len() >= self.catalog.max_tracked_features {
-                return Resolved::Other(base);
+                return Resolved::Other(FeatureId(base));
             }
         }
         let mut t = self.tracked.write().unwrap_or_else(|e| e.into_inner());
@@ -80,12 +97,28 @@ impl Features {
             return Resolved::Known(id);
         }
         if t.by_name.len() >= self.catalog.max_tracked_features {
-            return Resolved::Other(base);
+            return Resolved::Other(FeatureId(base));
         }
-        let id = base + t.specs.len() as FeatureId;
+        let id = FeatureId(base + t.specs.len() as u16);
         t.specs.push(Arc::new(FeatureSpec::tracked(name, &self.catalog)));
         t.by_name.insert(name.to_string(), id);
         Resolved::Known(id)
+    }
+
+    /// Every id handed out so far, in id order (catalog order first).
+    pub fn ids(&self) -> impl Iterator<Item = FeatureId> {
+        FeatureId::all(self.len())
+    }
+
+    /// The id of a name handed out so far, without registering new names.
+    pub fn lookup(&self, name: &str) -> Option<FeatureId> {
+        if let Some(&id) = self.by_name.get(name) {
+            return Some(id);
+        }
+        if name == OTHER && self.catalog.unknown_features == UnknownFeatures::Track {
+            return Some(FeatureId(self.catalog.features.len() as u16));
+        }
+        self.tracked.read().unwrap_or_else(|e| e.into_inner()).by_name.get(name).copied()
     }
 
     /// Number of ids handed out so far (ids are `0..len()`).
@@ -99,7 +132,7 @@ impl Features {
 
     /// The spec of an id handed out by [`Features::resolve`].
     pub fn spec(&self, id: FeatureId) -> Arc<FeatureSpec> {
-        let i = id as usize;
+        let i = id.index();
         let n = self.catalog.features.len();
         if i < n {
             return self.catalog_specs[i].clone();
@@ -110,5 +143,10 @@ impl Features {
     /// The `feature` label of an id.
     pub fn name(&self, id: FeatureId) -> String {
         self.spec(id).key.clone()
+    }
+
+    /// Whether the id is a catalog feature (not `other` or tracked).
+    pub fn in_catalog(&self, id: FeatureId) -> bool {
+        id.index() < self.catalog.features.len()
     }
 }

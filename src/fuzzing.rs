@@ -8,8 +8,8 @@ use std::sync::{Arc, OnceLock};
 use crate::catalog::{Catalog, LayerId};
 use crate::decode::{decode, Reject};
 use crate::features::{FeatureId, Features};
-use crate::join::{Closed, Observer};
-use crate::judge::Path as RecPath;
+use crate::join::{Closed, Observer, Position};
+use crate::judge::RecordPath;
 use crate::pipeline::Pipeline;
 
 fn features() -> Arc<Features> {
@@ -51,7 +51,7 @@ impl Observer for Count {
     fn rejected(&mut self, _: Reject) {
         self.rejected += 1;
     }
-    fn record(&mut self, _: FeatureId, _: LayerId, _: RecPath, late: bool) {
+    fn record(&mut self, _: FeatureId, _: LayerId, _: RecordPath, late: bool) {
         self.valid += 1;
         if late {
             self.late += 1
@@ -107,7 +107,7 @@ pub fn fuzz_join(data: &[u8]) {
             rec += if bits & 128 != 0 { r#","flags_revision":"a""# } else { r#","flags_revision":"b""# };
         }
         rec.push('}');
-        let _ = p.ingest(rec.as_bytes(), n, ts, &mut c);
+        let _ = p.ingest(rec.as_bytes(), Position::new(0, n), ts, &mut c);
         n += 1;
         assert!(p.engine().open_joins() <= 8);
     }

@@ -47,10 +47,10 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use hdrhistogram::Histogram;
 
-use crate::catalog::{FeatureSpec, LayerId};
+use crate::catalog::{FeatureSpec, LayerId, LayerSet};
 use crate::features::{FeatureId, Features};
 use crate::join::{CloseCause, Closed, Observer};
-use crate::judge::{Divergence, DivergenceKind, Path, RequestPath, Verdict};
+use crate::judge::{Divergence, DivergenceKind, RecordPath, RequestPath, Verdict};
 
 /// The longest window the APIs accept.
 pub const MAX_WINDOW_MS: i64 = 3_600_000;
@@ -95,7 +95,10 @@ pub struct Pair {
 
 impl Pair {
     fn key(self) -> u32 {
-        (self.kind as u32) << 24 | (self.upstream as u32) << 16 | (self.downstream as u32) << 8 | self.direction as u32
+        (self.kind as u32) << 24
+            | (self.upstream.index() as u32) << 16
+            | (self.downstream.index() as u32) << 8
+            | self.direction as u32
     }
     fn from_key(k: u32) -> Pair {
         let kind = DivergenceKind::ALL[(k >> 24) as usize & 3];
@@ -104,7 +107,7 @@ impl Pair {
             2 => Direction::DownstreamNew,
             _ => Direction::Unknown,
         };
-        Pair { kind, upstream: (k >> 16) as u8, downstream: (k >> 8) as u8, direction }
+        Pair { kind, upstream: LayerId::new((k >> 16) as u8), downstream: LayerId::new((k >> 8) as u8), direction }
     }
 
     /// The pair of a divergence, with the direction read from the records.
@@ -115,8 +118,8 @@ impl Pair {
                 let mut new = false;
                 let mut old = false;
                 for r in records.iter().filter(|r| r.layer == l) {
-                    new |= r.path == Path::New;
-                    old |= r.path == Path::Old;
+                    new |= r.path == RecordPath::New;
+                    old |= r.path == RecordPath::Old;
                 }
                 (new, old)
             };
@@ -188,9 +191,9 @@ pub enum Cause {
     /// Layers (bit masks) whose records took only the new path, only the
     /// old path, or both.
     PathSplit {
-        new: u64,
-        old: u64,
-        both: u64,
+        new: LayerSet,
+        old: LayerSet,
+        both: LayerSet,
     },
     PayloadVersions {
         upstream: LayerId,
@@ -202,13 +205,8 @@ pub enum Cause {
     },
 }
 
-fn layer_list(mask: u64, layer: &dyn Fn(LayerId) -> String) -> String {
-    let mut names = Vec::new();
-    let mut m = mask;
-    while m != 0 {
-        names.push(layer(m.trailing_zeros() as LayerId));
-        m &= m - 1;
-    }
+fn layer_list(set: LayerSet, layer: &dyn Fn(LayerId) -> String) -> String {
+    let mut names: Vec<String> = set.iter().map(layer).collect();
     match names.len() {
         0 => String::new(),
         1 => names.remove(0),
@@ -228,16 +226,16 @@ impl Cause {
             return Some(Cause::NoCapability { exposed, api });
         }
         if divergences.iter().any(|d| d.kind == DivergenceKind::PathMismatch) {
-            let (mut new, mut old) = (0u64, 0u64);
+            let (mut new, mut old) = (LayerSet::EMPTY, LayerSet::EMPTY);
             for r in records {
                 match r.path {
-                    Path::New => new |= 1 << r.layer,
-                    Path::Old => old |= 1 << r.layer,
-                    Path::Unknown => {}
+                    RecordPath::New => new.insert(r.layer),
+                    RecordPath::Old => old.insert(r.layer),
+                    RecordPath::Unknown => {}
                 }
             }
-            let both = new & old;
-            return Some(Cause::PathSplit { new: new & !both, old: old & !both, both });
+            let both = new.intersection(old);
+            return Some(Cause::PathSplit { new: new.minus(both), old: old.minus(both), both });
         }
         let first = |k: DivergenceKind| divergences.iter().find(|d| d.kind == k);
         if let Some(d) = first(DivergenceKind::PayloadVersionMismatch) {
@@ -259,31 +257,37 @@ impl Cause {
                 }
             }
             Cause::PathSplit { new, old, both } => {
-                let split = match (new, old) {
-                    (0, 0) => String::new(),
-                    (0, o) => format!("{} took the old path", layer_list(o, layer)),
-                    (n, 0) => format!("{} took the new path", layer_list(n, layer)),
-                    (n, o) if o.count_ones() <= n.count_ones() => format!(
+                let (n, o) = (new, old);
+                let split = if n.is_empty() && o.is_empty() {
+                    String::new()
+                } else if n.is_empty() {
+                    format!("{} took the old path", layer_list(o, layer))
+                } else if o.is_empty() {
+                    format!("{} took the new path", layer_list(n, layer))
+                } else if o.len() <= n.len() {
+                    format!(
                         "{} took the old path while {} took the new one",
                         layer_list(o, layer),
                         layer_list(n, layer)
-                    ),
-                    (n, o) => format!(
+                    )
+                } else {
+                    format!(
                         "{} took the new path while {} took the old one",
                         layer_list(n, layer),
                         layer_list(o, layer)
-                    ),
+                    )
                 };
-                match (both, split.is_empty()) {
-                    (0, _) => split,
-                    (b, true) if b.count_ones() == 1 => {
-                        let l = layer_list(b, layer);
-                        format!(
-                            "two {l} records of one request took different paths (e.g. a retried job run by an old and a new {l})"
-                        )
-                    }
-                    (b, true) => format!("{} each took both paths", layer_list(b, layer)),
-                    (b, false) => format!("{split}, and {} took both", layer_list(b, layer)),
+                if both.is_empty() {
+                    split
+                } else if split.is_empty() && both.len() == 1 {
+                    let l = layer_list(both, layer);
+                    format!(
+                        "two {l} records of one request took different paths (e.g. a retried job run by an old and a new {l})"
+                    )
+                } else if split.is_empty() {
+                    format!("{} each took both paths", layer_list(both, layer))
+                } else {
+                    format!("{split}, and {} took both", layer_list(both, layer))
                 }
             }
             Cause::PayloadVersions { upstream, downstream } => Pair {
@@ -339,8 +343,8 @@ pub struct Sample {
     pub close_cause: CloseCause,
     pub pairs: Vec<Pair>,
     pub cause: Option<Cause>,
-    /// Expected layers that never reported (bit mask).
-    pub missing: u64,
+    /// Expected layers that never reported.
+    pub missing: LayerSet,
     /// In pipeline order, then event time.
     pub records: Vec<SampleRecord>,
 }
@@ -348,10 +352,10 @@ pub struct Sample {
 #[derive(Debug, Clone)]
 pub struct SampleRecord {
     pub layer: LayerId,
-    /// Stream position (Kafka offset within its partition).
-    pub pos: u64,
+    /// Where the record came from (offset within its topic partition).
+    pub pos: crate::join::Position,
     pub ts_ms: i64,
-    pub path: Path,
+    pub path: RecordPath,
     /// The record as received; `None` if it had left the sample buffer.
     pub raw: Option<Box<[u8]>>,
 }
@@ -360,8 +364,8 @@ pub struct SampleRecord {
 pub struct CloseEvent<'a> {
     pub verdict: Verdict,
     pub path: RequestPath,
-    /// Expected layers that never reported (bit mask).
-    pub missing: u64,
+    /// Expected layers that never reported.
+    pub missing: LayerSet,
     pub pairs: &'a [Pair],
     /// The request's leading explanation, if it diverged.
     pub cause: Option<Cause>,
@@ -424,18 +428,18 @@ impl FeatureLive {
     }
 
     /// A valid record arrived (`late` ones changed no verdict).
-    pub fn on_record(&mut self, now_ms: i64, layer: LayerId, path: Path, late: bool) {
+    pub fn on_record(&mut self, now_ms: i64, layer: LayerId, path: RecordPath, late: bool) {
         let b = self.bucket(now_ms);
-        let Some(l) = b.layers.get_mut(layer as usize) else {
+        let Some(l) = b.layers.get_mut(layer.index()) else {
             return;
         };
         let i = if late {
             L_LATE
         } else {
             match path {
-                Path::New => L_NEW,
-                Path::Old => L_OLD,
-                Path::Unknown => L_UNKNOWN,
+                RecordPath::New => L_NEW,
+                RecordPath::Old => L_OLD,
+                RecordPath::Unknown => L_UNKNOWN,
             }
         };
         l[i] = l[i].saturating_add(1);
@@ -472,19 +476,16 @@ impl FeatureLive {
         for (k, hit) in kinds.iter().enumerate() {
             b.kinds[k] += u32::from(*hit);
         }
-        let mut m = missing;
-        while m != 0 {
-            let l = m.trailing_zeros() as usize;
-            if let Some(c) = b.layers.get_mut(l) {
+        for l in missing {
+            if let Some(c) = b.layers.get_mut(l.index()) {
                 c[L_MISSING] += 1;
             }
-            m &= m - 1;
         }
         if !lags.is_empty() {
             let high = self.lag_high_ms;
             let s = self.lag_slice(now_ms);
             for &(l, ms) in lags {
-                if let Some(h) = s.layers.get_mut(l as usize) {
+                if let Some(h) = s.layers.get_mut(l.index()) {
                     h.get_or_insert_with(|| Histogram::new_with_bounds(1, high, 1).expect("valid histogram bounds"))
                         .saturating_record(ms.max(0) as u64);
                 }
@@ -741,11 +742,11 @@ impl LiveStats {
     /// registering new names.
     pub fn feature_id(&self, name: &str) -> Option<FeatureId> {
         let f = &self.inner.features;
-        (0..f.len()).map(|i| i as FeatureId).find(|&id| f.name(id) == name)
+        f.lookup(name)
     }
 
     fn slot(&self, id: FeatureId) -> Arc<Mutex<FeatureLive>> {
-        let i = id as usize;
+        let i = id.index();
         {
             let s = self.inner.slots.read().unwrap_or_else(|e| e.into_inner());
             if let Some(m) = s.get(i) {
@@ -791,16 +792,16 @@ pub struct LiveObserver {
 
 impl LiveObserver {
     fn slot(&mut self, id: FeatureId) -> &Mutex<FeatureLive> {
-        while self.slots.len() <= id as usize {
-            let next = self.slots.len() as FeatureId;
+        while self.slots.len() <= id.index() {
+            let next = FeatureId::new(self.slots.len() as u16);
             self.slots.push(self.live.slot(next));
         }
-        &self.slots[id as usize]
+        &self.slots[id.index()]
     }
 }
 
 impl Observer for LiveObserver {
-    fn record(&mut self, feature: FeatureId, layer: LayerId, path: Path, late: bool) {
+    fn record(&mut self, feature: FeatureId, layer: LayerId, path: RecordPath, late: bool) {
         let now = self.live.now_ms();
         lock(self.slot(feature)).on_record(now, layer, path, late);
     }
@@ -826,10 +827,10 @@ impl Observer for LiveObserver {
                 .iter()
                 .map(|r| SampleRecord {
                     layer: r.layer,
-                    pos: r.pos,
+                    pos: r.position(),
                     ts_ms: r.ts_ms,
                     path: r.path,
-                    raw: c.raw(r.pos).map(Box::from),
+                    raw: c.raw(r).map(Box::from),
                 })
                 .collect();
             records.sort_by_key(|r| (r.layer, r.ts_ms, r.pos));
@@ -870,6 +871,11 @@ mod tests {
     use crate::pipeline::Pipeline;
     use std::sync::atomic::{AtomicI64, Ordering};
 
+    const L0: LayerId = LayerId::new(0);
+    const L1: LayerId = LayerId::new(1);
+    const L3: LayerId = LayerId::new(3);
+    const F0: FeatureId = FeatureId::new(0);
+
     fn features() -> Arc<Features> {
         let cat =
             Catalog::parse(std::path::Path::new("c.toml"), include_str!("../tests/conformance/catalog.toml")).unwrap();
@@ -877,14 +883,14 @@ mod tests {
     }
 
     fn ev(verdict: Verdict, path: RequestPath) -> CloseEvent<'static> {
-        CloseEvent { verdict, path, missing: 0, pairs: &[], cause: None, lags: &[], sample: None }
+        CloseEvent { verdict, path, missing: LayerSet::EMPTY, pairs: &[], cause: None, lags: &[], sample: None }
     }
 
     #[test]
     fn window_includes_a_second_while_it_starts_within_the_window() {
         let mut f = FeatureLive::new(4, 60_000);
         f.on_close(10_400, ev(Verdict::Agree, RequestPath::New));
-        f.on_record(10_999, 1, Path::New, false);
+        f.on_record(10_999, L1, RecordPath::New, false);
         // The bucket [10 s, 11 s) is in the window while 10 s >= now - window.
         assert_eq!(f.window(15_000, 5_000).total(), 1);
         assert_eq!(f.window(15_000, 5_000).layers[1].new, 1);
@@ -899,7 +905,7 @@ mod tests {
     fn ring_stays_bounded_to_an_hour() {
         let mut f = FeatureLive::new(4, 60_000);
         for s in 0..7_200i64 {
-            f.on_close(s * 1000, CloseEvent { lags: &[(0, 5)], ..ev(Verdict::Agree, RequestPath::Old) });
+            f.on_close(s * 1000, CloseEvent { lags: &[(L0, 5)], ..ev(Verdict::Agree, RequestPath::Old) });
         }
         assert!(f.buckets.len() <= 3_602, "{} buckets", f.buckets.len());
         assert!(f.lag.len() <= 362, "{} slices", f.lag.len());
@@ -926,7 +932,7 @@ mod tests {
         for i in 0..100i64 {
             f.on_close(
                 0,
-                CloseEvent { lags: &[(0, 0), (1, i), (3, 1000 + i * 10)], ..ev(Verdict::Agree, RequestPath::New) },
+                CloseEvent { lags: &[(L0, 0), (L1, i), (L3, 1000 + i * 10)], ..ev(Verdict::Agree, RequestPath::New) },
             );
         }
         let w = f.window(1_000, 5_000);
@@ -946,11 +952,11 @@ mod tests {
     fn ratios_and_exposed_agreement() {
         let mut f = FeatureLive::new(4, 60_000);
         for _ in 0..3 {
-            f.on_record(0, 0, Path::New, false);
+            f.on_record(0, L0, RecordPath::New, false);
         }
-        f.on_record(0, 0, Path::Old, false);
-        f.on_record(0, 0, Path::Unknown, false);
-        f.on_record(0, 0, Path::Old, true);
+        f.on_record(0, L0, RecordPath::Old, false);
+        f.on_record(0, L0, RecordPath::Unknown, false);
+        f.on_record(0, L0, RecordPath::Old, true);
         f.on_close(0, ev(Verdict::Agree, RequestPath::New));
         f.on_close(0, ev(Verdict::Agree, RequestPath::Old));
         f.on_close(0, ev(Verdict::Incomplete, RequestPath::New));
@@ -981,7 +987,7 @@ mod tests {
                 close_cause: CloseCause::Complete,
                 pairs: vec![],
                 cause: None,
-                missing: 0,
+                missing: LayerSet::EMPTY,
                 records: vec![],
             };
             f.on_close(i, CloseEvent { sample: Some(s), ..ev(Verdict::Diverge, RequestPath::Mixed) });
@@ -1011,48 +1017,51 @@ mod tests {
             rec("a", "analytics", 1500, r#","selected_flow":"v1""#),
         ];
         for (i, r) in recs.iter().enumerate() {
-            p.ingest(r.as_bytes(), i as u64, 0, &mut obs).unwrap();
+            p.ingest(r.as_bytes(), crate::join::Position::new(0, i as u64), 0, &mut obs).unwrap();
         }
-        let w = live.window(0, 1_000_000, DEFAULT_WINDOW_MS);
+        let w = live.window(F0, 1_000_000, DEFAULT_WINDOW_MS);
         assert_eq!(w.requests[RequestPath::Mixed as usize][Verdict::Diverge as usize], 1);
         assert_eq!(w.kinds[DivergenceKind::PathMismatch as usize], 1);
         assert_eq!(w.kinds[DivergenceKind::ExposureWithoutCapability as usize], 1);
         let fe = Pair {
             kind: DivergenceKind::ExposureWithoutCapability,
-            upstream: 0,
-            downstream: 1,
+            upstream: L0,
+            downstream: L1,
             direction: Direction::Unknown,
         };
         assert!(w.pairs.iter().any(|c| c.pair == fe && c.exposed == 1));
         let pm =
-            w.pairs.iter().find(|c| c.pair.kind == DivergenceKind::PathMismatch && c.pair.downstream == 1).unwrap();
+            w.pairs.iter().find(|c| c.pair.kind == DivergenceKind::PathMismatch && c.pair.downstream == L1).unwrap();
         assert_eq!(pm.pair.direction, Direction::UpstreamNew);
         assert_eq!(w.layers[0].new, 1);
         assert_eq!(w.layers[1].old, 1);
         // 1 significant digit: within 6.25 %.
         let lag = w.layers[2].lag_p50_ms.unwrap();
         assert!((300..=318).contains(&lag), "{lag}");
-        let (s, kept) = live.samples(0, 10);
+        let (s, kept) = live.samples(F0, 10);
         assert_eq!(kept, 1);
         assert_eq!(s[0].request_id, "a");
         assert_eq!(s[0].closed_ms, 1_000_000);
         assert_eq!(s[0].records.len(), 4);
         assert_eq!(s[0].records[1].raw.as_deref(), Some(recs[1].as_bytes()));
-        let layer = |l: LayerId| live.features().catalog().layers[l as usize].clone();
-        let spec = live.features().spec(0);
+        let layer = |l: LayerId| live.features().catalog().layer_name(l).to_string();
+        let spec = live.features().spec(F0);
         assert_eq!(fe.explain(&layer, &spec), "frontend took the new path and api did not advertise v2");
         assert_eq!(pm.pair.explain(&layer, &spec), "frontend took the new path but api took the old one");
         // Unknown names are not registered by a lookup.
-        assert_eq!(live.feature_id("search.ranking"), Some(1));
+        assert_eq!(live.feature_id("search.ranking"), Some(FeatureId::new(1)));
         assert_eq!(live.feature_id("nope"), None);
     }
 
     #[test]
     fn causes_explain_each_divergent_request_once() {
         let f = features();
-        let layer = |l: LayerId| f.catalog().layers[l as usize].clone();
-        let spec = f.spec(0);
-        let split = |new: u64, old: u64, both: u64| Cause::PathSplit { new, old, both }.explain(&layer, &spec);
+        let layer = |l: LayerId| f.catalog().layer_name(l).to_string();
+        let spec = f.spec(F0);
+        let set = LayerSet::from_bits;
+        let split = |new: u64, old: u64, both: u64| {
+            Cause::PathSplit { new: set(new), old: set(old), both: set(both) }.explain(&layer, &spec)
+        };
         assert_eq!(
             split(0b1011, 0b0100, 0),
             "worker took the old path while frontend, api and analytics took the new one"
@@ -1071,11 +1080,11 @@ mod tests {
         );
         assert_eq!(split(0b0011, 0, 0b0100), "frontend and api took the new path, and worker took both");
         assert_eq!(
-            Cause::NoCapability { exposed: 0, api: 1 }.explain(&layer, &spec),
+            Cause::NoCapability { exposed: L0, api: L1 }.explain(&layer, &spec),
             "frontend took the new path and api did not advertise v2"
         );
         assert_eq!(
-            Cause::FlagRevisions { upstream: 0, downstream: 1 }.explain(&layer, &spec),
+            Cause::FlagRevisions { upstream: L0, downstream: L1 }.explain(&layer, &spec),
             "frontend and api evaluated different flag revisions"
         );
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use accord::export::summary::Summary;
 use accord::export::verdicts::VerdictWriter;
 use accord::export::Metrics;
-use accord::replay::{replay, Source};
+use accord::replay::{replay, ReplayOptions, Source};
 use accord::service::{cancel_on_signals, Service, ServiceError};
 use accord::simulate::{Generator, Scenario, Timing};
 use accord::source::kafka::KafkaConfig;
@@ -39,6 +39,10 @@ enum Cmd {
         config: PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Summary)]
         format: Format,
+        /// All files form one stream, merged in event-time order (archives
+        /// kept per layer or per service); without it each file is a stream.
+        #[arg(long)]
+        merge: bool,
     },
     /// Validate a catalog file; prints one line per problem.
     CheckConfig { file: PathBuf },
@@ -211,7 +215,7 @@ fn main() -> ExitCode {
             accord::demo::demo(accord::demo::DemoOptions { listen, rate, partitions }, cancel).await
         }),
         Cmd::Simulate(args) => simulate(args),
-        Cmd::Replay { files, config, format } => {
+        Cmd::Replay { files, config, format, merge } => {
             let catalog = match load_catalog(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -225,7 +229,7 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            match run_replay(&sources, catalog, format) {
+            match run_replay(&sources, catalog, format, ReplayOptions { merge }) {
                 Ok(()) => ExitCode::SUCCESS,
                 // `accord replay ... | head` is not an error.
                 Err(e)
@@ -346,13 +350,13 @@ fn simulate(args: SimulateArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run_replay(sources: &[Source], catalog: Arc<Catalog>, format: Format) -> anyhow::Result<()> {
+fn run_replay(sources: &[Source], catalog: Arc<Catalog>, format: Format, opts: ReplayOptions) -> anyhow::Result<()> {
     let features = Arc::new(Features::new(catalog));
     let stdout = std::io::stdout();
     match format {
         Format::Summary => {
             let mut summary = Summary::new(features.clone());
-            replay(sources, &features, &mut summary)?;
+            replay(sources, &features, opts, &mut summary)?;
             let mut out = stdout.lock();
             serde_json::to_writer_pretty(&mut out, &summary.report())?;
             writeln!(out)?;
@@ -360,13 +364,13 @@ fn run_replay(sources: &[Source], catalog: Arc<Catalog>, format: Format) -> anyh
         Format::Prometheus => {
             let metrics = Metrics::new(features.clone())?;
             let mut obs = metrics.observer();
-            replay(sources, &features, &mut obs)?;
+            replay(sources, &features, opts, &mut obs)?;
             stdout.lock().write_all(metrics.render().as_bytes())?;
         }
         Format::Verdicts => {
             let out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
             let mut w = VerdictWriter::new(out, features.clone());
-            replay(sources, &features, &mut w)?;
+            replay(sources, &features, opts, &mut w)?;
             w.finish()?;
         }
     }

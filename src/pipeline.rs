@@ -6,14 +6,15 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::catalog::{Catalog, FeatureSpec, LayerId};
-use crate::decode::{decode, Decision, Reject};
+use crate::decode::{decode, Record, Reject};
 use crate::features::{FeatureId, Features, Resolved};
-use crate::join::{Input, JoinEngine, Limits, Observer};
+use crate::join::{Input, JoinEngine, Limits, Observer, Position};
 use crate::judge::facts;
+use crate::judge::revisions::Revisions;
 
 /// A record that passed validation, with its catalog ids resolved.
 pub struct Valid<'a> {
-    pub decision: Decision<'a>,
+    pub record: Record<'a>,
     pub feature: FeatureId,
     pub layer: LayerId,
     /// Set for features counted as `other`: the join key then carries the
@@ -27,6 +28,11 @@ pub struct Pipeline {
     engine: JoinEngine,
     /// Specs by feature id, cached so the hot path takes no lock.
     specs: Vec<Arc<FeatureSpec>>,
+    /// The position of the last record judged (records of one message
+    /// share a source and offset and are told apart by their item).
+    last_at: Option<Position>,
+    /// Per feature id: the flag revisions this stream has met.
+    revisions: Vec<Revisions>,
 }
 
 impl Pipeline {
@@ -38,8 +44,15 @@ impl Pipeline {
             max_closed_keys: catalog.max_closed_keys,
             sample_bytes,
         };
-        let mut p = Pipeline { features, catalog, engine: JoinEngine::new(limits), specs: Vec::new() };
-        p.load_specs(p.features.len().saturating_sub(1) as FeatureId);
+        let mut p = Pipeline {
+            features,
+            catalog,
+            engine: JoinEngine::new(limits),
+            specs: Vec::new(),
+            last_at: None,
+            revisions: Vec::new(),
+        };
+        p.load_specs(p.features.len());
         p
     }
 
@@ -57,51 +70,87 @@ impl Pipeline {
 
     /// Decodes and validates, in the precedence of SPEC §9.
     pub fn validate<'a>(&self, raw: &'a [u8]) -> Result<Valid<'a>, Reject> {
-        let decision = decode(raw)?;
-        let layer = self.catalog.layer_id(&decision.layer).ok_or(Reject::UnknownLayer)?;
-        let (feature, other) = match self.features.resolve(&decision.feature) {
+        let record = decode(raw)?;
+        let layer = self.catalog.layer_id(&record.layer).ok_or(Reject::UnknownLayer)?;
+        let (feature, other) = match self.features.resolve(&record.feature) {
             Resolved::Known(id) => (id, false),
             Resolved::Other(id) => (id, true),
             Resolved::Rejected => return Err(Reject::UnknownFeature),
         };
-        Ok(Valid { decision, feature, layer, other })
+        Ok(Valid { record, feature, layer, other })
     }
 
-    /// Joins a validated record at event time `ts_ms` and stream
-    /// position `pos`.
-    pub fn join(&mut self, v: &Valid<'_>, ts_ms: i64, pos: u64, raw: &[u8], obs: &mut impl Observer) {
-        if v.feature as usize >= self.specs.len() {
-            self.load_specs(v.feature);
+    /// Joins a validated record at event time `ts_ms`; `at` is where it
+    /// came from (the pipeline numbers the records of one message).
+    pub fn join(&mut self, v: &Valid<'_>, ts_ms: i64, at: Position, raw: &[u8], obs: &mut impl Observer) {
+        if v.feature.index() >= self.specs.len() {
+            self.load_specs(v.feature.index() + 1);
         }
-        let spec = &self.specs[v.feature as usize];
-        let f = facts(&v.decision, spec, v.layer, self.catalog.api_layer, pos, ts_ms);
+        let spec = &self.specs[v.feature.index()];
+        let at = match self.last_at {
+            Some(l) if l.source == at.source && l.offset == at.offset => {
+                Position { item: l.item.saturating_add(1), ..at }
+            }
+            _ => at,
+        };
+        self.last_at = Some(at);
+        let f = facts(&v.record, spec, v.layer, self.catalog.api_layer, at, ts_ms);
+        if f.revision != 0 {
+            let i = v.feature.index();
+            if self.revisions.len() <= i {
+                self.revisions.resize_with(i + 1, Revisions::default);
+            }
+            if self.revisions[i].observe(f.revision, ts_ms) {
+                obs.stale_revision(v.feature, v.layer);
+            }
+        }
         let key: Cow<'_, str> = if v.other {
-            Cow::Owned(format!("{}/{}", v.decision.feature, v.decision.request_id))
+            Cow::Owned(format!("{}/{}", v.record.feature, v.record.request_id))
         } else {
-            Cow::Borrowed(&v.decision.request_id)
+            Cow::Borrowed(&v.record.request_id)
         };
         self.engine.process(Input { feature: v.feature, key: &key, facts: f, raw }, obs);
     }
 
-    fn load_specs(&mut self, upto: FeatureId) {
-        for i in self.specs.len()..=upto as usize {
-            if i >= self.features.len() {
-                break;
-            }
-            let spec = self.features.spec(i as FeatureId);
-            self.engine.set_spec(i as FeatureId, &spec);
+    /// Caches the specs of ids below `n` (tracked features get ids while
+    /// the stream runs).
+    fn load_specs(&mut self, n: usize) {
+        for id in FeatureId::all(n.min(self.features.len())).skip(self.specs.len()) {
+            let spec = self.features.spec(id);
+            self.engine.set_spec(id, &spec);
             self.specs.push(spec);
         }
     }
 
-    /// Validates and joins one record whose missing `ts` defaults to
-    /// `fallback_ts_ms` (the Kafka message timestamp). Rejects are passed
-    /// to the observer and returned.
-    pub fn ingest(&mut self, raw: &[u8], pos: u64, fallback_ts_ms: i64, obs: &mut impl Observer) -> Result<(), Reject> {
+    /// The event time a valid record's own `ts` gives it: `None` when it
+    /// has none, or when its `ts` is more than `max_clock_skew` ahead of
+    /// `reference_ms` (a bad clock: a `ts` in microseconds, a client clock
+    /// hours ahead would otherwise move the watermark past every later
+    /// record of the stream); such a record is counted and takes the time
+    /// a record without `ts` takes.
+    pub fn event_time(&self, v: &Valid<'_>, reference_ms: i64, obs: &mut impl Observer) -> Option<i64> {
+        let ts = v.record.ts_ms?;
+        if ts > reference_ms.saturating_add(self.catalog.max_clock_skew_ms) {
+            obs.clock_skewed(v.feature, v.layer);
+            return None;
+        }
+        Some(ts)
+    }
+
+    /// Validates and joins one record of a live stream: a missing (or
+    /// skewed) `ts` takes `reference_ms`, the Kafka message timestamp.
+    /// Rejects are passed to the observer and returned.
+    pub fn ingest(
+        &mut self,
+        raw: &[u8],
+        at: Position,
+        reference_ms: i64,
+        obs: &mut impl Observer,
+    ) -> Result<(), Reject> {
         match self.validate(raw) {
             Ok(v) => {
-                let ts = v.decision.ts_ms.unwrap_or(fallback_ts_ms);
-                self.join(&v, ts, pos, raw, obs);
+                let ts = self.event_time(&v, reference_ms, obs).unwrap_or(reference_ms);
+                self.join(&v, ts, at, raw, obs);
                 Ok(())
             }
             Err(r) => {

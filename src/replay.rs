@@ -1,12 +1,23 @@
-//! `accord replay`: judges JSON-lines files with the live semantics, each
-//! file one stream (SPEC §7). Also the post-incident tool.
+//! `accord replay`: judges JSON-lines files with the live semantics. Each
+//! file is one stream, or, with `--merge`, all files are one stream merged
+//! in event-time order (archives kept per layer or per service). Also the
+//! post-incident tool.
+//!
+//! Event time of a record (see docs/reference.md, "Event time"): its `ts`;
+//! a record without one (or whose `ts` is more than `max_clock_skew` ahead
+//! of the wall clock when the replay started: an archive's past is never
+//! ahead of it) takes the time of the valid record before it in the same
+//! file; records at the head of a file take the first valid `ts` that
+//! follows (the wall clock if there is none), so judging an archive never
+//! depends on when it is judged.
 
+use std::collections::VecDeque;
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::features::Features;
-use crate::join::Observer;
+use crate::join::{Observer, Position};
 use crate::pipeline::Pipeline;
 
 /// Where a replay stream comes from.
@@ -30,6 +41,14 @@ impl Source {
             Source::File(p) => p.display().to_string(),
         }
     }
+    fn open(&self) -> Result<Box<dyn Read>, ReplayError> {
+        Ok(match self {
+            Source::Stdin => Box::new(std::io::stdin().lock()),
+            Source::File(p) => {
+                Box::new(std::fs::File::open(p).map_err(|source| ReplayError::Open { name: self.name(), source })?)
+            }
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,134 +57,137 @@ pub enum ReplayError {
     Open { name: String, source: std::io::Error },
     #[error("cannot read {name} at line {line}: {source}")]
     Read { name: String, line: u64, source: std::io::Error },
+    #[error("--merge takes at most {max} files, got {got}")]
+    TooManyFiles { max: usize, got: usize },
 }
 
-/// Judges every source in turn, each as its own stream.
-pub fn replay(sources: &[Source], features: &Arc<Features>, obs: &mut impl Observer) -> Result<u64, ReplayError> {
+/// How files become streams.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplayOptions {
+    /// All files form one stream, merged in event-time order.
+    pub merge: bool,
+}
+
+/// Judges the sources: each as its own stream, or all as one merged stream.
+/// Returns the number of non-blank lines read.
+pub fn replay(
+    sources: &[Source],
+    features: &Arc<Features>,
+    opts: ReplayOptions,
+    obs: &mut impl Observer,
+) -> Result<u64, ReplayError> {
+    let reference_ms = chrono::Utc::now().timestamp_millis();
+    if opts.merge {
+        if sources.len() > MAX_MERGED {
+            return Err(ReplayError::TooManyFiles { max: MAX_MERGED, got: sources.len() });
+        }
+        let readers =
+            sources.iter().map(|s| Ok(Lines::new(s.open()?, READ_CHUNK, s.name()))).collect::<Result<Vec<_>, _>>()?;
+        let mut pipeline = Pipeline::new(features.clone(), 0);
+        return replay_merged(readers, reference_ms, &mut pipeline, obs);
+    }
     let mut total = 0;
     for s in sources {
-        let name = s.name();
-        let reader: Box<dyn Read> = match s {
-            Source::Stdin => Box::new(std::io::stdin().lock()),
-            Source::File(p) => {
-                Box::new(std::fs::File::open(p).map_err(|source| ReplayError::Open { name: name.clone(), source })?)
-            }
-        };
         let mut pipeline = Pipeline::new(features.clone(), 0);
-        total += replay_stream(reader, &mut pipeline, obs, &name)?;
+        let lines = Lines::new(s.open()?, READ_CHUNK, s.name());
+        total += replay_lines(lines, reference_ms, &mut pipeline, obs)?;
     }
     Ok(total)
 }
 
-/// Judges one stream of lines and closes every join at its end. Returns
-/// the number of non-empty lines.
-///
-/// Event time of records without `ts` (SPEC §2): the valid record before
-/// it in the same stream; records at the head take the first valid `ts`
-/// that follows (the wall clock if there is none), so the result never
-/// depends on when an archive is judged.
-///
-/// Lines are judged in place in the read buffer: a record is copied once
-/// (kernel to buffer), never again into a line buffer.
+/// Judges one stream of lines (the wall clock now is the skew reference)
+/// and closes every join at its end. Returns the number of non-blank lines.
 pub fn replay_stream(
     reader: impl Read,
     pipeline: &mut Pipeline,
     obs: &mut impl Observer,
     name: &str,
 ) -> Result<u64, ReplayError> {
-    replay_chunked(reader, READ_CHUNK, pipeline, obs, name)
+    let now = chrono::Utc::now().timestamp_millis();
+    replay_lines(Lines::new(reader, READ_CHUNK, name.to_string()), now, pipeline, obs)
 }
 
-fn replay_chunked(
-    mut reader: impl Read,
-    chunk: usize,
-    pipeline: &mut Pipeline,
-    obs: &mut impl Observer,
-    name: &str,
-) -> Result<u64, ReplayError> {
-    let mut buf = vec![0u8; chunk.max(1)];
-    // `buf[start..end]` holds bytes read but not yet judged.
-    let (mut start, mut end) = (0usize, 0usize);
-    let mut eof = false;
-    let mut pos: u64 = 0;
-    let mut lines = 0;
-    let mut prev_ts: Option<i64> = None;
-    // Valid head records that had no `ts`, as (position, bytes).
-    let mut pending: Vec<(u64, Vec<u8>)> = Vec::new();
-    loop {
-        let rest = &buf[start..end];
-        let line = match memchr::memchr(b'\n', rest) {
-            Some(i) => {
-                start += i + 1;
-                &rest[..i]
-            }
-            None if eof => {
-                if rest.is_empty() {
-                    break;
-                }
-                start = end;
-                rest
-            }
-            None => {
-                // Keep the partial line, grow for a line longer than the
-                // buffer, and read more.
-                buf.copy_within(start..end, 0);
-                end -= start;
-                start = 0;
-                if end == buf.len() {
-                    buf.resize(buf.len() * 2, 0);
-                }
-                let n = loop {
-                    match reader.read(&mut buf[end..]) {
-                        Ok(n) => break n,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                        Err(source) => return Err(ReplayError::Read { name: name.to_string(), line: pos + 1, source }),
-                    }
-                };
-                end += n;
-                eof = n == 0;
-                continue;
-            }
-        };
-        pos += 1;
-        let rec = trim_line(line);
-        if rec.iter().all(|b| b.is_ascii_whitespace()) {
-            continue; // blank lines are not records
-        }
-        lines += 1;
-        match pipeline.validate(rec) {
-            Err(r) => obs.rejected(r),
-            Ok(v) => match (v.decision.ts_ms, prev_ts) {
-                (Some(ts), _) => {
-                    if !pending.is_empty() {
-                        flush_pending(&mut pending, ts, pipeline, obs);
-                    }
-                    pipeline.join(&v, ts, pos, rec, obs);
-                    prev_ts = Some(ts);
-                }
-                (None, Some(ts)) => pipeline.join(&v, ts, pos, rec, obs),
-                (None, None) => pending.push((pos, rec.to_vec())),
-            },
-        }
-    }
-    if !pending.is_empty() {
-        let now = chrono::Utc::now().timestamp_millis();
-        flush_pending(&mut pending, now, pipeline, obs);
-    }
-    pipeline.engine_mut().flush(obs);
-    Ok(lines)
-}
+/// Files one merged stream can take: a record's position names its file
+/// in one byte.
+const MAX_MERGED: usize = u8::MAX as usize + 1;
 
 /// Bytes read at a time (and the initial line-length limit before the
 /// buffer grows).
 const READ_CHUNK: usize = 1 << 20;
 
-fn flush_pending(pending: &mut Vec<(u64, Vec<u8>)>, ts: i64, pipeline: &mut Pipeline, obs: &mut impl Observer) {
-    for (pos, bytes) in pending.drain(..) {
-        // These validated once already; validation is deterministic.
-        if let Ok(v) = pipeline.validate(&bytes) {
-            pipeline.join(&v, ts, pos, &bytes, obs);
+/// The lines of one input, judged in place in the read buffer: a record is
+/// copied once (kernel to buffer), never again into a line buffer.
+struct Lines<R> {
+    reader: R,
+    name: String,
+    buf: Vec<u8>,
+    /// `buf[start..end]` holds bytes read but not yet handed out.
+    start: usize,
+    end: usize,
+    eof: bool,
+    /// Line number of the last line handed out (1-based).
+    line: u64,
+    /// Non-blank lines handed out.
+    records: u64,
+}
+
+impl<R: Read> Lines<R> {
+    fn new(reader: R, chunk: usize, name: String) -> Self {
+        Lines { reader, name, buf: vec![0u8; chunk.max(1)], start: 0, end: 0, eof: false, line: 0, records: 0 }
+    }
+
+    /// The next non-blank line (without its line ending) and its number.
+    fn next_line(&mut self) -> Result<Option<(u64, &[u8])>, ReplayError> {
+        loop {
+            let rest = &self.buf[self.start..self.end];
+            let (from, to) = match memchr::memchr(b'\n', rest) {
+                Some(i) => {
+                    let from = self.start;
+                    self.start += i + 1;
+                    (from, from + i)
+                }
+                None if self.eof => {
+                    if rest.is_empty() {
+                        return Ok(None);
+                    }
+                    let from = self.start;
+                    self.start = self.end;
+                    (from, self.end)
+                }
+                None => {
+                    self.fill()?;
+                    continue;
+                }
+            };
+            self.line += 1;
+            let to = from + trim_line(&self.buf[from..to]).len();
+            if self.buf[from..to].iter().all(|b| b.is_ascii_whitespace()) {
+                continue; // blank lines are not records
+            }
+            self.records += 1;
+            return Ok(Some((self.line, &self.buf[from..to])));
         }
+    }
+
+    /// Keeps the partial line, grows for a line longer than the buffer,
+    /// and reads more.
+    fn fill(&mut self) -> Result<(), ReplayError> {
+        self.buf.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+        if self.end == self.buf.len() {
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+        let n = loop {
+            match self.reader.read(&mut self.buf[self.end..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(source) => return Err(ReplayError::Read { name: self.name.clone(), line: self.line + 1, source }),
+            }
+        };
+        self.end += n;
+        self.eof = n == 0;
+        Ok(())
     }
 }
 
@@ -177,11 +199,133 @@ fn trim_line(line: &[u8]) -> &[u8] {
     &line[..end]
 }
 
+/// One file as one stream: lines are judged in place.
+fn replay_lines<R: Read>(
+    mut lines: Lines<R>,
+    reference_ms: i64,
+    pipeline: &mut Pipeline,
+    obs: &mut impl Observer,
+) -> Result<u64, ReplayError> {
+    let mut prev_ts: Option<i64> = None;
+    // Valid head records that had no `ts`, as (line, bytes).
+    let mut pending: Vec<(u64, Vec<u8>)> = Vec::new();
+    while let Some((line, rec)) = lines.next_line()? {
+        let at = Position::new(0, line);
+        match pipeline.validate(rec) {
+            Err(r) => obs.rejected(r),
+            Ok(v) => match (pipeline.event_time(&v, reference_ms, obs), prev_ts) {
+                (Some(ts), _) => {
+                    for (line, bytes) in pending.drain(..) {
+                        // These validated once already; validation is deterministic.
+                        if let Ok(v) = pipeline.validate(&bytes) {
+                            pipeline.join(&v, ts, Position::new(0, line), &bytes, obs);
+                        }
+                    }
+                    pipeline.join(&v, ts, at, rec, obs);
+                    prev_ts = Some(ts);
+                }
+                (None, Some(ts)) => pipeline.join(&v, ts, at, rec, obs),
+                (None, None) => pending.push((line, rec.to_vec())),
+            },
+        }
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    for (line, bytes) in pending.drain(..) {
+        if let Ok(v) = pipeline.validate(&bytes) {
+            pipeline.join(&v, now, Position::new(0, line), &bytes, obs);
+        }
+    }
+    pipeline.engine_mut().flush(obs);
+    Ok(lines.records)
+}
+
+/// A valid record of one file with its event time resolved.
+struct Timed {
+    ts: i64,
+    line: u64,
+    bytes: Vec<u8>,
+}
+
+/// One file of a merged stream: hands out its valid records in file order
+/// with their event times resolved by the file's own rules. Rejects and
+/// skewed clocks are counted as the lines are read.
+struct TimedFile<R> {
+    lines: Lines<R>,
+    prev_ts: Option<i64>,
+    /// Head records without `ts`, waiting for the file's first `ts`.
+    pending: Vec<(u64, Vec<u8>)>,
+    ready: VecDeque<Timed>,
+}
+
+impl<R: Read> TimedFile<R> {
+    fn next(
+        &mut self,
+        pipeline: &Pipeline,
+        reference_ms: i64,
+        obs: &mut impl Observer,
+    ) -> Result<Option<Timed>, ReplayError> {
+        while self.ready.is_empty() {
+            let Some((line, rec)) = self.lines.next_line()? else {
+                let now = chrono::Utc::now().timestamp_millis();
+                self.ready.extend(self.pending.drain(..).map(|(line, bytes)| Timed { ts: now, line, bytes }));
+                break;
+            };
+            let v = match pipeline.validate(rec) {
+                Err(r) => {
+                    obs.rejected(r);
+                    continue;
+                }
+                Ok(v) => v,
+            };
+            match (pipeline.event_time(&v, reference_ms, obs), self.prev_ts) {
+                (Some(ts), _) => {
+                    self.ready.extend(self.pending.drain(..).map(|(line, bytes)| Timed { ts, line, bytes }));
+                    self.ready.push_back(Timed { ts, line, bytes: rec.to_vec() });
+                    self.prev_ts = Some(ts);
+                }
+                (None, Some(ts)) => self.ready.push_back(Timed { ts, line, bytes: rec.to_vec() }),
+                (None, None) => self.pending.push((line, rec.to_vec())),
+            }
+        }
+        Ok(self.ready.pop_front())
+    }
+}
+
+/// Several files as one stream: the next record judged is the one with the
+/// smallest event time among the files' next records, ties to the file
+/// named first (the rule Kafka topics of one stream are merged by).
+fn replay_merged<R: Read>(
+    readers: Vec<Lines<R>>,
+    reference_ms: i64,
+    pipeline: &mut Pipeline,
+    obs: &mut impl Observer,
+) -> Result<u64, ReplayError> {
+    let mut files: Vec<TimedFile<R>> = readers
+        .into_iter()
+        .map(|lines| TimedFile { lines, prev_ts: None, pending: Vec::new(), ready: VecDeque::new() })
+        .collect();
+    let mut heads = Vec::with_capacity(files.len());
+    for f in &mut files {
+        heads.push(f.next(pipeline, reference_ms, obs)?);
+    }
+    loop {
+        let next = heads.iter().enumerate().filter_map(|(i, h)| h.as_ref().map(|t| (t.ts, i))).min().map(|(_, i)| i);
+        let Some(i) = next else { break };
+        let t = heads[i].take().expect("chosen head");
+        if let Ok(v) = pipeline.validate(&t.bytes) {
+            pipeline.join(&v, t.ts, Position::new(i as u8, t.line), &t.bytes, obs);
+        }
+        heads[i] = files[i].next(pipeline, reference_ms, obs)?;
+    }
+    pipeline.engine_mut().flush(obs);
+    Ok(files.iter().map(|f| f.lines.records).sum())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::catalog::Catalog;
-    use crate::export::summary::Summary;
+    use crate::export::summary::{Summary, SummaryReport};
 
     /// Hands out at most `n` bytes per read, to cut lines anywhere.
     struct Trickle<'a>(&'a [u8], usize);
@@ -194,18 +338,30 @@ mod tests {
         }
     }
 
-    fn run(text: &[u8], chunk: usize, per_read: usize) -> (u64, crate::export::summary::SummaryReport) {
+    fn features() -> Arc<Features> {
         let path = std::path::Path::new("accord.toml");
-        let catalog = Arc::new(Catalog::parse(path, include_str!("../accord.toml")).unwrap());
-        let features = Arc::new(Features::new(catalog));
+        Arc::new(Features::new(Arc::new(Catalog::parse(path, include_str!("../accord.toml")).unwrap())))
+    }
+
+    fn run(text: &[u8], chunk: usize, per_read: usize) -> (u64, SummaryReport) {
+        let features = features();
         let mut summary = Summary::new(features.clone());
         let mut p = Pipeline::new(features, 0);
-        let n = replay_chunked(Trickle(text, per_read), chunk, &mut p, &mut summary, "t").unwrap();
+        let lines = Lines::new(Trickle(text, per_read), chunk, "t".into());
+        let n = replay_lines(lines, i64::MAX / 4, &mut p, &mut summary).unwrap();
         (n, summary.report())
     }
 
-    #[test]
-    fn lines_cut_by_reads_or_longer_than_the_buffer_judge_the_same() {
+    fn merged(files: &[&[u8]]) -> SummaryReport {
+        let features = features();
+        let mut summary = Summary::new(features.clone());
+        let mut p = Pipeline::new(features, 0);
+        let readers = files.iter().map(|f| Lines::new(Trickle(f, 7), 16, "m".into())).collect();
+        replay_merged(readers, i64::MAX / 4, &mut p, &mut summary).unwrap();
+        summary.report()
+    }
+
+    fn stream() -> Vec<u8> {
         let mut text = Vec::new();
         let mut rng = 7u64;
         for i in 0..200 {
@@ -225,11 +381,42 @@ mod tests {
                 text.extend_from_slice(b"\n  \nnot json\n");
             }
         }
+        text
+    }
+
+    #[test]
+    fn lines_cut_by_reads_or_longer_than_the_buffer_judge_the_same() {
+        let mut text = stream();
         text.extend_from_slice(br#"{"request_id":"last","layer":"api","feature":"checkout_v2","flag_state":true,"selected_flow":"new","ts":"2026-11-23T10:00:59.000Z"}"#);
         let reference = run(&text, READ_CHUNK, usize::MAX);
         assert_eq!(reference.0, 200 * 4 + 4 + 1);
         for (chunk, per_read) in [(1, 1), (7, 3), (64, 64), (100, 1000), (4096, 17)] {
             assert_eq!(run(&text, chunk, per_read), reference, "chunk {chunk}, {per_read} bytes per read");
         }
+    }
+
+    #[test]
+    fn one_file_merged_is_the_file() {
+        let text = stream();
+        assert_eq!(merged(&[&text]), run(&text, READ_CHUNK, usize::MAX).1);
+    }
+
+    #[test]
+    fn merge_orders_by_event_time_then_file_and_keeps_head_rules_per_file() {
+        let rec = |id: &str, layer: &str, ts: &str| {
+            let ts = if ts.is_empty() { String::new() } else { format!(r#","ts":"2026-11-23T10:00:{ts}.000Z""#) };
+            format!(r#"{{"request_id":"{id}","layer":"{layer}","feature":"checkout_v2","selected_flow":"v2"{ts}}}"#)
+        };
+        // The api file's head record has no ts: it takes 10:00:40 (its own
+        // file's first ts), not the frontend file's 10:00:00.
+        let a = [rec("x", "frontend", "00"), rec("y", "frontend", "50")].join("\n");
+        let b = [rec("y", "api", ""), rec("z", "api", "40")].join("\n");
+        let s = merged(&[a.as_bytes(), b.as_bytes()]);
+        let f = &s.features["checkout_v2"];
+        // Joined in order x(0) y-api(40) z(40) y-frontend(50): every record
+        // within the window, none late.
+        assert_eq!(s.records, 4);
+        assert_eq!(s.late, 0);
+        assert_eq!(f.requests, 3);
     }
 }

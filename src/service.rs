@@ -109,7 +109,14 @@ impl Service {
 pub struct NoObserver;
 
 impl Observer for NoObserver {
-    fn record(&mut self, _: u16, _: u8, _: crate::judge::Path, _: bool) {}
+    fn record(
+        &mut self,
+        _: crate::features::FeatureId,
+        _: crate::catalog::LayerId,
+        _: crate::judge::RecordPath,
+        _: bool,
+    ) {
+    }
     fn closed(&mut self, _: &Closed<'_>) {}
 }
 

@@ -18,7 +18,6 @@ use serde_json::Value;
 use crate::api::{
     feature_views, human_window, pct, pct1, sample_views, FeatureView, LayerView, RecordView, SampleView,
 };
-use crate::features::FeatureId;
 use crate::live::{LiveStats, DEFAULT_WINDOW_MS};
 use crate::server::AppState;
 
@@ -58,7 +57,7 @@ pub async fn index(State(s): State<AppState>) -> Response {
 pub fn render(live: &LiveStats, now_ms: i64) -> String {
     let views = feature_views(live, now_ms, DEFAULT_WINDOW_MS);
     let samples: Vec<Vec<SampleView>> =
-        (0..views.len()).map(|i| sample_views(live, i as FeatureId, PAGE_SAMPLES).0).collect();
+        live.features().ids().take(views.len()).map(|id| sample_views(live, id, PAGE_SAMPLES).0).collect();
     let layers = &live.features().catalog().layers;
     let updated = format!("updated {} UTC", crate::decode::format_rfc3339_ms(now_ms).get(11..19).unwrap_or(""));
     TEMPLATE.replace("<!--UPDATED-->", &updated).replace("<!--CONTENT-->", &render_content(&views, layers, &samples))

@@ -25,14 +25,14 @@ use crate::catalog::LayerId;
 use crate::decode::Reject;
 use crate::features::{FeatureId, Features};
 use crate::join::{CloseCause, Closed, Observer};
-use crate::judge::{DivergenceKind, Path, RequestPath, Verdict};
+use crate::judge::{DivergenceKind, RecordPath, RequestPath, Verdict};
 
 /// Buckets for `accord_layer_lag_seconds`: from a same-request frontend/api
 /// hop (milliseconds) to a slow analytics pipeline (minutes).
 pub const LAG_BUCKETS: &[f64] =
     &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
 
-/// The contract counters a conformance case compares (SPEC §5).
+/// The contract counters a conformance case compares (docs/reference.md).
 pub const CONTRACT_COUNTERS: &[&str] = &[
     "accord_records_total",
     "accord_records_rejected_total",
@@ -41,6 +41,9 @@ pub const CONTRACT_COUNTERS: &[&str] = &[
     "accord_requests_total",
     "accord_divergences_total",
     "accord_missing_layers_total",
+    "accord_stale_revision_records_total",
+    "accord_otlp_items_ignored_total",
+    "accord_records_clock_skewed_total",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -212,7 +215,7 @@ impl Count {
     }
 }
 
-const PATHS: usize = Path::ALL.len();
+const PATHS: usize = RecordPath::ALL.len();
 const VERDICTS: usize = Verdict::ALL.len();
 const REQUEST_PATHS: usize = RequestPath::ALL.len();
 const KINDS: usize = DivergenceKind::ALL.len();
@@ -231,6 +234,8 @@ struct Layout {
     /// `[kind][upstream][downstream]`; only `upstream <= downstream` used.
     divergences: usize,
     missing: usize,
+    skewed: usize,
+    stale: usize,
     /// `[layer][bucket]`, not cumulative; `+Inf` is the count.
     lag_buckets: usize,
     lag_count: usize,
@@ -247,17 +252,34 @@ impl Layout {
         let requests = decisions + n * PATHS;
         let divergences = requests + REQUEST_PATHS * VERDICTS;
         let missing = divergences + KINDS * n * n;
-        let lag_buckets = missing + n;
+        let skewed = missing + n;
+        let stale = skewed + n;
+        let lag_buckets = stale + n;
         let lag_count = lag_buckets + n * BUCKETS;
         let lag_sum_ms = lag_count + n;
         let len = lag_sum_ms + n;
-        Layout { n, records, late, decisions, requests, divergences, missing, lag_buckets, lag_count, lag_sum_ms, len }
+        Layout {
+            n,
+            records,
+            late,
+            decisions,
+            requests,
+            divergences,
+            missing,
+            skewed,
+            stale,
+            lag_buckets,
+            lag_count,
+            lag_sum_ms,
+            len,
+        }
     }
 }
 
-/// Counters not per feature: rejects by reason, then evictions.
-const MISC: usize = Reject::ALL.len() + 1;
+/// Counters not per feature: rejects by reason, evictions, ignored items.
+const MISC: usize = Reject::ALL.len() + 2;
 const EVICTED: usize = Reject::ALL.len();
+const IGNORED: usize = Reject::ALL.len() + 1;
 
 type Block = Arc<[Count]>;
 
@@ -303,10 +325,13 @@ const F_DIVERGENCES: usize = 5;
 const F_MISSING: usize = 6;
 const F_LAG: usize = 7;
 const F_EVICTED: usize = 8;
+const F_SKEWED: usize = 9;
+const F_STALE: usize = 10;
+const F_IGNORED: usize = 11;
 
 /// Name, help and labels of each hot family, in `F_*` order.
-const FAMILIES: [(&str, &str, &[&str]); 9] = [
-    ("accord_records_rejected_total", "Records rejected and skipped, by reason (SPEC §9).", &["reason"]),
+const FAMILIES: [(&str, &str, &[&str]); 12] = [
+    ("accord_records_rejected_total", "Records rejected and skipped, by reason.", &["reason"]),
     ("accord_records_total", "Valid decision records, late ones included.", &["feature", "layer"]),
     (
         "accord_records_late_total",
@@ -335,6 +360,21 @@ const FAMILIES: [(&str, &str, &[&str]); 9] = [
         &["feature", "layer"],
     ),
     ("accord_joins_evicted_total", "Joins closed early by max_open_joins (oldest start first).", &[]),
+    (
+        "accord_records_clock_skewed_total",
+        "Valid records whose ts was further ahead of their reference time than max_clock_skew; they took the time of a record without ts.",
+        &["feature", "layer"],
+    ),
+    (
+        "accord_stale_revision_records_total",
+        "Valid records that evaluated a flag revision the stream had already seen superseded at their event time.",
+        &["feature", "layer"],
+    ),
+    (
+        "accord_otlp_items_ignored_total",
+        "OpenTelemetry log records and span events that are not flag evaluations.",
+        &[],
+    ),
 ];
 
 impl Hot {
@@ -453,8 +493,9 @@ impl Collector for HotCollector {
             fams[F_REJECTED].push(counter(&[("reason", r.as_str())], misc[r.index()]));
         }
         fams[F_EVICTED].push(counter(&[], misc[EVICTED]));
+        fams[F_IGNORED].push(counter(&[], misc[IGNORED]));
         for f in 0..nf {
-            let name = hot.features.name(f as FeatureId);
+            let name = hot.features.name(FeatureId::new(f as u16));
             let fname = name.as_str();
             let c = &sums[f * lay.len..(f + 1) * lay.len];
             for (l, layer) in layers.iter().enumerate() {
@@ -462,7 +503,9 @@ impl Collector for HotCollector {
                 fams[F_RECORDS].push(counter(&fl, c[lay.records + l]));
                 fams[F_LATE].push(counter(&fl, c[lay.late + l]));
                 fams[F_MISSING].push(counter(&fl, c[lay.missing + l]));
-                for p in Path::ALL {
+                fams[F_SKEWED].push(counter(&fl, c[lay.skewed + l]));
+                fams[F_STALE].push(counter(&fl, c[lay.stale + l]));
+                for p in RecordPath::ALL {
                     fams[F_DECISIONS].push(counter(
                         &[("feature", fname), ("layer", layer), ("path", p.as_str())],
                         c[lay.decisions + l * PATHS + p as usize],
@@ -548,7 +591,7 @@ pub struct MetricsObserver {
 impl MetricsObserver {
     #[inline]
     fn block(&mut self, id: FeatureId) -> &[Count] {
-        let i = id as usize;
+        let i = id.index();
         if i >= self.blocks.len() {
             self.grow(i);
         }
@@ -578,10 +621,10 @@ impl Observer for MetricsObserver {
     }
 
     #[inline]
-    fn record(&mut self, feature: FeatureId, layer: LayerId, path: Path, late: bool) {
+    fn record(&mut self, feature: FeatureId, layer: LayerId, path: RecordPath, late: bool) {
         let lay = self.layout;
         let c = self.block(feature);
-        let l = layer as usize;
+        let l = layer.index();
         c[lay.records + l].add(1);
         if late {
             c[lay.late + l].add(1);
@@ -600,23 +643,18 @@ impl Observer for MetricsObserver {
         let j = cl.judgement;
         c[lay.requests + j.path as usize * VERDICTS + j.verdict as usize].add(1);
         for d in cl.divergences {
-            let (u, dn) = (d.upstream as usize, d.downstream as usize);
+            let (u, dn) = (d.upstream.index(), d.downstream.index());
             if u <= dn && dn < n {
                 c[lay.divergences + (d.kind as usize * n + u) * n + dn].add(1);
             }
         }
-        let mut missing = j.missing;
-        while missing != 0 {
-            let l = missing.trailing_zeros() as usize;
-            if l < n {
-                c[lay.missing + l].add(1);
-            }
-            missing &= missing - 1;
+        for l in j.missing.iter().map(LayerId::index).filter(|&l| l < n) {
+            c[lay.missing + l].add(1);
         }
         // First record of each layer, in event time.
         let mut first = [i64::MAX; crate::catalog::MAX_LAYERS];
         for r in cl.records {
-            let f = &mut first[r.layer as usize];
+            let f = &mut first[r.layer.index()];
             *f = (*f).min(r.ts_ms);
         }
         for (l, &t) in first.iter().enumerate().take(n) {
@@ -633,6 +671,20 @@ impl Observer for MetricsObserver {
 
     fn open_joins(&mut self, delta: i64) {
         self.open_joins.add(delta);
+    }
+
+    fn clock_skewed(&mut self, feature: FeatureId, layer: LayerId) {
+        let at = self.layout.skewed + layer.index();
+        self.block(feature)[at].add(1);
+    }
+
+    fn stale_revision(&mut self, feature: FeatureId, layer: LayerId) {
+        let at = self.layout.stale + layer.index();
+        self.block(feature)[at].add(1);
+    }
+
+    fn ignored(&mut self, items: u64) {
+        self.shard.misc[IGNORED].add(items);
     }
 }
 
@@ -651,6 +703,8 @@ pub fn lag_gauge(m: &Metrics, topic: &str, partition: i32) -> IntGauge {
 mod tests {
     use super::*;
     use crate::catalog::Catalog;
+
+    const F0: FeatureId = FeatureId::new(0);
 
     fn features(track: bool) -> Arc<Features> {
         let mut text = include_str!("../../tests/conformance/catalog.toml").to_string();
@@ -672,18 +726,18 @@ mod tests {
         let mut a = m.observer();
         let mut b = m.observer();
         for _ in 0..3 {
-            a.record(0, api, Path::New, false);
+            a.record(F0, api, RecordPath::New, false);
         }
-        b.record(0, api, Path::New, false);
-        b.record(0, api, Path::Old, true);
+        b.record(F0, api, RecordPath::New, false);
+        b.record(F0, api, RecordPath::Old, true);
         b.rejected(Reject::TooLarge);
-        let series = format!(r#"accord_records_total{{feature="{}",layer="api"}}"#, f.name(0));
+        let series = format!(r#"accord_records_total{{feature="{}",layer="api"}}"#, f.name(F0));
         assert_eq!(value(&m.render(), &series), Some(5.0));
         drop(b);
         let text = m.render();
         assert_eq!(value(&text, &series), Some(5.0), "a dropped observer's counts stay");
         assert_eq!(value(&text, r#"accord_records_rejected_total{reason="too_large"}"#), Some(1.0));
-        a.record(0, api, Path::Old, false);
+        a.record(F0, api, RecordPath::Old, false);
         assert_eq!(value(&m.render(), &series), Some(6.0));
         assert_eq!(m.hot.lock().len(), 1);
     }

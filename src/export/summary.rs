@@ -11,7 +11,7 @@ use crate::catalog::LayerId;
 use crate::decode::Reject;
 use crate::features::{FeatureId, Features};
 use crate::join::{Closed, Observer};
-use crate::judge::{DivergenceKind, Path, RequestPath, Verdict};
+use crate::judge::{DivergenceKind, RecordPath, RequestPath, Verdict};
 
 #[derive(Default, Clone)]
 struct Counts {
@@ -21,12 +21,15 @@ struct Counts {
     requests: [[u64; 4]; 4],
     divergences: BTreeMap<(DivergenceKind, LayerId, LayerId), u64>,
     missing: Vec<u64>,
+    clock_skewed: Vec<u64>,
+    stale: Vec<u64>,
 }
 
 /// Accumulates the summary as an observer.
 pub struct Summary {
     features: Arc<Features>,
-    rejected: [u64; 6],
+    rejected: [u64; Reject::ALL.len()],
+    otlp_items_ignored: u64,
     per_feature: Vec<Counts>,
 }
 
@@ -38,6 +41,9 @@ pub struct SummaryReport {
     /// Closed joins.
     pub requests: u64,
     pub rejected: BTreeMap<String, u64>,
+    /// OpenTelemetry log records and span events that were not flag
+    /// evaluations.
+    pub otlp_items_ignored: u64,
     pub features: BTreeMap<String, FeatureReport>,
 }
 
@@ -59,32 +65,38 @@ pub struct FeatureReport {
     pub late: BTreeMap<String, u64>,
     /// `layer -> path -> count` of non-late records.
     pub layer_decisions: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Records whose `ts` came from a clock too far ahead, by layer.
+    pub clock_skewed: BTreeMap<String, u64>,
+    /// Records that evaluated an already superseded flag revision, by layer.
+    pub stale_revisions: BTreeMap<String, u64>,
 }
 
 impl Summary {
     pub fn new(features: Arc<Features>) -> Self {
-        Summary { features, rejected: [0; 6], per_feature: Vec::new() }
+        Summary { features, rejected: [0; Reject::ALL.len()], otlp_items_ignored: 0, per_feature: Vec::new() }
     }
 
     fn c(&mut self, id: FeatureId) -> &mut Counts {
         let n = self.features.catalog().layers.len();
-        while self.per_feature.len() <= id as usize {
+        while self.per_feature.len() <= id.index() {
             self.per_feature.push(Counts {
                 records: vec![0; n],
                 late: vec![0; n],
                 decisions: vec![[0; 3]; n],
                 missing: vec![0; n],
+                clock_skewed: vec![0; n],
+                stale: vec![0; n],
                 ..Counts::default()
             });
         }
-        &mut self.per_feature[id as usize]
+        &mut self.per_feature[id.index()]
     }
 
     pub fn report(&mut self) -> SummaryReport {
         let cat = self.features.catalog().clone();
         // Every catalog feature appears, with zeros if it saw no traffic.
-        if !cat.features.is_empty() {
-            self.c(cat.features.len() as FeatureId - 1);
+        if let Some(last) = FeatureId::all(cat.features.len()).last() {
+            self.c(last);
         }
         let layer = |l: usize| cat.layers[l].clone();
         let mut features = BTreeMap::new();
@@ -111,7 +123,7 @@ impl Summary {
                 divergences
                     .entry(k.as_str().to_string())
                     .or_default()
-                    .insert(format!("{}/{}", layer(u as usize), layer(d as usize)), n);
+                    .insert(format!("{}/{}", layer(u.index()), layer(d.index())), n);
             }
             let per_layer =
                 |v: &Vec<u64>| v.iter().enumerate().map(|(l, n)| (layer(l), *n)).collect::<BTreeMap<_, _>>();
@@ -126,25 +138,28 @@ impl Summary {
                 missing_layers: per_layer(&c.missing),
                 records: per_layer(&c.records),
                 late: per_layer(&c.late),
+                clock_skewed: per_layer(&c.clock_skewed),
+                stale_revisions: per_layer(&c.stale),
                 layer_decisions: c
                     .decisions
                     .iter()
                     .enumerate()
                     .map(|(l, d)| {
-                        (layer(l), Path::ALL.iter().map(|p| (p.as_str().to_string(), d[*p as usize])).collect())
+                        (layer(l), RecordPath::ALL.iter().map(|p| (p.as_str().to_string(), d[*p as usize])).collect())
                     })
                     .collect(),
             };
             records += c.records.iter().sum::<u64>();
             late += c.late.iter().sum::<u64>();
             requests += fr.requests;
-            features.insert(self.features.name(id as FeatureId), fr);
+            features.insert(self.features.name(FeatureId::new(id as u16)), fr);
         }
         SummaryReport {
             records,
             late,
             requests,
             rejected: Reject::ALL.iter().map(|r| (r.as_str().to_string(), self.rejected[r.index()])).collect(),
+            otlp_items_ignored: self.otlp_items_ignored,
             features,
         }
     }
@@ -154,13 +169,14 @@ impl Observer for Summary {
     fn rejected(&mut self, r: Reject) {
         self.rejected[r.index()] += 1;
     }
-    fn record(&mut self, feature: FeatureId, layer: LayerId, path: Path, late: bool) {
+    fn record(&mut self, feature: FeatureId, layer: LayerId, path: RecordPath, late: bool) {
         let c = self.c(feature);
-        c.records[layer as usize] += 1;
+        let l = layer.index();
+        c.records[l] += 1;
         if late {
-            c.late[layer as usize] += 1;
+            c.late[l] += 1;
         } else {
-            c.decisions[layer as usize][path as usize] += 1;
+            c.decisions[l][path as usize] += 1;
         }
     }
     fn closed(&mut self, cl: &Closed<'_>) {
@@ -170,10 +186,17 @@ impl Observer for Summary {
         for d in cl.divergences {
             *c.divergences.entry((d.kind, d.upstream, d.downstream)).or_default() += 1;
         }
-        let mut m = j.missing;
-        while m != 0 {
-            c.missing[m.trailing_zeros() as usize] += 1;
-            m &= m - 1;
+        for l in j.missing {
+            c.missing[l.index()] += 1;
         }
+    }
+    fn clock_skewed(&mut self, feature: FeatureId, layer: LayerId) {
+        self.c(feature).clock_skewed[layer.index()] += 1;
+    }
+    fn stale_revision(&mut self, feature: FeatureId, layer: LayerId) {
+        self.c(feature).stale[layer.index()] += 1;
+    }
+    fn ignored(&mut self, items: u64) {
+        self.otlp_items_ignored += items;
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, LayerId};
 use crate::decode::format_rfc3339_ms;
 use crate::features::Features;
 use crate::join::{Closed, Observer};
@@ -32,13 +32,8 @@ pub struct VerdictLine {
 
 /// Builds the verdict of a closed join.
 pub fn verdict_json(c: &Closed<'_>, feature_name: &str, catalog: &Catalog) -> VerdictLine {
-    let layer = |l: u8| catalog.layer_name(l).to_string();
-    let mut missing = Vec::new();
-    let mut m = c.judgement.missing;
-    while m != 0 {
-        missing.push(layer(m.trailing_zeros() as u8));
-        m &= m - 1;
-    }
+    let layer = |l: LayerId| catalog.layer_name(l).to_string();
+    let missing = c.judgement.missing.iter().map(layer).collect();
     VerdictLine {
         feature: feature_name.to_string(),
         request_id: c.request_id.to_string(),
@@ -84,7 +79,14 @@ impl<W: Write> VerdictWriter<W> {
 }
 
 impl<W: Write> Observer for VerdictWriter<W> {
-    fn record(&mut self, _: crate::features::FeatureId, _: crate::catalog::LayerId, _: crate::judge::Path, _: bool) {}
+    fn record(
+        &mut self,
+        _: crate::features::FeatureId,
+        _: crate::catalog::LayerId,
+        _: crate::judge::RecordPath,
+        _: bool,
+    ) {
+    }
     fn closed(&mut self, c: &Closed<'_>) {
         if self.error.is_some() {
             return;

@@ -18,7 +18,8 @@ use super::chunked::ChunkDeque;
 #[derive(Clone, Copy)]
 pub(super) struct Tomb {
     pub forget_at: i64,
-    pub first_pos: u64,
+    /// Where the join's first record came from: `(source, Position::key)`.
+    pub first: (u8, u64),
 }
 
 /// Entries moved from the old table per insert: the move ends after a
@@ -202,11 +203,11 @@ mod tests {
                 clock += dt;
                 let h = key.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
                 if probe {
-                    let a = t.get(h).map(|x| (x.forget_at, x.first_pos));
-                    let b = m.map.get(&h).map(|x| (x.forget_at, x.first_pos));
+                    let a = t.get(h).map(|x| (x.forget_at, x.first));
+                    let b = m.map.get(&h).map(|x| (x.forget_at, x.first));
                     prop_assert_eq!(a, b, "lookup {} at step {}", h, i);
                 } else {
-                    let tomb = Tomb { forget_at: clock + 30_000, first_pos: i as u64 };
+                    let tomb = Tomb { forget_at: clock + 30_000, first: (0, i as u64) };
                     t.insert(h, tomb, max);
                     m.insert(h, tomb, max);
                 }
@@ -229,7 +230,7 @@ mod tests {
             let h = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
             let was_moving = !t.old.is_empty();
             let old_len = t.old.len();
-            t.insert(h, Tomb { forget_at: i as i64, first_pos: i }, usize::MAX);
+            t.insert(h, Tomb { forget_at: i as i64, first: (0, i) }, usize::MAX);
             if !was_moving && !t.old.is_empty() {
                 moves += 1;
             }
@@ -240,7 +241,7 @@ mod tests {
             if i % 1000 == 0 {
                 for k in (0..=i).step_by(97) {
                     let hk = k.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-                    assert_eq!(t.get(hk).map(|x| x.first_pos), Some(k), "key {k} lost after {i} inserts");
+                    assert_eq!(t.get(hk).map(|x| x.first), Some((0, k)), "key {k} lost after {i} inserts");
                 }
             }
         }

@@ -35,7 +35,7 @@ use tracing::{debug, info, warn};
 use crate::export::metrics::{lag_gauge, watermark_gauge, Metrics, MetricsObserver};
 use crate::export::verdicts::verdict_json;
 use crate::features::Features;
-use crate::join::{Closed, Observer};
+use crate::join::{Closed, Observer, Position};
 use crate::pipeline::Pipeline;
 
 /// What `accord run` needs to reach Kafka.
@@ -192,7 +192,7 @@ impl Partition {
             Some((mark, wm)) => (mark.max(next - 1), wm),
             None => (next - 1, wm_now),
         };
-        let (offset, wm_at_offset) = engine.lowest_needed().map_or((next, wm_now), |(p, wm)| (p as i64, wm));
+        let (offset, wm_at_offset) = engine.lowest_needed(0).map_or((next, wm_now), |n| (n.offset as i64, n.watermark));
         Some(Handover { offset, wm_at_offset, processed, wm_processed })
     }
 
@@ -221,7 +221,14 @@ impl Partition {
 struct Quiet<'a, O: Observer>(&'a mut O);
 
 impl<O: Observer> Observer for Quiet<'_, O> {
-    fn record(&mut self, _: u16, _: u8, _: crate::judge::Path, _: bool) {}
+    fn record(
+        &mut self,
+        _: crate::features::FeatureId,
+        _: crate::catalog::LayerId,
+        _: crate::judge::RecordPath,
+        _: bool,
+    ) {
+    }
     fn closed(&mut self, _: &Closed<'_>) {}
     fn open_joins(&mut self, d: i64) {
         self.0.open_joins(d)
@@ -231,7 +238,14 @@ impl<O: Observer> Observer for Quiet<'_, O> {
 struct NoObserver;
 
 impl Observer for NoObserver {
-    fn record(&mut self, _: u16, _: u8, _: crate::judge::Path, _: bool) {}
+    fn record(
+        &mut self,
+        _: crate::features::FeatureId,
+        _: crate::catalog::LayerId,
+        _: crate::judge::RecordPath,
+        _: bool,
+    ) {
+    }
     fn closed(&mut self, _: &Closed<'_>) {}
 }
 
@@ -562,7 +576,14 @@ struct VerdictProducer {
 }
 
 impl Observer for VerdictProducer {
-    fn record(&mut self, _: u16, _: u8, _: crate::judge::Path, _: bool) {}
+    fn record(
+        &mut self,
+        _: crate::features::FeatureId,
+        _: crate::catalog::LayerId,
+        _: crate::judge::RecordPath,
+        _: bool,
+    ) {
+    }
     fn closed(&mut self, c: &Closed<'_>) {
         let line = verdict_json(c, &self.features.name(c.feature), self.features.catalog());
         let Ok(body) = serde_json::to_vec(&line) else {
@@ -972,7 +993,13 @@ impl<T: Observer> Observer for OptObserver<'_, T> {
             o.rejected(r)
         }
     }
-    fn record(&mut self, f: u16, l: u8, p: crate::judge::Path, late: bool) {
+    fn record(
+        &mut self,
+        f: crate::features::FeatureId,
+        l: crate::catalog::LayerId,
+        p: crate::judge::RecordPath,
+        late: bool,
+    ) {
         if let Some(o) = self.0.as_mut() {
             o.record(f, l, p, late)
         }
@@ -1011,12 +1038,12 @@ fn handle(
         if offset <= mark {
             // Judged by the previous owner: rebuild state, report nothing.
             metrics.replayed_suppressed.inc();
-            let _ = part.pipeline.ingest(payload, offset.max(0) as u64, fallback, &mut Quiet(obs));
+            let _ = part.pipeline.ingest(payload, Position::new(0, offset.max(0) as u64), fallback, &mut Quiet(obs));
             return;
         }
         part.finish_replay(obs);
     }
-    if let Err(reason) = part.pipeline.ingest(payload, offset.max(0) as u64, fallback, obs) {
+    if let Err(reason) = part.pipeline.ingest(payload, Position::new(0, offset.max(0) as u64), fallback, obs) {
         rejects.log(m.topic(), m.partition(), offset, reason);
     }
 }

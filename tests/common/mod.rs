@@ -63,6 +63,9 @@ pub const CONTRACT_COUNTERS: &[&str] = &[
     "accord_requests_total",
     "accord_divergences_total",
     "accord_missing_layers_total",
+    "accord_stale_revision_records_total",
+    "accord_otlp_items_ignored_total",
+    "accord_records_clock_skewed_total",
 ];
 
 /// Runs the accord binary with `args` and `stdin`, returning (status, stdout, stderr).
@@ -137,6 +140,18 @@ pub fn assert_summary_matches(summary: &str, prom: &BTreeMap<String, f64>, ctx: 
                 "{ctx}: missing {f} {layer}"
             );
         }
+        for (key, metric) in [
+            ("clock_skewed", "accord_records_clock_skewed_total"),
+            ("stale_revisions", "accord_stale_revision_records_total"),
+        ] {
+            for (layer, n) in fr[key].as_object().unwrap() {
+                assert_eq!(
+                    n.as_f64().unwrap(),
+                    get(format!(r#"{metric}{{feature="{f}",layer="{layer}"}}"#)),
+                    "{ctx}: {key} {f} {layer}"
+                );
+            }
+        }
         for (layer, by_p) in fr["layer_decisions"].as_object().unwrap() {
             for (p, n) in by_p.as_object().unwrap() {
                 assert_eq!(
@@ -168,6 +183,11 @@ pub fn assert_summary_matches(summary: &str, prom: &BTreeMap<String, f64>, ctx: 
         assert_eq!(divs, prom_divs, "{ctx}: divergences of {f}");
     }
     assert_eq!(s["records"].as_f64().unwrap(), total_records, "{ctx}: total records");
+    assert_eq!(
+        s["otlp_items_ignored"].as_f64().unwrap(),
+        get("accord_otlp_items_ignored_total".to_string()),
+        "{ctx}: ignored OTLP items"
+    );
 }
 
 /// The shipped catalog (`accord.toml`) with other windows: tests keep the

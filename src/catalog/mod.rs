@@ -13,13 +13,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-/// Index of a layer in pipeline order (upstream first). Layer ids order
-/// exactly like the pipeline, so `min`/`max` of two ids gives the
-/// upstream/downstream pair the divergence metrics name.
-pub type LayerId = u8;
-
-/// Upper bound on configured layers: reported-layer sets are `u64` masks.
-pub const MAX_LAYERS: usize = 64;
+mod layers;
+pub use layers::{LayerId, LayerSet, Layers, MAX_LAYERS};
 
 /// Feature keys and request ids are limited to this many bytes (SPEC §2).
 pub const MAX_KEY_BYTES: usize = 128;
@@ -67,10 +62,10 @@ pub struct FeatureSpec {
     /// Planned removal date, as seconds since the epoch at 00:00 UTC.
     pub expires: Option<i64>,
     pub expires_text: Option<String>,
-    /// Layers that must report (bit `i` = layer id `i`).
-    pub expect: u64,
+    /// Layers that must report.
+    pub expect: LayerSet,
     /// Layers judged when they report, never required.
-    pub optional: u64,
+    pub optional: LayerSet,
     pub window_ms: i64,
     pub new_flow: Option<String>,
     pub new_capability: Option<String>,
@@ -89,8 +84,8 @@ impl FeatureSpec {
             class: FeatureClass::Decision,
             expires: None,
             expires_text: None,
-            expect: 0,
-            optional: catalog.all_layers_mask(),
+            expect: LayerSet::EMPTY,
+            optional: catalog.all_layers(),
             window_ms: catalog.window_ms,
             new_flow: None,
             new_capability: None,
@@ -99,8 +94,8 @@ impl FeatureSpec {
     }
 
     /// Layers whose reports close a join early: `expect ∪ optional`.
-    pub fn awaited(&self) -> u64 {
-        self.expect | self.optional
+    pub fn awaited(&self) -> LayerSet {
+        self.expect.union(self.optional)
     }
 }
 
@@ -118,6 +113,13 @@ pub struct Catalog {
     pub max_closed_keys: usize,
     pub unknown_features: UnknownFeatures,
     pub max_tracked_features: usize,
+    /// A `ts` further ahead of the record's reference time (the Kafka
+    /// message timestamp live, the wall clock when a replay started) comes
+    /// from a bad clock and counts as absent.
+    pub max_clock_skew_ms: i64,
+    /// With several topics, how long a stream waits for a topic that has
+    /// nothing fetched before it judges the others' records.
+    pub max_topic_idle_ms: i64,
     pub features: Vec<FeatureSpec>,
     /// Layer id of the layer named `api`, the one whose `api_capability`
     /// the exposure check reads (SPEC §4 names that layer).
@@ -126,13 +128,18 @@ pub struct Catalog {
 
 impl Catalog {
     pub fn layer_id(&self, name: &str) -> Option<LayerId> {
-        self.layers.iter().position(|l| l == name).map(|i| i as LayerId)
+        self.layers.iter().position(|l| l == name).map(|i| LayerId::new(i as u8))
     }
+    /// The name of a layer id of this catalog.
     pub fn layer_name(&self, id: LayerId) -> &str {
-        &self.layers[id as usize]
+        self.layers.get(id.index()).map_or("?", String::as_str)
     }
-    pub fn all_layers_mask(&self) -> u64 {
-        mask_of(self.layers.len())
+    pub fn all_layers(&self) -> LayerSet {
+        LayerSet::first(self.layers.len())
+    }
+    /// Every layer id, in pipeline order.
+    pub fn layer_ids(&self) -> Layers {
+        self.all_layers().iter()
     }
     pub fn feature(&self, key: &str) -> Option<&FeatureSpec> {
         self.features.iter().find(|f| f.key == key)
@@ -169,14 +176,6 @@ impl Catalog {
         } else {
             Err(CatalogErrors(v.errors))
         }
-    }
-}
-
-pub(crate) fn mask_of(n: usize) -> u64 {
-    if n >= 64 {
-        u64::MAX
-    } else {
-        (1u64 << n) - 1
     }
 }
 
@@ -241,6 +240,8 @@ struct RawMonitor {
     max_closed_keys: Option<Spanned<i64>>,
     unknown_features: Option<Spanned<String>>,
     max_tracked_features: Option<Spanned<i64>>,
+    max_clock_skew: Option<Spanned<String>>,
+    max_topic_idle: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -389,6 +390,13 @@ impl Validator<'_> {
                 }
             },
         };
+        let max_clock_skew_ms = mon
+            .max_clock_skew
+            .as_ref()
+            .and_then(|w| self.duration(w, "monitor.max_clock_skew", false))
+            .unwrap_or(60_000);
+        let max_topic_idle_ms =
+            mon.max_topic_idle.as_ref().and_then(|w| self.duration(w, "monitor.max_topic_idle", true)).unwrap_or(1_000);
         let max_tracked_features = match &mon.max_tracked_features {
             None => 50,
             Some(v) if *v.get_ref() < 0 || *v.get_ref() > 10_000 => {
@@ -400,7 +408,7 @@ impl Validator<'_> {
 
         let mut cat = Catalog {
             path: self.file.clone(),
-            api_layer: layers.iter().position(|l| l == "api").map(|i| i as LayerId),
+            api_layer: layers.iter().position(|l| l == "api").map(|i| LayerId::new(i as u8)),
             layers,
             window_ms,
             allowed_lateness_ms,
@@ -408,6 +416,8 @@ impl Validator<'_> {
             max_closed_keys,
             unknown_features,
             max_tracked_features,
+            max_clock_skew_ms,
+            max_topic_idle_ms,
             features: Vec::new(),
         };
         if raw.feature.is_empty() && unknown_features == UnknownFeatures::Reject {
@@ -445,11 +455,11 @@ impl Validator<'_> {
         cat
     }
 
-    fn layer_mask(&mut self, list: &Spanned<Vec<Spanned<String>>>, field: &str, cat: &Catalog) -> u64 {
-        let mut m = 0u64;
+    fn layer_set(&mut self, list: &Spanned<Vec<Spanned<String>>>, field: &str, cat: &Catalog) -> LayerSet {
+        let mut m = LayerSet::EMPTY;
         for l in list.get_ref() {
             match cat.layer_id(l.get_ref()) {
-                Some(id) => m |= 1 << id,
+                Some(id) => m.insert(id),
                 None => self.err(
                     l.span(),
                     field,
@@ -552,21 +562,20 @@ impl Validator<'_> {
         let expect = match &f.expect {
             None => {
                 missing(self, "expect");
-                0
+                LayerSet::EMPTY
             }
             Some(list) => {
                 if list.get_ref().is_empty() {
                     self.err(list.span(), name("expect"), "must name at least one layer");
                 }
-                self.layer_mask(list, &name("expect"), cat)
+                self.layer_set(list, &name("expect"), cat)
             }
         };
-        let optional = f.optional.as_ref().map(|l| self.layer_mask(l, &name("optional"), cat)).unwrap_or(0);
-        if expect & optional != 0 {
-            let both: Vec<&str> = (0..cat.layers.len())
-                .filter(|b| (expect & optional) >> b & 1 == 1)
-                .map(|b| cat.layers[b].as_str())
-                .collect();
+        let optional =
+            f.optional.as_ref().map(|l| self.layer_set(l, &name("optional"), cat)).unwrap_or(LayerSet::EMPTY);
+        let both = expect.intersection(optional);
+        if !both.is_empty() {
+            let both: Vec<&str> = both.iter().map(|l| cat.layer_name(l)).collect();
             let sp = f.optional.as_ref().map(|o| o.span()).unwrap_or(span.clone());
             self.err(sp, name("optional"), format!("layers in both expect and optional: {}", both.join(", ")));
         }
@@ -599,7 +608,7 @@ impl Validator<'_> {
 mod tests {
     use super::*;
 
-    const GOOD: &str = include_str!("../tests/conformance/catalog.toml");
+    const GOOD: &str = include_str!("../../tests/conformance/catalog.toml");
 
     fn errs(text: &str) -> Vec<String> {
         match Catalog::parse(Path::new("accord.toml"), text) {
@@ -616,12 +625,12 @@ mod tests {
         assert_eq!(c.allowed_lateness_ms, 5_000);
         let s = c.feature("search.ranking").unwrap();
         assert_eq!(s.window_ms, 10_000);
-        assert_eq!(s.expect, 0b1010);
-        assert_eq!(s.optional, 0b0001);
+        assert_eq!(s.expect, LayerSet::from_bits(0b1010));
+        assert_eq!(s.optional, LayerSet::from_bits(0b0001));
         let k = c.feature("checkout_v2").unwrap();
         assert_eq!(k.new_payload_version.as_deref(), Some("2"));
         assert_eq!(k.expires, Some(1_801_353_600));
-        assert_eq!(c.api_layer, Some(1));
+        assert_eq!(c.api_layer, Some(LayerId::new(1)));
     }
 
     #[test]

@@ -2,25 +2,27 @@
 //! closed join (SPEC §4). Pure functions over compact [`Facts`], so the
 //! rules are tested without a join engine, a clock or a broker.
 
-use crate::catalog::{FeatureSpec, LayerId};
-use crate::decode::{Decision, FlagState};
+pub mod revisions;
+
+use crate::catalog::{FeatureSpec, LayerId, LayerSet};
+use crate::decode::{FlagState, Record};
 
 /// The release state one record acted on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
-pub enum Path {
+pub enum RecordPath {
     New = 0,
     Old = 1,
     Unknown = 2,
 }
 
-impl Path {
-    pub const ALL: [Path; 3] = [Path::New, Path::Old, Path::Unknown];
+impl RecordPath {
+    pub const ALL: [RecordPath; 3] = [RecordPath::New, RecordPath::Old, RecordPath::Unknown];
     pub fn as_str(self) -> &'static str {
         match self {
-            Path::New => "new",
-            Path::Old => "old",
-            Path::Unknown => "unknown",
+            RecordPath::New => "new",
+            RecordPath::Old => "old",
+            RecordPath::Unknown => "unknown",
         }
     }
 }
@@ -119,15 +121,29 @@ pub enum Capability {
 /// text (0 = absent), so a join holds no strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Facts {
-    /// Position in the stream (Kafka offset, or line index in a file).
-    pub pos: u64,
+    /// Where the record came from: its offset in its source (Kafka
+    /// offset; line of a file), see `source` and `item`.
+    pub offset: u64,
     pub ts_ms: i64,
     pub payload: u64,
     pub revision: u64,
     pub layer: LayerId,
-    pub path: Path,
+    pub path: RecordPath,
     pub degraded: bool,
     pub capability: Capability,
+    /// The index of the record's source in its stream (a topic of the
+    /// stream's topics; a file of a merged replay).
+    pub source: u8,
+    /// The record's index among the records of one message (an
+    /// OpenTelemetry export request holds many).
+    pub item: u16,
+}
+
+impl Facts {
+    /// Where the record came from.
+    pub fn position(&self) -> crate::join::Position {
+        crate::join::Position { source: self.source, offset: self.offset, item: self.item }
+    }
 }
 
 /// FNV-1a: stable across runs and platforms, and 0 is reserved for
@@ -150,8 +166,8 @@ fn flag_says_new(flag: &FlagState<'_>, spec: &FeatureSpec) -> bool {
 }
 
 /// The path of one record (SPEC §4, first rule that applies).
-pub fn record_path(d: &Decision<'_>, spec: &FeatureSpec) -> Path {
-    let eq = |b: bool| if b { Path::New } else { Path::Old };
+pub fn record_path(d: &Record<'_>, spec: &FeatureSpec) -> RecordPath {
+    let eq = |b: bool| if b { RecordPath::New } else { RecordPath::Old };
     if let (Some(flow), Some(new)) = (&d.selected_flow, &spec.new_flow) {
         return eq(flow == new);
     }
@@ -161,20 +177,20 @@ pub fn record_path(d: &Decision<'_>, spec: &FeatureSpec) -> Path {
     if let Some(flag) = &d.flag_state {
         return eq(flag_says_new(flag, spec));
     }
-    Path::Unknown
+    RecordPath::Unknown
 }
 
 /// Reduces a validated record to the facts the judge compares.
 pub fn facts(
-    d: &Decision<'_>,
+    d: &Record<'_>,
     spec: &FeatureSpec,
     layer: LayerId,
     api_layer: Option<LayerId>,
-    pos: u64,
+    at: crate::join::Position,
     ts_ms: i64,
 ) -> Facts {
     let path = record_path(d, spec);
-    let degraded = path == Path::Old && d.flag_state.as_ref().is_some_and(|f| flag_says_new(f, spec));
+    let degraded = path == RecordPath::Old && d.flag_state.as_ref().is_some_and(|f| flag_says_new(f, spec));
     let capability = match (&spec.new_capability, &d.api_capability) {
         (Some(need), Some(cap)) if Some(layer) == api_layer => {
             if cap == need {
@@ -186,7 +202,9 @@ pub fn facts(
         _ => Capability::Unknown,
     };
     Facts {
-        pos,
+        offset: at.offset,
+        source: at.source,
+        item: at.item,
         ts_ms,
         payload: d.job_payload_version.as_deref().map_or(0, text_hash),
         revision: d.flags_revision.as_deref().map_or(0, text_hash),
@@ -203,9 +221,9 @@ pub struct Judgement {
     pub verdict: Verdict,
     pub path: RequestPath,
     /// Expected layers that never reported.
-    pub missing: u64,
+    pub missing: LayerSet,
     /// Layers that reported.
-    pub reported: u64,
+    pub reported: LayerSet,
 }
 
 fn pair(kind: DivergenceKind, a: LayerId, b: LayerId) -> Divergence {
@@ -220,17 +238,17 @@ fn push_unique(out: &mut Vec<Divergence>, d: Divergence) {
 
 /// Judges a closed join. `divergences` is cleared and filled (a buffer
 /// the caller reuses, so closing a join allocates nothing).
-pub fn judge(expect: u64, recs: &[Facts], divergences: &mut Vec<Divergence>) -> Judgement {
+pub fn judge(expect: LayerSet, recs: &[Facts], divergences: &mut Vec<Divergence>) -> Judgement {
     divergences.clear();
-    let mut reported = 0u64;
+    let mut reported = LayerSet::EMPTY;
     let (mut any_new, mut any_old, mut any_degraded) = (false, false, false);
     for (i, a) in recs.iter().enumerate() {
-        reported |= 1 << a.layer;
-        any_new |= a.path == Path::New;
-        any_old |= a.path == Path::Old;
+        reported.insert(a.layer);
+        any_new |= a.path == RecordPath::New;
+        any_old |= a.path == RecordPath::Old;
         any_degraded |= a.degraded;
         for b in &recs[i + 1..] {
-            if a.path != Path::Unknown && b.path != Path::Unknown && a.path != b.path {
+            if a.path != RecordPath::Unknown && b.path != RecordPath::Unknown && a.path != b.path {
                 push_unique(divergences, pair(DivergenceKind::PathMismatch, a.layer, b.layer));
             }
             if a.payload != 0 && b.payload != 0 && a.payload != b.payload {
@@ -243,15 +261,15 @@ pub fn judge(expect: u64, recs: &[Facts], divergences: &mut Vec<Divergence>) -> 
     }
     if any_new {
         for api in recs.iter().filter(|r| r.capability == Capability::Differs) {
-            for exposed in recs.iter().filter(|r| r.path == Path::New) {
+            for exposed in recs.iter().filter(|r| r.path == RecordPath::New) {
                 push_unique(divergences, pair(DivergenceKind::ExposureWithoutCapability, exposed.layer, api.layer));
             }
         }
     }
-    let missing = expect & !reported;
+    let missing = expect.minus(reported);
     let verdict = if !divergences.is_empty() {
         Verdict::Diverge
-    } else if missing != 0 {
+    } else if !missing.is_empty() {
         Verdict::Incomplete
     } else if any_degraded {
         Verdict::Degraded
@@ -274,15 +292,20 @@ mod tests {
     use crate::decode::decode;
     use proptest::prelude::*;
 
+    const L0: LayerId = LayerId::new(0);
+    const L1: LayerId = LayerId::new(1);
+    const L2: LayerId = LayerId::new(2);
+    const L3: LayerId = LayerId::new(3);
+
     fn catalog() -> Catalog {
-        Catalog::parse(std::path::Path::new("c.toml"), include_str!("../tests/conformance/catalog.toml")).unwrap()
+        Catalog::parse(std::path::Path::new("c.toml"), include_str!("../../tests/conformance/catalog.toml")).unwrap()
     }
 
     fn fact(json: &str) -> Facts {
         let c = catalog();
         let d = decode(json.as_bytes()).unwrap();
         let spec = c.feature(&d.feature).unwrap();
-        facts(&d, spec, c.layer_id(&d.layer).unwrap(), c.api_layer, 0, 0)
+        facts(&d, spec, c.layer_id(&d.layer).unwrap(), c.api_layer, crate::join::Position::default(), 0)
     }
 
     fn rec(layer: &str, extra: &str) -> Facts {
@@ -291,22 +314,22 @@ mod tests {
 
     #[test]
     fn path_rules_in_order() {
-        assert_eq!(rec("api", r#","selected_flow":"v2","job_payload_version":1"#).path, Path::New);
-        assert_eq!(rec("api", r#","selected_flow":"v1","flag_state":true"#).path, Path::Old);
-        assert_eq!(rec("worker", r#","job_payload_version":2,"flag_state":false"#).path, Path::New);
-        assert_eq!(rec("worker", r#","job_payload_version":"1""#).path, Path::Old);
+        assert_eq!(rec("api", r#","selected_flow":"v2","job_payload_version":1"#).path, RecordPath::New);
+        assert_eq!(rec("api", r#","selected_flow":"v1","flag_state":true"#).path, RecordPath::Old);
+        assert_eq!(rec("worker", r#","job_payload_version":2,"flag_state":false"#).path, RecordPath::New);
+        assert_eq!(rec("worker", r#","job_payload_version":"1""#).path, RecordPath::Old);
         for on in [r#"true"#, r#""on""#, r#""true""#, r#""v2""#] {
-            assert_eq!(rec("frontend", &format!(r#","flag_state":{on}"#)).path, Path::New, "{on}");
+            assert_eq!(rec("frontend", &format!(r#","flag_state":{on}"#)).path, RecordPath::New, "{on}");
         }
         for off in [r#"false"#, r#""off""#, r#""v1""#, r#""ON""#] {
-            assert_eq!(rec("frontend", &format!(r#","flag_state":{off}"#)).path, Path::Old, "{off}");
+            assert_eq!(rec("frontend", &format!(r#","flag_state":{off}"#)).path, RecordPath::Old, "{off}");
         }
-        assert_eq!(rec("frontend", r#","service":"web""#).path, Path::Unknown);
+        assert_eq!(rec("frontend", r#","service":"web""#).path, RecordPath::Unknown);
         // selected_flow without new_flow in the catalog falls through
         let r = fact(
             r#"{"request_id":"a","layer":"api","feature":"search.ranking","job_payload_version":3,"flag_state":"on"}"#,
         );
-        assert_eq!(r.path, Path::New);
+        assert_eq!(r.path, RecordPath::New);
     }
 
     #[test]
@@ -325,7 +348,7 @@ mod tests {
 
     fn run(recs: &[Facts]) -> (Judgement, Vec<Divergence>) {
         let mut d = Vec::new();
-        let j = judge(0b1111, recs, &mut d);
+        let j = judge(LayerSet::from_bits(0b1111), recs, &mut d);
         d.sort();
         (j, d)
     }
@@ -341,7 +364,7 @@ mod tests {
         assert_eq!(run(&agree).0.verdict, Verdict::Agree);
         assert_eq!(run(&agree).0.path, RequestPath::New);
         assert_eq!(run(&agree[..3]).0.verdict, Verdict::Incomplete);
-        assert_eq!(run(&agree[..3]).0.missing, 0b1000);
+        assert_eq!(run(&agree[..3]).0.missing, LayerSet::from_bits(0b1000));
         let mut degraded = agree;
         degraded[0] = rec("frontend", r#","flag_state":true,"selected_flow":"v1""#);
         // frontend old vs api new: diverge beats degraded
@@ -351,7 +374,7 @@ mod tests {
             [rec("frontend", r#","flag_state":true,"selected_flow":"v1""#), rec("api", r#","selected_flow":"v1""#)];
         assert_eq!(run(&only_degraded).0.verdict, Verdict::Incomplete, "incomplete beats degraded");
         let mut d = Vec::new();
-        assert_eq!(judge(0b0011, &only_degraded, &mut d).verdict, Verdict::Degraded);
+        assert_eq!(judge(LayerSet::from_bits(0b0011), &only_degraded, &mut d).verdict, Verdict::Degraded);
         assert_eq!(
             run(&[rec("frontend", ""), rec("api", ""), rec("worker", ""), rec("analytics", "")]).0.path,
             RequestPath::Unknown
@@ -361,17 +384,17 @@ mod tests {
     #[test]
     fn each_divergence_kind_with_its_pair() {
         let (_, d) = run(&[rec("frontend", r#","selected_flow":"v2""#), rec("analytics", r#","selected_flow":"v1""#)]);
-        assert_eq!(d, [Divergence { kind: DivergenceKind::PathMismatch, upstream: 0, downstream: 3 }]);
+        assert_eq!(d, [Divergence { kind: DivergenceKind::PathMismatch, upstream: L0, downstream: L3 }]);
         // listed downstream-first still yields upstream <= downstream
         let (_, d) = run(&[rec("worker", r#","job_payload_version":1"#), rec("api", r#","job_payload_version":2"#)]);
-        assert!(d.contains(&Divergence { kind: DivergenceKind::PayloadVersionMismatch, upstream: 1, downstream: 2 }));
+        assert!(d.contains(&Divergence { kind: DivergenceKind::PayloadVersionMismatch, upstream: L1, downstream: L2 }));
         let (_, d) = run(&[rec("worker", r#","flags_revision":"r1""#), rec("worker", r#","flags_revision":"r2""#)]);
-        assert_eq!(d, [Divergence { kind: DivergenceKind::SnapshotSkew, upstream: 2, downstream: 2 }]);
+        assert_eq!(d, [Divergence { kind: DivergenceKind::SnapshotSkew, upstream: L2, downstream: L2 }]);
         let (_, d) = run(&[rec("worker", r#","job_payload_version":2"#), rec("api", r#","api_capability":"v1""#)]);
-        assert_eq!(d, [Divergence { kind: DivergenceKind::ExposureWithoutCapability, upstream: 1, downstream: 2 }]);
+        assert_eq!(d, [Divergence { kind: DivergenceKind::ExposureWithoutCapability, upstream: L1, downstream: L2 }]);
         // the api record itself on the new path without the capability
         let (_, d) = run(&[rec("api", r#","api_capability":"v1","selected_flow":"v2""#)]);
-        assert_eq!(d, [Divergence { kind: DivergenceKind::ExposureWithoutCapability, upstream: 1, downstream: 1 }]);
+        assert_eq!(d, [Divergence { kind: DivergenceKind::ExposureWithoutCapability, upstream: L1, downstream: L1 }]);
         // no new path, no exposure divergence
         let (_, d) = run(&[rec("frontend", r#","selected_flow":"v1""#), rec("api", r#","api_capability":"v1""#)]);
         assert!(d.is_empty());
@@ -386,7 +409,9 @@ mod tests {
         ];
         let (_, d) = run(&recs);
         assert_eq!(
-            d.iter().filter(|d| d.kind == DivergenceKind::PathMismatch && d.upstream == 0 && d.downstream == 2).count(),
+            d.iter()
+                .filter(|d| d.kind == DivergenceKind::PathMismatch && d.upstream == L0 && d.downstream == L2)
+                .count(),
             1
         );
     }
@@ -394,12 +419,14 @@ mod tests {
     fn arb_facts() -> impl Strategy<Value = Facts> {
         (0u8..4, 0u8..3, any::<bool>(), 0u64..3, 0u64..3, 0u8..3).prop_map(
             |(layer, p, degraded, payload, revision, cap)| Facts {
-                pos: 0,
+                offset: 0,
+                source: 0,
+                item: 0,
                 ts_ms: 0,
                 payload,
                 revision,
-                layer,
-                path: Path::ALL[p as usize],
+                layer: LayerId::new(layer),
+                path: RecordPath::ALL[p as usize],
                 degraded,
                 capability: [Capability::Unknown, Capability::Matches, Capability::Differs][cap as usize],
             },
@@ -428,7 +455,7 @@ mod tests {
             prop_assert_eq!(j.verdict == Verdict::Diverge, !d.is_empty());
             for x in &d { prop_assert!(x.upstream <= x.downstream); }
             if j.path == RequestPath::Mixed { prop_assert_eq!(j.verdict, Verdict::Diverge); }
-            prop_assert_eq!(j.missing & j.reported, 0);
+            prop_assert!(j.missing.intersection(j.reported).is_empty());
         }
     }
 }

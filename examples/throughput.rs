@@ -364,15 +364,14 @@ fn run_phase(
     let open_joins = service.metrics.open_joins.clone();
     let metrics_for_debug = service.metrics.clone();
     let cancel = CancellationToken::new();
+    for t in accord::source::kafka::internal_topic_names("throughput-accord") {
+        let _ = cluster.create_topic(&t, 1, 1);
+    }
+    let topic_names: Vec<&str> = topics.iter().map(String::as_str).collect();
     let kafka = KafkaConfig {
-        brokers: cluster.bootstrap_servers(),
-        topics: topics.clone(),
-        group: "throughput-accord".into(),
         properties: kafka_properties(),
-        verdicts_topic: None,
-        handover_topic: None,
-        commit_interval: Duration::from_secs(1),
         sample_bytes: 8 << 20,
+        ..KafkaConfig::new(&cluster.bootstrap_servers(), &topic_names, "throughput-accord")
     };
     let run = rt.block_on(async {
         let listener = Service::bind("127.0.0.1:0".parse()?).await.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -850,15 +849,13 @@ fn latency_phase(
     let status = service.status.clone();
     let (properties, fetch_wait) = latency_properties(args);
     let cancel = CancellationToken::new();
+    for t in accord::source::kafka::internal_topic_names("throughput-latency") {
+        let _ = cluster.create_topic(&t, 1, 1);
+    }
     let kafka = KafkaConfig {
-        brokers: cluster.bootstrap_servers(),
-        topics: vec![topic.into()],
-        group: "throughput-latency".into(),
         properties,
-        verdicts_topic: None,
-        handover_topic: None,
-        commit_interval: Duration::from_secs(1),
         sample_bytes: 8 << 20,
+        ..KafkaConfig::new(&cluster.bootstrap_servers(), &[topic], "throughput-latency")
     };
     let (run, addr) = rt.block_on(async {
         let listener = Service::bind("127.0.0.1:0".parse()?).await.map_err(|e| anyhow::anyhow!("{e}"))?;

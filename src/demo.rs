@@ -6,7 +6,6 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rdkafka::mocking::MockCluster;
 use tokio_util::sync::CancellationToken;
@@ -15,7 +14,7 @@ use tracing::{info, warn};
 use crate::catalog::Catalog;
 use crate::service::{Service, ServiceError};
 use crate::simulate::{Generator, Scenario, Timing};
-use crate::source::kafka::KafkaConfig;
+use crate::source::kafka::{internal_topic_names, KafkaConfig};
 use crate::source::produce::produce;
 
 /// The demo's catalog: the example catalog's features with short windows
@@ -49,6 +48,7 @@ new_flow = "ltr"
 "#;
 
 pub const DEMO_TOPIC: &str = "decisions";
+const DEMO_GROUP: &str = "accord-demo";
 
 pub struct DemoOptions {
     pub listen: SocketAddr,
@@ -65,6 +65,11 @@ pub async fn demo(opts: DemoOptions, cancel: CancellationToken) -> Result<(), Se
     cluster
         .create_topic(DEMO_TOPIC, opts.partitions, 1)
         .map_err(|e| ServiceError::Runtime(format!("mock cluster topic: {e}")))?;
+    // The mock cluster cannot create topics through the admin API, so the
+    // internal topics accord would create are made here.
+    for t in internal_topic_names(DEMO_GROUP) {
+        cluster.create_topic(&t, 1, 1).map_err(|e| ServiceError::Runtime(format!("mock cluster topic {t}: {e}")))?;
+    }
     let brokers = cluster.bootstrap_servers();
     let addr = listener.local_addr().map_err(|e| ServiceError::Runtime(e.to_string()))?;
     println!("accord demo: in-process Kafka at {brokers}, topic {DEMO_TOPIC:?} ({} partitions)", opts.partitions);
@@ -93,18 +98,12 @@ pub async fn demo(opts: DemoOptions, cancel: CancellationToken) -> Result<(), Se
         tokio::spawn(async move { produce(&brokers, &[], DEMO_TOPIC, gen, producer_cancel).await })
     };
     let kafka = KafkaConfig {
-        brokers,
-        topics: vec![DEMO_TOPIC.into()],
-        group: "accord-demo".into(),
         // The mock broker answers a fetch only when `fetch.wait.max.ms`
         // runs out, even when records arrive meanwhile (a real broker
         // answers once `fetch.min.bytes` is there), so librdkafka's default
         // of 500 ms would delay verdicts on the demo page by up to that.
         properties: vec![("fetch.wait.max.ms".into(), "50".into())],
-        verdicts_topic: None,
-        handover_topic: None,
-        commit_interval: Duration::from_secs(1),
-        sample_bytes: 8 << 20,
+        ..KafkaConfig::new(&brokers, &[DEMO_TOPIC], DEMO_GROUP)
     };
     let service = Service::new(catalog)?;
     let result = service.run(kafka, listener, cancel.clone()).await;

@@ -18,9 +18,10 @@
 //!   are forgotten (`start + 2 × window`), plus a FIFO of them in close
 //!   order for reclaiming memory (`tombs`);
 //! - `order`: per source of the stream (a topic; a file of a merged replay),
-//!   the first record of every join and tombstone in arrival order, for the
-//!   lowest offset of that source still needed (what a Kafka commit may
-//!   cover).
+//!   the first record of that source of every join and tombstone, in
+//!   arrival order, for the lowest offset of the source still needed (what
+//!   a Kafka commit may cover: re-reading every source from its needed
+//!   offset re-reads every record of every join still held).
 //!
 //! Nothing here doubles by copying all it holds at once (`chunked`,
 //! `tombs`): the judging task must not stall while its state grows.
@@ -166,8 +167,11 @@ struct Join {
     live: bool,
     gen: u32,
     start: i64,
-    /// Where the join's first record came from (see `order`).
+    /// Where the join's first record came from: identifies this join among
+    /// the joins a key has had (see `order`).
     first: (u8, u64),
+    /// Sources (bit `s`, below 64) whose records the join has in `order`.
+    sources: u64,
     reported: LayerSet,
     /// Records held in `inline` (the first `n`), then in `more`. The
     /// record that completes a join is never stored (it is judged at
@@ -339,6 +343,15 @@ impl JoinEngine {
             self.keep_sample(&f, inp.raw);
             obs.record(inp.feature, f.layer, f.path, false);
             let j = &mut self.slab[slot as usize];
+            let bit = 1u64.checked_shl(f.source.into()).unwrap_or(0);
+            if j.sources & bit == 0 || bit == 0 {
+                // The join's first record from this source: a commit of
+                // this source must not pass it while the join is held.
+                j.sources |= bit;
+                let first = j.first;
+                self.push_order(f.source, f.position().key(), first, hash);
+            }
+            let j = &mut self.slab[slot as usize];
             j.reported.insert(f.layer);
             if f.ts_ms < j.start {
                 j.start = f.ts_ms;
@@ -384,6 +397,7 @@ impl JoinEngine {
                 j.live = true;
                 j.start = f.ts_ms;
                 j.first = first;
+                j.sources = 1u64.checked_shl(f.source.into()).unwrap_or(0);
                 j.reported = LayerSet::of(f.layer);
                 j.n = 1;
                 j.inline[0] = f;
@@ -398,6 +412,7 @@ impl JoinEngine {
                     gen: 0,
                     start: f.ts_ms,
                     first,
+                    sources: 1u64.checked_shl(f.source.into()).unwrap_or(0),
                     reported: LayerSet::of(f.layer),
                     n: 1,
                     inline: [f; INLINE],
@@ -410,20 +425,7 @@ impl JoinEngine {
         let gen = self.slab[slot as usize].gen;
         self.heaps[fi].push((f.ts_ms, slot, gen));
         self.next_deadline = self.next_deadline.min(f.ts_ms.saturating_add(window));
-        let src = f.source as usize;
-        if self.order.len() <= src {
-            self.order.resize_with(src + 1, ChunkDeque::default);
-        }
-        self.arrivals += 1;
-        self.order[src].push_back(OrderEntry { arrival: self.arrivals, key: first.1, hash, wm: self.watermark });
-        self.order_len += 1;
-        // `order` is trimmed from the front by `lowest_needed`; a stream
-        // nobody asks (replay) or an old join pinning the front would let it
-        // grow with every join ever opened. Keep it proportional to the
-        // state it describes.
-        if self.order_len > 2 * (self.open + self.tombs.len()) + 1024 {
-            self.trim_order();
-        }
+        self.push_order(f.source, first.1, first, hash);
         self.open += 1;
         obs.open_joins(1);
         if LayerSet::of(f.layer).is_superset(awaited) {
@@ -464,6 +466,25 @@ impl JoinEngine {
     /// watermark passes `start + 2 × window` (SPEC §4).
     fn remembered(&self, hash: u64) -> bool {
         self.tombs.get(hash).is_some_and(|t| t.forget_at >= self.watermark)
+    }
+
+    /// Notes that a join (identified by its first record `first`) holds a
+    /// record of `source` at `key`.
+    fn push_order(&mut self, source: u8, key: u64, first: (u8, u64), hash: u64) {
+        let src = source as usize;
+        if self.order.len() <= src {
+            self.order.resize_with(src + 1, ChunkDeque::default);
+        }
+        self.arrivals += 1;
+        self.order[src].push_back(OrderEntry { arrival: self.arrivals, key, first, hash, wm: self.watermark });
+        self.order_len += 1;
+        // `order` is trimmed from the front by `lowest_needed`; a stream
+        // nobody asks (replay) or an old join pinning the front would let it
+        // grow with every join ever opened. Keep it proportional to the
+        // state it describes.
+        if self.order_len > 2 * (self.open + self.tombs.len()) * self.order.len() + 1024 {
+            self.trim_order();
+        }
     }
 
     /// The join or tombstone whose first record came from `first` still
@@ -580,8 +601,8 @@ impl JoinEngine {
 
     fn trim_order(&mut self) {
         let mut order = std::mem::take(&mut self.order);
-        for (s, o) in order.iter_mut().enumerate() {
-            o.retain(|e| self.holds(e.hash, (s as u8, e.key)));
+        for o in order.iter_mut() {
+            o.retain(|e| self.holds(e.hash, e.first));
         }
         self.order_len = order.iter().map(|o| o.len()).sum();
         self.order = order;
@@ -595,7 +616,7 @@ impl JoinEngine {
     /// `arrival`), rebuilds the same joins and tombstones.
     pub fn lowest_needed(&mut self, source: usize) -> Option<Needed> {
         while let Some(e) = self.order.get(source).and_then(|o| o.front()).copied() {
-            if self.holds(e.hash, (source as u8, e.key)) {
+            if self.holds(e.hash, e.first) {
                 return Some(Needed { offset: e.key >> 16, arrival: e.arrival, watermark: e.wm });
             }
             self.order[source].pop_front();
@@ -609,8 +630,10 @@ impl JoinEngine {
 #[derive(Debug, Clone, Copy)]
 struct OrderEntry {
     arrival: u64,
-    /// `Position::key` of the first record.
+    /// `Position::key` of the join's first record of this source.
     key: u64,
+    /// The join's first record of all (which join of the key it is).
+    first: (u8, u64),
     hash: u64,
     wm: i64,
 }
@@ -719,6 +742,45 @@ impl<A: Observer, B: Observer> Observer for (A, B) {
     fn ignored(&mut self, n: u64) {
         self.0.ignored(n);
         self.1.ignored(n);
+    }
+}
+
+/// An observer that may be absent (the verdicts topic is optional).
+impl<T: Observer> Observer for Option<T> {
+    fn rejected(&mut self, r: crate::decode::Reject) {
+        if let Some(o) = self {
+            o.rejected(r)
+        }
+    }
+    fn record(&mut self, f: FeatureId, l: LayerId, p: RecordPath, late: bool) {
+        if let Some(o) = self {
+            o.record(f, l, p, late)
+        }
+    }
+    fn closed(&mut self, c: &Closed<'_>) {
+        if let Some(o) = self {
+            o.closed(c)
+        }
+    }
+    fn open_joins(&mut self, d: i64) {
+        if let Some(o) = self {
+            o.open_joins(d)
+        }
+    }
+    fn clock_skewed(&mut self, f: FeatureId, l: LayerId) {
+        if let Some(o) = self {
+            o.clock_skewed(f, l)
+        }
+    }
+    fn stale_revision(&mut self, f: FeatureId, l: LayerId) {
+        if let Some(o) = self {
+            o.stale_revision(f, l)
+        }
+    }
+    fn ignored(&mut self, n: u64) {
+        if let Some(o) = self {
+            o.ignored(n)
+        }
     }
 }
 

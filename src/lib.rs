@@ -16,6 +16,7 @@ pub mod join;
 pub mod judge;
 pub mod live;
 pub mod pipeline;
+pub(crate) mod ratelimit;
 pub mod replay;
 pub mod server;
 pub mod service;

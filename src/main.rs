@@ -79,19 +79,26 @@ struct RunArgs {
     /// Also produce every closed join to this topic (one JSON record keyed by request_id).
     #[arg(long, env = "ACCORD_VERDICTS_TOPIC")]
     verdicts_topic: Option<String>,
-    /// Also keep each partition's handover state in this topic (for brokers
-    /// that drop offset-commit metadata; Apache Kafka keeps it).
+    /// Topic of each stream's handover state (default GROUP.accord-handover,
+    /// created at start-up when missing, compacted).
     #[arg(long, env = "ACCORD_HANDOVER_TOPIC")]
     handover_topic: Option<String>,
+    /// Topic of the live view's statistics (default GROUP.accord-stats,
+    /// created at start-up when missing).
+    #[arg(long, env = "ACCORD_STATS_TOPIC")]
+    stats_topic: Option<String>,
+    /// Judging threads (default: the number of cores).
+    #[arg(long, env = "ACCORD_JUDGE_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    judge_threads: Option<u16>,
     /// Extra librdkafka property, KEY=VALUE (repeatable), e.g. security.protocol=SASL_SSL.
     #[arg(long = "kafka", env = "ACCORD_KAFKA", value_delimiter = ';', value_parser = parse_kv)]
     kafka: Vec<(String, String)>,
     /// How often judged offsets are committed.
     #[arg(long, env = "ACCORD_COMMIT_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     commit_interval: std::time::Duration,
-    /// Bytes of recent raw records kept per partition for divergence samples
-    /// (at most 1 GiB; 0 keeps none).
-    #[arg(long, env = "ACCORD_SAMPLE_BUFFER_BYTES", default_value_t = 8 << 20, value_parser = parse_sample_bytes)]
+    /// Bytes of recent raw records kept for divergence samples, for the
+    /// whole instance (shared by its partitions; at most 1 GiB; 0 keeps none).
+    #[arg(long, env = "ACCORD_SAMPLE_BUFFER_BYTES", default_value_t = 64 << 20, value_parser = parse_sample_bytes)]
     sample_buffer_bytes: usize,
 }
 
@@ -135,13 +142,14 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Each partition's sample buffer is allocated at this size on its first
-/// record (pages are taken as written), so the bound is checked up front.
+/// The instance's sample budget is shared by its partitions, each buffer
+/// allocated on its partition's first record, so the bound is checked up
+/// front.
 fn parse_sample_bytes(s: &str) -> Result<usize, String> {
     const MAX: usize = 1 << 30;
     match s.trim().parse::<usize>() {
         Ok(n) if n <= MAX => Ok(n),
-        Ok(_) => Err(format!("at most {MAX} bytes per partition, got {s}")),
+        Ok(_) => Err(format!("at most {MAX} bytes, got {s}")),
         Err(e) => Err(format!("expected a number of bytes, got {s:?}: {e}")),
     }
 }
@@ -196,15 +204,17 @@ fn main() -> ExitCode {
                 let listener = Service::bind(args.listen).await?;
                 let cancel = CancellationToken::new();
                 cancel_on_signals(cancel.clone());
+                let defaults = KafkaConfig::new(&args.brokers, &[], &args.group);
                 let kafka = KafkaConfig {
-                    brokers: args.brokers,
                     topics: args.topics,
-                    group: args.group,
                     properties: args.kafka,
                     verdicts_topic: args.verdicts_topic,
                     handover_topic: args.handover_topic,
+                    stats_topic: args.stats_topic,
                     commit_interval: args.commit_interval,
                     sample_bytes: args.sample_buffer_bytes,
+                    judge_threads: args.judge_threads.map_or(defaults.judge_threads, usize::from),
+                    ..defaults
                 };
                 service.run(kafka, listener, cancel).await
             })

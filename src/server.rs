@@ -44,12 +44,9 @@ async fn healthz() -> &'static str {
 /// 200 once the catalog is loaded (it is, or the process would not run)
 /// and partitions are assigned from a reachable broker.
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
-    if s.status.ready() {
-        (StatusCode::OK, "ready\n")
-    } else if !s.status.broker_up.load(std::sync::atomic::Ordering::Relaxed) {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: kafka broker unreachable\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: no partitions assigned yet\n")
+    match s.status.readiness() {
+        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
     }
 }
 

@@ -92,7 +92,8 @@ impl Service {
         });
         info!(%addr, "http listening");
         let source = KafkaSource::new(kafka, self.features.clone(), self.metrics.clone(), self.status.clone());
-        let result = source.run(cancel.clone(), self.live.observer()).await;
+        let live = self.live.clone();
+        let result = source.run(cancel.clone(), move || live.observer()).await;
         // Whatever ended the source ends the service.
         cancel.cancel();
         match tokio::time::timeout(GRACE, server).await {

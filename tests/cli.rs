@@ -60,11 +60,12 @@ fn usage_errors_exit_2() {
     assert_eq!(accord(&["replay", "/no/such/file", "--config", CATALOG], b"").0, 2);
     assert_eq!(accord(&["run", "--brokers", "x"], b"").0, 2);
     assert_eq!(accord(&["bogus"], b"").0, 2);
-    // The sample buffer is allocated per partition: bounded up front.
+    // The sample budget (one per instance, shared by its partitions) is
+    // bounded up front.
     let (code, _, err) =
         accord(&["run", "--brokers", "127.0.0.1:1", "--topic", "t", "--sample-buffer-bytes", "2000000000"], b"");
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("at most 1073741824 bytes per partition"), "{err}");
+    assert!(err.contains("at most 1073741824 bytes"), "{err}");
 }
 
 #[test]

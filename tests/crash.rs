@@ -74,6 +74,7 @@ async fn kill_9_loses_no_verdict_and_bounds_duplicates() {
             c.create_topic(&topics.decisions, 4, 1).unwrap();
             c.create_topic(&topics.verdicts, 1, 1).unwrap();
             c.create_topic(&topics.handover, 1, 1).unwrap();
+            common::mock_internal_topics(c, &topics.group);
             c.bootstrap_servers()
         }
         None => {

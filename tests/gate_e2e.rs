@@ -83,15 +83,12 @@ async fn gate_holds_on_fake_availability_and_proceeds_on_a_healthy_ramp() {
     let listener = Service::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let cancel = CancellationToken::new();
+    let group = format!("accord-gate-e2e-{}", std::process::id());
+    common::mock_internal_topics(&cluster, &group);
     let kafka = KafkaConfig {
-        brokers: brokers.clone(),
-        topics: vec![TOPIC.into()],
-        group: format!("accord-gate-e2e-{}", std::process::id()),
-        properties: vec![],
-        verdicts_topic: None,
-        handover_topic: None,
         commit_interval: Duration::from_millis(500),
         sample_bytes: 1 << 20,
+        ..KafkaConfig::new(&brokers, &[TOPIC], &group)
     };
     let run = tokio::spawn(service.run(kafka, listener, cancel.clone()));
 

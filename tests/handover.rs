@@ -97,15 +97,15 @@ impl Instance {
         let status = service.status.clone();
         let listener = Service::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let cancel = CancellationToken::new();
+        if let Some(m) = &b.mock {
+            common::mock_internal_topics(m, group);
+        }
         let kafka = KafkaConfig {
-            brokers: b.brokers.clone(),
-            topics: vec![topic.to_string()],
-            group: group.to_string(),
-            properties: vec![],
             verdicts_topic: Some(verdicts.to_string()),
             handover_topic: handover.map(str::to_string),
             commit_interval: Duration::from_millis(300),
             sample_bytes: 0,
+            ..KafkaConfig::new(&b.brokers, &[topic], group)
         };
         let handle = tokio::spawn(service.run(kafka, listener, cancel.clone()));
         Instance { cancel, handle, metrics, status }

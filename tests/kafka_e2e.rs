@@ -121,15 +121,14 @@ async fn simulated_rollout_through_kafka_matches_simulator_and_replay() {
     let listener = Service::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let cancel = CancellationToken::new();
+    let group = format!("accord-e2e-{}", std::process::id());
+    if let Some(c) = &cluster {
+        common::mock_internal_topics(c, &group);
+    }
     let kafka = KafkaConfig {
-        brokers: brokers.clone(),
-        topics: vec![topic.clone()],
-        group: format!("accord-e2e-{}", std::process::id()),
-        properties: vec![],
-        verdicts_topic: None,
-        handover_topic: None,
         commit_interval: Duration::from_millis(500),
         sample_bytes: 1 << 20,
+        ..KafkaConfig::new(&brokers, &[&topic], &group)
     };
     let run = tokio::spawn(service.run(kafka, listener, cancel.clone()));
 

@@ -61,6 +61,8 @@ pub struct Metrics {
     pub rebalances: IntCounter,
     pub commits: IntCounterVec,
     pub replayed_suppressed: IntCounter,
+    /// Per topic of a stream: how often the stream stopped waiting for it.
+    pub topic_waits_expired: IntCounterVec,
     pub ready: IntGauge,
     // catalog
     pub feature_info: IntGaugeVec,
@@ -112,6 +114,12 @@ impl Metrics {
                 c
             },
             commits: counter_vec(&r, "accord_kafka_commits_total", "Offset commits by result.", &["result"])?,
+            topic_waits_expired: counter_vec(
+                &r,
+                "accord_stream_topic_waits_expired_total",
+                "Times a stream of several topics stopped waiting for a topic with nothing fetched (max_topic_idle) and judged the others without it.",
+                &["topic", "partition"],
+            )?,
             replayed_suppressed: {
                 let c = IntCounter::new("accord_records_replayed_suppressed_total", "Records re-read after a handover or crash whose effects were already counted by the previous owner.")?;
                 r.register(Box::new(c.clone()))?;

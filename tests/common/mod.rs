@@ -194,9 +194,12 @@ pub fn assert_summary_matches(summary: &str, prom: &BTreeMap<String, f64>, ctx: 
 /// example's features and change only timing.
 pub fn catalog_with(window: &str, allowed_lateness: &str, search_window: &str) -> String {
     let text = include_str!("../../accord.toml");
+    // Some tests put event times minutes ahead of the wall clock on purpose
+    // (so no watermark moves by idleness): within the bad-clock limit.
     let out = text
         .replace("window = \"30s\"", &format!("window = \"{window}\""))
         .replace("allowed_lateness = \"5s\"", &format!("allowed_lateness = \"{allowed_lateness}\""))
+        .replace("max_clock_skew = \"1m\"", "max_clock_skew = \"1h\"")
         .replace("window = \"10s\"", &format!("window = \"{search_window}\""));
     assert_ne!(out, text, "accord.toml changed shape; update catalog_with");
     out
@@ -217,4 +220,15 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     s.read_to_string(&mut buf).ok()?;
     let code = buf.get(9..12)?.parse().ok()?;
     Some((code, buf.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default()))
+}
+
+/// The mock cluster cannot create topics through the admin API, so tests
+/// create the internal topics accord would create for `group`.
+pub fn mock_internal_topics(
+    cluster: &rdkafka::mocking::MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
+    group: &str,
+) {
+    for t in accord::source::kafka::internal_topic_names(group) {
+        let _ = cluster.create_topic(&t, 1, 1);
+    }
 }

@@ -1,0 +1,591 @@
+//! The consumer thread: polls the consumer group, serves its rebalances and
+//! commits what the judging threads judged.
+//!
+//! Rebalances (eager: every rebalance revokes everything, then assigns):
+//! - revoke: the streams are taken back from their judging threads with
+//!   their final handover states, which are committed before the partitions
+//!   leave; if that fails (the broker is away) the streams are kept in
+//!   memory in case they come back;
+//! - assign: each stream's newest handover state (commit metadata or the
+//!   handover topic) says where each topic starts and what to re-read
+//!   silently; the partition queues are split off the consumer's queue and
+//!   the stream goes to the least busy judging thread. A stream some of
+//!   whose topics went to another instance is refused: not consumed, and
+//!   `/readyz` says why.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
+use tracing::{error, info, warn};
+
+use super::commit::{self, Sinks, COMMIT_BACKOFF};
+use super::handover::StreamState;
+use super::internal::read_handover_topic;
+use super::judge::{Control, JudgeHandle, Released, Slot};
+use super::stream::Stream;
+use super::verdicts::{Producer, VerdictProducer};
+use super::{client_config, KafkaConfig, SourceError, SourceStatus};
+use crate::export::metrics::{lag_gauge, watermark_gauge, Metrics};
+use crate::features::Features;
+use crate::pipeline::Pipeline;
+use crate::ratelimit::{RateLimit, Verdict};
+
+/// How long a stream revoked without a persisted handover is kept.
+const RETAIN_FOR: Duration = Duration::from_secs(600);
+/// How long the consumer thread waits for a judging thread to answer.
+const JUDGE_REPLY: Duration = Duration::from_secs(30);
+
+/// Everything the consumer thread and its callbacks share.
+pub struct Shared {
+    cfg: KafkaConfig,
+    features: Arc<Features>,
+    metrics: Metrics,
+    status: Arc<SourceStatus>,
+    handover_topic: String,
+    handover: Arc<Producer>,
+    verdicts: Option<Arc<Producer>>,
+    judges: Mutex<Vec<JudgeHandle<Ctx>>>,
+    /// Stream (partition) → index of its judging thread.
+    owner: Mutex<HashMap<i32, usize>>,
+    /// The state committed last, per stream.
+    committed: Mutex<HashMap<i32, StreamState>>,
+    /// Streams revoked while their state could not be persisted.
+    retained: Mutex<HashMap<i32, (Instant, Stream)>>,
+    /// Streams made in the assign callback, started once the assignment
+    /// is applied.
+    pending: Mutex<Vec<(i32, Stream)>>,
+    /// Partitions of streams refused because other instances own some of
+    /// their topics.
+    refused: Mutex<Vec<i32>>,
+    consumer: OnceLock<Weak<BaseConsumer<Ctx>>>,
+    errors: Mutex<RateLimit>,
+    auth_errors: Mutex<RateLimit>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub fn new(
+        cfg: &KafkaConfig,
+        features: &Arc<Features>,
+        metrics: &Metrics,
+        status: &Arc<SourceStatus>,
+        handover_topic: String,
+    ) -> Result<Arc<Shared>, SourceError> {
+        let producer = |what: &str| -> Result<Arc<Producer>, SourceError> {
+            let mut pc = client_config(&cfg.brokers, &cfg.properties);
+            pc.set("linger.ms", "5").set("queue.buffering.max.messages", "200000");
+            pc.create().map(Arc::new).map_err(|e| SourceError::Config(format!("{what} producer configuration: {e}")))
+        };
+        Ok(Arc::new(Shared {
+            cfg: cfg.clone(),
+            features: features.clone(),
+            metrics: metrics.clone(),
+            status: status.clone(),
+            handover_topic,
+            handover: producer("handover")?,
+            verdicts: cfg.verdicts_topic.as_ref().map(|_| producer("verdicts")).transpose()?,
+            judges: Mutex::new(Vec::new()),
+            owner: Mutex::new(HashMap::new()),
+            committed: Mutex::new(HashMap::new()),
+            retained: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Vec::new()),
+            refused: Mutex::new(Vec::new()),
+            consumer: OnceLock::new(),
+            errors: Mutex::new(RateLimit::every(Duration::from_secs(10))),
+            auth_errors: Mutex::new(RateLimit::every(Duration::from_secs(30))),
+        }))
+    }
+
+    /// A verdicts observer for one judging thread (none without
+    /// `--verdicts-topic`).
+    pub fn verdict_observer(&self) -> Option<VerdictProducer> {
+        let (p, t) = (self.verdicts.as_ref()?, self.cfg.verdicts_topic.as_ref()?);
+        Some(VerdictProducer::new(p.clone(), t.clone(), self.features.clone()))
+    }
+
+    pub fn status(&self) -> Arc<SourceStatus> {
+        self.status.clone()
+    }
+
+    fn sinks(&self) -> Sinks<'_> {
+        Sinks { verdicts: self.verdicts.as_deref(), handover: &self.handover, handover_topic: &self.handover_topic }
+    }
+
+    /// Commits `states`; returns whether they are persisted.
+    fn commit(&self, consumer: &BaseConsumer<Ctx>, states: &[(i32, StreamState)], only_changed: bool) -> bool {
+        let plan = commit::plan(&self.cfg.group, states, &lock(&self.committed), only_changed);
+        match commit::execute(&plan, &self.sinks(), consumer, CommitMode::Sync) {
+            Ok(()) => {
+                if !plan.offsets.is_empty() {
+                    self.metrics.commits.with_label_values(&["ok"]).inc();
+                }
+                let mut committed = lock(&self.committed);
+                for (p, st) in states {
+                    committed.insert(*p, st.clone());
+                }
+                true
+            }
+            Err(e) => {
+                self.metrics.commits.with_label_values(&["error"]).inc();
+                commit::log_failure(&e);
+                false
+            }
+        }
+    }
+
+    /// The handover state of every stream, from every judging thread.
+    fn snapshot(&self) -> Vec<(i32, StreamState)> {
+        let judges = lock(&self.judges);
+        let mut replies = Vec::new();
+        for j in judges.iter() {
+            let (tx, rx) = mpsc::channel();
+            if j.send(Control::Snapshot { reply: tx }) {
+                replies.push(rx);
+            }
+        }
+        replies
+            .into_iter()
+            .filter_map(|rx| rx.recv_timeout(JUDGE_REPLY).ok())
+            .flatten()
+            .filter_map(|(p, st)| st.map(|s| (p, s)))
+            .collect()
+    }
+
+    /// Takes streams back from their judging threads.
+    fn release(&self, partitions: &[i32]) -> Vec<Released> {
+        let mut owner = lock(&self.owner);
+        let mut judges = lock(&self.judges);
+        let mut by_judge: BTreeMap<usize, Vec<i32>> = BTreeMap::new();
+        for p in partitions {
+            if let Some(j) = owner.remove(p) {
+                by_judge.entry(j).or_default().push(*p);
+            }
+        }
+        let mut out = Vec::new();
+        for (j, ps) in by_judge {
+            let (tx, rx) = mpsc::channel();
+            let n = ps.len();
+            if judges[j].send(Control::Release { partitions: ps, reply: tx }) {
+                match rx.recv_timeout(JUDGE_REPLY) {
+                    Ok(r) => out.extend(r),
+                    Err(e) => error!(error = %e, "a judging thread did not hand its streams back"),
+                }
+            }
+            judges[j].streams = judges[j].streams.saturating_sub(n);
+        }
+        out
+    }
+
+    /// Revoked streams: commit their final states, then let them go.
+    fn revoke(&self, consumer: &BaseConsumer<Ctx>, revoked: &TopicPartitionList) {
+        let mut partitions: Vec<i32> = revoked.elements().iter().map(|e| e.partition()).collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        lock(&self.refused).retain(|p| !partitions.contains(p));
+        let released = self.release(&partitions);
+        let states: Vec<(i32, StreamState)> =
+            released.iter().filter_map(|r| r.state.clone().map(|s| (r.stream.partition, s))).collect();
+        let persisted = self.commit(consumer, &states, false);
+        let n = released.len();
+        for r in released {
+            // Their open joins now belong to the next owner.
+            self.metrics.open_joins.sub(r.stream.open_joins() as i64);
+            let p = r.stream.partition.to_string();
+            for t in r.stream.topics() {
+                let _ = self.metrics.watermark_delay.remove_label_values(&[t, &p]);
+                let _ = self.metrics.consumer_lag.remove_label_values(&[t, &p]);
+            }
+            r.stream.log_release();
+            if !persisted {
+                // The broker is away (a session timeout during an outage):
+                // keep the stream; if it comes back to this instance and
+                // nobody got further, it continues exactly.
+                let mut kept = lock(&self.retained);
+                kept.retain(|_, (at, _)| at.elapsed() < RETAIN_FOR);
+                kept.insert(r.stream.partition, (Instant::now(), r.stream));
+            }
+        }
+        if !persisted && n > 0 {
+            warn!(
+                streams = n,
+                "revoked without a persisted handover state; keeping it in case the partitions come back"
+            );
+        }
+        let owned = lock(&self.owner).len();
+        info!(revoked = n, still_owned = owned, "partitions revoked");
+        if owned == 0 {
+            self.status.assigned.store(false, Ordering::Relaxed);
+            self.metrics.ready.set(0);
+        }
+    }
+
+    /// Handover states of `partitions`: from the commit metadata (valid
+    /// only with the committed offset it came with) and from the handover
+    /// topic; the newest wins.
+    fn inherited(&self, consumer: &BaseConsumer<Ctx>, tpl: &TopicPartitionList) -> HashMap<i32, StreamState> {
+        let mut out: HashMap<i32, StreamState> = HashMap::new();
+        match consumer.committed_offsets(tpl.clone(), Duration::from_secs(10)) {
+            Ok(committed) => {
+                for e in committed.elements() {
+                    if let (Offset::Offset(o), Some(st)) = (e.offset(), StreamState::decode(e.metadata(), e.topic())) {
+                        if st.topic(e.topic()).is_some_and(|m| m.offset == o) {
+                            let prev = out.remove(&e.partition());
+                            out.insert(e.partition(), StreamState::newest(prev, st));
+                        }
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot read committed offsets"),
+        }
+        match read_handover_topic(&self.cfg, &self.handover_topic) {
+            Ok(states) => {
+                for (p, st) in states {
+                    if out.contains_key(&p) || tpl.elements().iter().any(|e| e.partition() == p) {
+                        let prev = out.remove(&p);
+                        out.insert(p, StreamState::newest(prev, st));
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, topic = %self.handover_topic, "cannot read the handover topic"),
+        }
+        out
+    }
+
+    /// The assign callback, before the assignment is applied: builds each
+    /// stream from the newest handover state and sets where each topic
+    /// starts.
+    fn assign(&self, consumer: &BaseConsumer<Ctx>, tpl: &TopicPartitionList) {
+        let mut by_p: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+        for e in tpl.elements() {
+            by_p.entry(e.partition()).or_default().push(e.topic().to_string());
+        }
+        let mut refused = Vec::new();
+        by_p.retain(|p, topics| {
+            let whole = self.cfg.topics.iter().all(|t| topics.contains(t));
+            if !whole {
+                refused.push(*p);
+            }
+            whole
+        });
+        if !refused.is_empty() {
+            let msg = format!(
+                "assignment splits streams {refused:?}: another instance owns partition p of some topics; every instance must use partition.assignment.strategy=range over the same topics"
+            );
+            error!("{msg}");
+            self.status.set_problem(msg);
+            *lock(&self.refused) = refused;
+        }
+        let inherited = self.inherited(consumer, tpl);
+        let mut pending = Vec::new();
+        for &p in by_p.keys() {
+            let state = inherited.get(&p);
+            if let Some((_, mut s)) = lock(&self.retained).remove(&p) {
+                // Ours, unless another owner got further meanwhile.
+                let mine = s.handover();
+                if state.is_none_or(|st| mine.as_ref().is_some_and(|m| m.progress() >= st.progress())) {
+                    info!(partition = p, "partition back: continuing from the state kept in memory");
+                    s.restart_idle_clock(Instant::now());
+                    self.seek(tpl, p, mine.as_ref().map(|st| seek_offsets(&self.cfg.topics, st)));
+                    pending.push((p, s));
+                    continue;
+                }
+            }
+            let mut stream = self.new_stream(p);
+            if let Some(st) = state {
+                info!(partition = p, state = %st.encode(), "continuing from the previous owner's handover state");
+                let seek = stream.inherit(st);
+                self.seek(tpl, p, Some(seek));
+            }
+            pending.push((p, stream));
+        }
+        *lock(&self.pending) = pending;
+    }
+
+    fn seek(&self, tpl: &TopicPartitionList, p: i32, offsets: Option<Vec<Option<i64>>>) {
+        let Some(offsets) = offsets else { return };
+        for (t, o) in self.cfg.topics.iter().zip(offsets) {
+            if let (Some(o), Some(mut el)) = (o, tpl.find_partition(t, p)) {
+                let _ = el.set_offset(Offset::Offset(o));
+            }
+        }
+    }
+
+    fn new_stream(&self, p: i32) -> Stream {
+        // One sample budget per instance, shared by its streams.
+        let owned = lock(&self.owner).len() + lock(&self.pending).len() + 1;
+        let budget = self.cfg.sample_bytes / owned.max(self.cfg.topics.len());
+        let counters = self
+            .cfg
+            .topics
+            .iter()
+            .map(|t| self.metrics.topic_waits_expired.with_label_values(&[t.as_str(), &p.to_string()]))
+            .collect();
+        Stream::new(p, Pipeline::new(self.features.clone(), budget), &self.cfg.topics).with_overdue_counters(counters)
+    }
+
+    /// After the assignment is applied: split each new stream's partition
+    /// queues off the consumer's queue and hand the stream to the least
+    /// busy judging thread.
+    fn start_pending(&self) {
+        let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else { return };
+        let pending = std::mem::take(&mut *lock(&self.pending));
+        let mut judges = lock(&self.judges);
+        let mut owner = lock(&self.owner);
+        for (p, stream) in pending {
+            let Some(j) = (0..judges.len()).min_by_key(|&j| judges[j].streams) else { break };
+            let wake = Arc::new(AtomicBool::new(true));
+            let mut queues = Vec::new();
+            for t in &self.cfg.topics {
+                match consumer.split_partition_queue(t, p) {
+                    Some(mut q) => {
+                        let (w, thread) = (wake.clone(), judges[j].thread());
+                        q.set_nonempty_callback(move || {
+                            w.store(true, Ordering::Release);
+                            thread.unpark();
+                        });
+                        queues.push(q);
+                    }
+                    None => error!(topic = %t, partition = p, "cannot split the partition queue"),
+                }
+            }
+            if queues.len() != self.cfg.topics.len() {
+                continue;
+            }
+            self.metrics.open_joins.add(stream.open_joins() as i64);
+            let gauges = self.cfg.topics.iter().map(|t| watermark_gauge(&self.metrics, t, p)).collect();
+            if judges[j].send(Control::Add(Box::new(Slot::new(stream, queues, wake, gauges)))) {
+                judges[j].streams += 1;
+                owner.insert(p, j);
+            }
+        }
+        let refused = lock(&self.refused).clone();
+        if !refused.is_empty() {
+            let mut tpl = TopicPartitionList::new();
+            for t in &self.cfg.topics {
+                for p in &refused {
+                    let _ = tpl.add_partition_offset(t, *p, Offset::Invalid);
+                }
+            }
+            let _ = consumer.pause(&tpl);
+        }
+        let assigned = !owner.is_empty();
+        self.status.assigned.store(assigned, Ordering::Relaxed);
+        self.status.broker_up.store(true, Ordering::Relaxed);
+        self.metrics.ready.set(i64::from(assigned && refused.is_empty()));
+        info!(streams = owner.len(), "partitions assigned");
+    }
+
+    /// A message that arrived on the consumer's own queue (fetched before
+    /// its partition's queue was split): to its stream, in order.
+    fn route(&self, m: &rdkafka::message::BorrowedMessage<'_>) {
+        let Some(t) = self.cfg.topics.iter().position(|x| x == m.topic()) else { return };
+        let owner = lock(&self.owner);
+        if let Some(&j) = owner.get(&m.partition()) {
+            lock(&self.judges)[j].send(Control::Routed { partition: m.partition(), topic: t, msg: m.detach() });
+        }
+    }
+
+    /// The broker answers again: streams get a fresh idle clock, so none
+    /// advances its watermark by wall clock before its backlog arrives.
+    fn broker_back_up(&self) {
+        for j in lock(&self.judges).iter() {
+            j.send(Control::BrokerBackUp);
+        }
+        if !self.status.broker_up.swap(true, Ordering::Relaxed) {
+            info!("kafka broker reachable again");
+        }
+        let assigned = self.status.assigned.load(Ordering::Relaxed);
+        self.metrics.ready.set(i64::from(assigned && lock(&self.refused).is_empty()));
+    }
+}
+
+/// The start offset of each configured topic in a state.
+fn seek_offsets(topics: &[String], st: &StreamState) -> Vec<Option<i64>> {
+    topics.iter().map(|t| st.topic(t).map(|m| m.offset)).collect()
+}
+
+/// librdkafka's callbacks.
+pub struct Ctx {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for Ctx {
+    fn stats(&self, stats: Statistics) {
+        // A broker in state UP (not the bootstrap placeholder) means the
+        // cluster answers, even if no record arrives.
+        let up = stats.brokers.values().any(|b| b.state == "UP" && b.nodeid >= 0);
+        if up {
+            self.shared.status.clear_problem("kafka authentication");
+            self.shared.status.clear_problem("kafka TLS");
+            if !self.shared.status.broker_up.load(Ordering::Relaxed) {
+                self.shared.broker_back_up();
+            }
+        }
+        // Lag from the read position (what accord has yet to judge), not
+        // from the committed offset, which trails by design while joins
+        // are open (up to two windows plus lateness).
+        for (topic, t) in &stats.topics {
+            for (&p, ps) in &t.partitions {
+                if p >= 0 && ps.app_offset >= 0 && ps.hi_offset >= 0 {
+                    lag_gauge(&self.shared.metrics, topic, p).set((ps.hi_offset - ps.app_offset).max(0));
+                }
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let code = error.rdkafka_error_code();
+        match code {
+            // The end of a partition is not an error.
+            Some(RDKafkaErrorCode::PartitionEOF) => return,
+            Some(RDKafkaErrorCode::AllBrokersDown) => {
+                self.shared.status.broker_up.store(false, Ordering::Relaxed);
+                self.shared.metrics.ready.set(0);
+            }
+            _ => {}
+        }
+        // Credentials and certificates do not fix themselves: one clear
+        // line (repeated every 30 s while it lasts) and the readyz reason.
+        let problem = match code {
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => {
+                Some(format!("kafka authentication failed: {reason}"))
+            }
+            Some(RDKafkaErrorCode::SSL) => Some(format!("kafka TLS failed: {reason}")),
+            _ if reason.contains("SSL handshake failed") || reason.contains("certificate verify failed") => {
+                Some(format!("kafka TLS failed: {reason}"))
+            }
+            _ if reason.contains("SASL") && reason.contains("authentication failed") => {
+                Some(format!("kafka authentication failed: {reason}"))
+            }
+            _ => None,
+        };
+        if let Some(p) = problem {
+            if let Verdict::Log { .. } = lock(&self.shared.auth_errors).check(Instant::now()) {
+                error!("{p}");
+            }
+            self.shared.status.set_problem(p);
+            self.shared.metrics.ready.set(0);
+            return;
+        }
+        if let Verdict::Log { suppressed } = lock(&self.shared.errors).check(Instant::now()) {
+            warn!(%error, reason, suppressed, "kafka client error (logged at most every 10 s)");
+        }
+    }
+}
+
+impl ConsumerContext for Ctx {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.shared.metrics.rebalances.inc();
+        match rebalance {
+            Rebalance::Revoke(revoked) => self.shared.revoke(consumer, revoked),
+            Rebalance::Assign(tpl) => self.shared.assign(consumer, tpl),
+            Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(_) = rebalance {
+            self.shared.start_pending();
+        }
+    }
+}
+
+/// Creates the consumer, subscribes and starts the consumer thread, which
+/// runs until `stop` and then commits, stops the judging threads and
+/// leaves the group.
+pub fn start(
+    shared: Arc<Shared>,
+    judges: Vec<JudgeHandle<Ctx>>,
+    stop: Arc<AtomicBool>,
+) -> Result<JoinHandle<Result<(), SourceError>>, SourceError> {
+    let cfg = &shared.cfg;
+    let mut c = client_config(&cfg.brokers, &[]);
+    c.set("group.id", &cfg.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        // Short enough that group joins do not stall (mock cluster, tansu).
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("statistics.interval.ms", "5000")
+        // End-of-partition events tell "caught up" from "stalled".
+        .set("enable.partition.eof", "true")
+        // Bound the prefetch per partition so a flood cannot grow memory in
+        // librdkafka's queues.
+        .set("queued.max.messages.kbytes", "16384")
+        // With that bound reached, librdkafka 2.x waits
+        // `fetch.queue.backoff.ms` (default 1000) before fetching again: a
+        // consumer slower than its fetcher would drain in bursts with
+        // one-second pauses (docs/performance.md).
+        .set("fetch.queue.backoff.ms", "10")
+        // One instance owns partition p of every topic (co-partitioning).
+        .set("partition.assignment.strategy", "range");
+    for (k, v) in &cfg.properties {
+        c.set(k, v);
+    }
+    let consumer: BaseConsumer<Ctx> = c
+        .create_with_context(Ctx { shared: shared.clone() })
+        .map_err(|e| SourceError::Config(format!("kafka consumer configuration: {e}")))?;
+    let consumer = Arc::new(consumer);
+    let _ = shared.consumer.set(Arc::downgrade(&consumer));
+    *lock(&shared.judges) = judges;
+    let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).map_err(|e| SourceError::Config(format!("cannot subscribe to {topics:?}: {e}")))?;
+    std::thread::Builder::new()
+        .name("accord-kafka".into())
+        .spawn(move || run(consumer, shared, stop))
+        .map_err(|e| SourceError::Thread(format!("consumer thread: {e}")))
+}
+
+fn run(consumer: Arc<BaseConsumer<Ctx>>, shared: Arc<Shared>, stop: Arc<AtomicBool>) -> Result<(), SourceError> {
+    let interval = shared.cfg.commit_interval;
+    let mut next_commit = Instant::now() + interval;
+    let mut errors = RateLimit::every(Duration::from_secs(10));
+    while !stop.load(Ordering::Acquire) {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => shared.route(&m),
+            Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+            Some(Err(e)) => {
+                if let Verdict::Log { suppressed } = errors.check(Instant::now()) {
+                    warn!(error = %e, suppressed, "kafka consume error (logged at most every 10 s)");
+                }
+            }
+        }
+        if shared.status.broker_up.load(Ordering::Relaxed) && Instant::now() >= next_commit {
+            let states = shared.snapshot();
+            let ok = shared.commit(&consumer, &states, true);
+            next_commit = Instant::now() + if ok { interval } else { COMMIT_BACKOFF };
+        }
+    }
+    // Shutdown: every stream's final state is committed; open joins are
+    // not judged here, the next owner replays them.
+    let owned: Vec<i32> = lock(&shared.owner).keys().copied().collect();
+    let released = shared.release(&owned);
+    let states: Vec<(i32, StreamState)> =
+        released.iter().filter_map(|r| r.state.clone().map(|s| (r.stream.partition, s))).collect();
+    shared.commit(&consumer, &states, false);
+    for r in &released {
+        shared.metrics.open_joins.sub(r.stream.open_joins() as i64);
+    }
+    drop(released);
+    for j in lock(&shared.judges).iter_mut() {
+        j.stop();
+    }
+    lock(&shared.judges).clear();
+    consumer.unsubscribe();
+    Ok(())
+}

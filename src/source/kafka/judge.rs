@@ -1,0 +1,371 @@
+//! Judging threads: each owns some streams and their partition queues,
+//! and judges their messages in order, one stream's messages by one thread
+//! only. Several threads use several cores; nothing here runs on the async
+//! runtime, so blocking (a full producer queue, a partition queue poll)
+//! never stalls the HTTP server.
+//!
+//! A thread sleeps until a partition queue of one of its streams becomes
+//! non-empty (librdkafka's queue callback wakes it), a control message
+//! arrives, or its 250 ms tick is due (idle watermarks, gauges).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle, Thread};
+use std::time::{Duration, Instant};
+
+use prometheus::Gauge;
+use rdkafka::consumer::base_consumer::PartitionQueue;
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedMessage;
+use tracing::warn;
+
+use super::handover::StreamState;
+use super::merge::{choose, Choice};
+use super::stream::{Judged, Msg, Stream};
+use super::SourceStatus;
+use crate::join::Observer;
+use crate::ratelimit::{RateLimit, Verdict};
+
+/// Messages handled per stream before the thread looks at its other
+/// streams, control messages and its tick again.
+const DRAIN_BUDGET: usize = 256;
+
+/// How often idle streams advance their watermark and gauges refresh.
+pub const TICK: Duration = Duration::from_millis(250);
+
+/// A stream with the partition queues of its topics.
+pub struct Slot<C: ConsumerContext + 'static> {
+    pub stream: Stream,
+    /// One per topic of the stream, in the stream's topic order.
+    pub queues: Vec<PartitionQueue<C>>,
+    /// Set by a queue's non-empty callback (and when a round ends with
+    /// messages left).
+    pub wake: Arc<AtomicBool>,
+    /// `accord_watermark_delay_seconds`, one per topic of the stream.
+    pub wm_gauges: Vec<Gauge>,
+    /// Heads fetched but not judged when the last round ended (waiting for
+    /// another topic), with their merge keys.
+    parked: Vec<Option<(i64, OwnedMessage)>>,
+    /// Messages of this stream that arrived on the consumer's main queue
+    /// (fetched before the partition's queue was split), oldest first.
+    routed: VecDeque<(usize, OwnedMessage)>,
+    /// When the merge may stop waiting for a topic.
+    wait_until: Option<Instant>,
+}
+
+impl<C: ConsumerContext + 'static> Slot<C> {
+    pub fn new(stream: Stream, queues: Vec<PartitionQueue<C>>, wake: Arc<AtomicBool>, wm_gauges: Vec<Gauge>) -> Self {
+        let n = queues.len();
+        Slot {
+            stream,
+            queues,
+            wake,
+            wm_gauges,
+            parked: (0..n).map(|_| None).collect(),
+            routed: VecDeque::new(),
+            wait_until: None,
+        }
+    }
+}
+
+/// A stream handed back by its thread.
+pub struct Released {
+    pub stream: Stream,
+    pub state: Option<StreamState>,
+}
+
+pub enum Control<C: ConsumerContext + 'static> {
+    Add(Box<Slot<C>>),
+    /// Hand back these partitions' streams (they leave this instance).
+    Release {
+        partitions: Vec<i32>,
+        reply: Sender<Vec<Released>>,
+    },
+    /// The handover state of every stream, for a commit.
+    Snapshot {
+        reply: Sender<Vec<(i32, Option<StreamState>)>>,
+    },
+    Routed {
+        partition: i32,
+        topic: usize,
+        msg: OwnedMessage,
+    },
+    /// The broker answers again: every stream's idle clock starts over.
+    BrokerBackUp,
+    Stop,
+}
+
+/// The handle the consumer side keeps of a judging thread.
+pub struct JudgeHandle<C: ConsumerContext + 'static> {
+    pub tx: Sender<Control<C>>,
+    thread: Thread,
+    join: Option<JoinHandle<()>>,
+    /// Streams it owns (for spreading new ones).
+    pub streams: usize,
+}
+
+impl<C: ConsumerContext + 'static> JudgeHandle<C> {
+    pub fn send(&self, c: Control<C>) -> bool {
+        let ok = self.tx.send(c).is_ok();
+        self.thread.unpark();
+        ok
+    }
+
+    /// A waker for partition queue callbacks.
+    pub fn thread(&self) -> Thread {
+        self.thread.clone()
+    }
+
+    pub fn stop(&mut self) {
+        self.send(Control::Stop);
+        if let Some(j) = self.join.take() {
+            let _ = j.join();
+        }
+    }
+}
+
+/// What a judging thread shares with the rest of the source.
+pub struct Context {
+    pub status: Arc<SourceStatus>,
+    pub metrics: crate::export::metrics::Metrics,
+}
+
+/// Starts a judging thread whose events go to `obs`.
+pub fn spawn<C, O>(index: usize, ctx: Context, mut obs: O) -> std::io::Result<JudgeHandle<C>>
+where
+    C: ConsumerContext + 'static,
+    O: Observer + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel::<Control<C>>();
+    let join = thread::Builder::new().name(format!("accord-judge-{index}")).spawn(move || run(rx, ctx, &mut obs))?;
+    let thread = join.thread().clone();
+    Ok(JudgeHandle { tx, thread, join: Some(join), streams: 0 })
+}
+
+fn run<C: ConsumerContext + 'static>(rx: Receiver<Control<C>>, ctx: Context, obs: &mut impl Observer) {
+    let mut slots: Vec<Slot<C>> = Vec::new();
+    let mut rejects = RateLimit::new(Duration::from_secs(1), 5);
+    let mut errors = RateLimit::every(Duration::from_secs(10));
+    let mut next_tick = Instant::now() + TICK;
+    loop {
+        loop {
+            match rx.try_recv() {
+                Ok(Control::Add(slot)) => {
+                    slot.wake.store(true, Ordering::Release);
+                    slots.push(*slot);
+                }
+                Ok(Control::Release { partitions, reply }) => {
+                    let mut out = Vec::new();
+                    let mut i = 0;
+                    while i < slots.len() {
+                        if partitions.contains(&slots[i].stream.partition) {
+                            let mut slot = slots.swap_remove(i);
+                            let state = slot.stream.handover();
+                            out.push(Released { stream: slot.stream, state });
+                        } else {
+                            i += 1;
+                        }
+                    }
+                    let _ = reply.send(out);
+                }
+                Ok(Control::Snapshot { reply }) => {
+                    let states = slots.iter_mut().map(|s| (s.stream.partition, s.stream.handover())).collect();
+                    let _ = reply.send(states);
+                }
+                Ok(Control::Routed { partition, topic, msg }) => {
+                    if let Some(s) = slots.iter_mut().find(|s| s.stream.partition == partition) {
+                        s.routed.push_back((topic, msg));
+                        s.wake.store(true, Ordering::Release);
+                    }
+                }
+                Ok(Control::BrokerBackUp) => {
+                    let now = Instant::now();
+                    for s in &mut slots {
+                        s.stream.restart_idle_clock(now);
+                    }
+                }
+                Ok(Control::Stop) | Err(mpsc::TryRecvError::Disconnected) => return,
+                Err(mpsc::TryRecvError::Empty) => break,
+            }
+        }
+        let mut handled = 0u64;
+        let mut suppressed = 0u64;
+        let mut wake_at = next_tick;
+        for slot in &mut slots {
+            let due = slot.wait_until.is_some_and(|w| Instant::now() >= w);
+            if !(slot.wake.swap(false, Ordering::AcqRel) || due) {
+                if let Some(w) = slot.wait_until {
+                    wake_at = wake_at.min(w);
+                }
+                continue;
+            }
+            let (j, more) = round(slot, obs, &mut rejects, &mut errors);
+            handled += j.live + j.suppressed;
+            suppressed += j.suppressed;
+            if more {
+                slot.wake.store(true, Ordering::Release);
+            }
+            if let Some(w) = slot.wait_until {
+                wake_at = wake_at.min(w);
+            }
+        }
+        if handled > 0 {
+            // Once per round: readers (readyz, tests) poll this counter, and
+            // a per-message atomic add on a line they keep reading costs
+            // more than judging.
+            ctx.status.records.fetch_add(handled, Ordering::Relaxed);
+        }
+        if suppressed > 0 {
+            ctx.metrics.replayed_suppressed.inc_by(suppressed);
+        }
+        let now = Instant::now();
+        if now >= next_tick {
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            let broker_up = ctx.status.broker_up.load(Ordering::Relaxed);
+            for slot in &mut slots {
+                slot.stream.tick(now, now_ms, broker_up, obs);
+                let wm = slot.stream.watermark();
+                if wm != i64::MIN {
+                    for g in &slot.wm_gauges {
+                        g.set((now_ms - wm) as f64 / 1000.0);
+                    }
+                }
+            }
+            next_tick = now + TICK;
+            wake_at = wake_at.min(next_tick);
+        }
+        let busy = slots.iter().any(|s| s.wake.load(Ordering::Acquire));
+        if !busy {
+            thread::park_timeout(wake_at.saturating_duration_since(Instant::now()));
+        }
+    }
+}
+
+/// A fetched message at the head of a topic, borrowed from librdkafka or
+/// kept from an earlier round.
+enum Head<'q> {
+    Fetched(rdkafka::message::BorrowedMessage<'q>),
+    Kept(OwnedMessage),
+}
+
+impl Head<'_> {
+    fn msg(&self) -> Msg<'_> {
+        match self {
+            Head::Fetched(m) => Msg::of(m),
+            Head::Kept(m) => Msg::of(m),
+        }
+    }
+    fn detach(self) -> OwnedMessage {
+        match self {
+            Head::Fetched(m) => m.detach(),
+            Head::Kept(m) => m,
+        }
+    }
+}
+
+/// Judges up to `DRAIN_BUDGET` messages of one stream; returns what it
+/// judged and whether messages are left.
+fn round<C: ConsumerContext + 'static>(
+    slot: &mut Slot<C>,
+    obs: &mut impl Observer,
+    rejects: &mut RateLimit,
+    errors: &mut RateLimit,
+) -> (Judged, bool) {
+    let Slot { stream, queues, parked, routed, wait_until, .. } = slot;
+    *wait_until = None;
+    let mut judged = Judged::default();
+    let mut add = |j: Judged| {
+        judged.live += j.live;
+        judged.suppressed += j.suppressed;
+    };
+    // Messages from the main queue are older than anything queued since.
+    while let Some((t, m)) = routed.pop_front() {
+        add(stream.judge(t, Msg::of(&m), obs, rejects, Instant::now()));
+    }
+    if queues.len() == 1 {
+        // One topic: nothing to merge, judge in offset order as fetched.
+        for _ in 0..DRAIN_BUDGET {
+            if let Some((_, m)) = parked[0].take() {
+                add(stream.judge(0, Msg::of(&m), obs, rejects, Instant::now()));
+                continue;
+            }
+            match queues[0].poll(Duration::ZERO) {
+                Some(Ok(m)) => add(stream.judge(0, Msg::of(&m), obs, rejects, Instant::now())),
+                Some(Err(e)) => {
+                    fetch_error(stream, 0, e, errors);
+                    return (judged, false);
+                }
+                None => {
+                    stream.empty(0, false, Instant::now());
+                    return (judged, false);
+                }
+            }
+        }
+        return (judged, true);
+    }
+    // Several topics: merge by event time.
+    let mut heads: Vec<Option<(i64, Head<'_>)>> =
+        parked.iter_mut().map(|p| p.take().map(|(k, m)| (k, Head::Kept(m)))).collect();
+    let mut more = false;
+    let mut n = 0;
+    loop {
+        let now = Instant::now();
+        for (t, h) in heads.iter_mut().enumerate() {
+            if h.is_some() {
+                continue;
+            }
+            match queues[t].poll(Duration::ZERO) {
+                Some(Ok(m)) => {
+                    let key = stream.merge_key(&Msg::of(&m));
+                    *h = Some((key, Head::Fetched(m)));
+                }
+                Some(Err(e)) => fetch_error(stream, t, e, errors),
+                None => stream.empty(t, false, now),
+            }
+        }
+        if n == DRAIN_BUDGET {
+            more = true;
+            break;
+        }
+        let views: Vec<_> = heads
+            .iter()
+            .enumerate()
+            .map(|(t, h)| stream.topic_view(t, h.as_ref().map(|(k, m)| (*k, m.msg().offset))))
+            .collect();
+        match choose(&views, stream.millis(now), stream.max_topic_idle_ms()) {
+            Choice::Take { topic, overdue } => {
+                if let Some(u) = overdue {
+                    stream.note_overdue(u);
+                }
+                if let Some((_, m)) = heads[topic].take() {
+                    add(stream.judge(topic, m.msg(), obs, rejects, now));
+                }
+                n += 1;
+            }
+            Choice::Wait { until_ms, .. } => {
+                *wait_until = until_ms.map(|ms| stream.instant(ms));
+                break;
+            }
+            Choice::Idle => break,
+        }
+    }
+    for (t, h) in heads.into_iter().enumerate() {
+        parked[t] = h.map(|(k, m)| (k, m.detach()));
+    }
+    (judged, more)
+}
+
+fn fetch_error(stream: &mut Stream, t: usize, e: KafkaError, errors: &mut RateLimit) {
+    match e {
+        // The end of the partition is not an error: the topic is caught up.
+        KafkaError::PartitionEOF(_) => stream.empty(t, true, Instant::now()),
+        e => {
+            if let Verdict::Log { suppressed } = errors.check(Instant::now()) {
+                warn!(partition = stream.partition, error = %e, suppressed, "kafka fetch error (logged at most every 10 s)");
+            }
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! The Kafka source of `accord run`: a consumer group over one or more
+//! co-partitioned topics. Partition `p` of every topic is one stream (one
+//! watermark, one set of open joins); streams are spread over judging
+//! threads; offsets are committed at least once, with a handover state
+//! that lets the next owner continue exactly.
+//!
+//! # Layout
+//! - [`config`](self): what `accord run` needs to reach Kafka (this file);
+//! - `consumer`: the consumer thread — polls the group, serves rebalances
+//!   (assign: inherit and split the partition queues; revoke: take the
+//!   streams back and commit them) and commits periodically;
+//! - `judge`: the judging threads, each owning some streams and their
+//!   partition queues;
+//! - `stream`: one stream's rules (suppressed re-read after a handover,
+//!   idle watermark), without threads or librdkafka;
+//! - `merge`: which topic's record a stream judges next;
+//! - `handover`: the handover state and its text form;
+//! - `commit`: verdicts flushed, handover state written, offsets committed,
+//!   in that order;
+//! - `internal`: the internal topics named after the group;
+//! - `verdicts`: the verdicts topic producer.
+//!
+//! Blocking librdkafka calls (polls, synchronous commits, flushes, reads of
+//! the handover topic) run on the consumer and judging threads, never on
+//! the async runtime, which serves HTTP.
+
+mod commit;
+mod consumer;
+mod handover;
+mod internal;
+mod judge;
+mod merge;
+mod stream;
+mod verdicts;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use handover::{StreamState, TopicMark};
+pub use internal::default_names as internal_topic_names;
+
+use crate::export::metrics::Metrics;
+use crate::features::Features;
+use crate::join::Observer;
+
+/// What `accord run` needs to reach Kafka.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    /// Co-partitioned topics: partition `p` of each is one stream.
+    pub topics: Vec<String>,
+    pub group: String,
+    /// Extra librdkafka properties (`--kafka key=value`): TLS, SASL, ...
+    pub properties: Vec<(String, String)>,
+    pub verdicts_topic: Option<String>,
+    /// Where handover states live (default `<group>.accord-handover`).
+    pub handover_topic: Option<String>,
+    /// Where the live view's statistics go (default `<group>.accord-stats`).
+    pub stats_topic: Option<String>,
+    pub commit_interval: Duration,
+    /// Bytes of raw records kept for divergence samples, for the whole
+    /// instance (shared by its streams).
+    pub sample_bytes: usize,
+    /// Judging threads (streams are spread over them).
+    pub judge_threads: usize,
+}
+
+impl KafkaConfig {
+    /// The defaults of `accord run` for these brokers, topics and group.
+    pub fn new(brokers: &str, topics: &[&str], group: &str) -> Self {
+        KafkaConfig {
+            brokers: brokers.to_string(),
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            group: group.to_string(),
+            properties: Vec::new(),
+            verdicts_topic: None,
+            handover_topic: None,
+            stats_topic: None,
+            commit_interval: Duration::from_secs(1),
+            sample_bytes: 64 << 20,
+            judge_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Bad configuration: the caller exits with code 2.
+    #[error("{0}")]
+    Config(String),
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("{0}")]
+    Thread(String),
+}
+
+/// The base client configuration shared by consumers and producers.
+pub fn client_config(brokers: &str, properties: &[(String, String)]) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers);
+    for (k, v) in properties {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Live state shared with the HTTP server (`/readyz`) and tests.
+#[derive(Default)]
+pub struct SourceStatus {
+    /// Streams are assigned.
+    pub assigned: AtomicBool,
+    pub broker_up: AtomicBool,
+    /// Messages handled (judged, or re-read after a handover).
+    pub records: AtomicU64,
+    /// A problem that keeps the instance from being ready though the broker
+    /// answers: failed authentication, a failed TLS handshake, an
+    /// assignment that splits a stream.
+    problem: Mutex<Option<String>>,
+}
+
+impl SourceStatus {
+    pub fn ready(&self) -> bool {
+        self.readiness().is_ok()
+    }
+
+    /// `Ok` when ready, else why not, in words an operator acts on.
+    pub fn readiness(&self) -> Result<(), String> {
+        if let Some(p) = self.problem.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Err(p);
+        }
+        if !self.broker_up.load(Ordering::Relaxed) {
+            return Err("kafka broker unreachable".into());
+        }
+        if !self.assigned.load(Ordering::Relaxed) {
+            return Err("no partitions assigned yet".into());
+        }
+        Ok(())
+    }
+
+    pub fn set_problem(&self, problem: impl Into<String>) {
+        *self.problem.lock().unwrap_or_else(|e| e.into_inner()) = Some(problem.into());
+    }
+
+    /// Clears a problem whose text starts with `prefix` (what resolved it
+    /// knows only its kind).
+    pub fn clear_problem(&self, prefix: &str) {
+        let mut p = self.problem.lock().unwrap_or_else(|e| e.into_inner());
+        if p.as_deref().is_some_and(|s| s.starts_with(prefix)) {
+            *p = None;
+        }
+    }
+}
+
+/// Consumes until `cancel`, then commits what was judged and leaves the
+/// group. Each judging thread's events also go to an observer made by
+/// `extra` (live statistics).
+pub struct KafkaSource {
+    cfg: KafkaConfig,
+    features: Arc<Features>,
+    metrics: Metrics,
+    status: Arc<SourceStatus>,
+}
+
+impl KafkaSource {
+    pub fn new(cfg: KafkaConfig, features: Arc<Features>, metrics: Metrics, status: Arc<SourceStatus>) -> Self {
+        KafkaSource { cfg, features, metrics, status }
+    }
+
+    /// Runs the source until `cancel`.
+    pub async fn run<O, F>(self, cancel: CancellationToken, extra: F) -> Result<(), SourceError>
+    where
+        O: Observer + Send + 'static,
+        F: Fn() -> O,
+    {
+        config::check(&self.cfg)?;
+        let Some(existing) = self.check_topics(&cancel).await? else {
+            return Ok(());
+        };
+        let handover = internal::InternalTopic::handover(&self.cfg);
+        let stats = internal::InternalTopic::stats(&self.cfg);
+        internal::ensure(&self.cfg, &existing, &[handover.clone(), stats]).await?;
+        info!(
+            topic = %handover.name,
+            "handover state lives in the offset commits' metadata and in topic {:?} (keyed {}/<partition>)",
+            handover.name,
+            self.cfg.group
+        );
+        let shared = consumer::Shared::new(&self.cfg, &self.features, &self.metrics, &self.status, handover.name)?;
+        let mut judges = Vec::new();
+        for i in 0..self.cfg.judge_threads.max(1) {
+            let verdicts = shared.verdict_observer();
+            let obs = (self.metrics.observer(), (extra(), verdicts));
+            let ctx = judge::Context { status: shared.status(), metrics: self.metrics.clone() };
+            judges.push(judge::spawn(i, ctx, obs).map_err(|e| SourceError::Thread(format!("judging thread: {e}")))?);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let worker = consumer::start(shared, judges, stop.clone())?;
+        info!(topics = ?self.cfg.topics, group = %self.cfg.group, brokers = %self.cfg.brokers, threads = self.cfg.judge_threads.max(1), "consuming");
+        cancel.cancelled().await;
+        stop.store(true, Ordering::Release);
+        info!("shutting down: committing judged offsets");
+        tokio::task::spawn_blocking(move || worker.join())
+            .await
+            .map_err(|e| SourceError::Thread(format!("consumer thread: {e}")))?
+            .map_err(|_| SourceError::Thread("consumer thread panicked".into()))?
+    }
+
+    /// Checks that every topic exists and that their partition counts are
+    /// equal (records of one request must meet in one stream). Retries
+    /// while the broker is unreachable; returns the broker's topic names,
+    /// or `None` if cancelled first.
+    async fn check_topics(&self, cancel: &CancellationToken) -> Result<Option<Vec<String>>, SourceError> {
+        let probe: BaseConsumer = client_config(&self.cfg.brokers, &self.cfg.properties)
+            .create()
+            .map_err(|e| SourceError::Config(format!("kafka client configuration: {e}")))?;
+        let probe = Arc::new(probe);
+        let mut attempt = 0u32;
+        loop {
+            let c = probe.clone();
+            let md = tokio::task::spawn_blocking(move || {
+                c.fetch_metadata(None, Duration::from_secs(5)).map(|md| {
+                    md.topics()
+                        .iter()
+                        .map(|t| (t.name().to_string(), t.error().is_none(), t.partitions().len()))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .await
+            .map_err(|e| SourceError::Thread(format!("metadata task: {e}")))?;
+            match md {
+                Ok(topics) => {
+                    self.status.broker_up.store(true, Ordering::Relaxed);
+                    config::check_partition_counts(&self.cfg, &topics)?;
+                    return Ok(Some(topics.into_iter().map(|t| t.0).collect()));
+                }
+                Err(e) => {
+                    self.status.broker_up.store(false, Ordering::Relaxed);
+                    attempt += 1;
+                    warn!(brokers = %self.cfg.brokers, error = %e, attempt, "kafka broker unreachable; retrying (readyz answers 503 meanwhile)");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return Ok(None),
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+mod config {
+    //! Checks of the configuration that need no broker, and of the topic
+    //! layout that needs its metadata.
+
+    use super::{KafkaConfig, SourceError};
+
+    /// Partition assignment strategies that give one instance partition
+    /// `p` of every topic: the range assignor does, for co-partitioned
+    /// topics; accord's handover expects eager rebalancing.
+    pub fn check(cfg: &KafkaConfig) -> Result<(), SourceError> {
+        if cfg.topics.is_empty() {
+            return Err(SourceError::Config("no topic to consume (--topic)".into()));
+        }
+        if cfg.topics.len() > usize::from(u8::MAX) {
+            return Err(SourceError::Config(format!("at most 255 topics form one stream, got {}", cfg.topics.len())));
+        }
+        for (k, v) in &cfg.properties {
+            if k == "partition.assignment.strategy" {
+                let ok =
+                    v.split(',').all(|s| s.trim() == "range" || (cfg.topics.len() == 1 && s.trim() == "roundrobin"));
+                if !ok {
+                    return Err(SourceError::Config(format!(
+                        "--kafka partition.assignment.strategy={v}: accord needs the range assignor{} (one instance owns partition p of every topic; rebalances are eager)",
+                        if cfg.topics.len() > 1 { "" } else { " or roundrobin" }
+                    )));
+                }
+            }
+            if k == "group.protocol" && v != "classic" {
+                return Err(SourceError::Config(format!(
+                    "--kafka group.protocol={v}: accord needs the classic consumer group protocol"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// `topics`: the broker's `(name, ok, partitions)`.
+    pub fn check_partition_counts(cfg: &KafkaConfig, topics: &[(String, bool, usize)]) -> Result<(), SourceError> {
+        let mut counts = Vec::new();
+        for t in &cfg.topics {
+            match topics.iter().find(|m| &m.0 == t) {
+                Some((_, true, n)) if *n > 0 => counts.push((t.clone(), *n)),
+                _ => {
+                    return Err(SourceError::Config(format!(
+                        "topic {t:?} does not exist on {} (create it, or fix --topic)",
+                        cfg.brokers
+                    )))
+                }
+            }
+        }
+        if counts.windows(2).any(|w| w[0].1 != w[1].1) {
+            let list: Vec<String> = counts.iter().map(|(t, n)| format!("{t}={n}")).collect();
+            return Err(SourceError::Config(format!(
+                "topics must have equal partition counts so a request's records meet in one stream (co-partitioned, keyed by request_id): {}",
+                list.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn cfg(topics: &[&str], props: &[(&str, &str)]) -> KafkaConfig {
+            let mut c = KafkaConfig::new("b:1", topics, "g");
+            c.properties = props.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            c
+        }
+
+        #[test]
+        fn only_assignors_that_keep_streams_whole() {
+            assert!(check(&cfg(&["a"], &[])).is_ok());
+            assert!(check(&cfg(&["a"], &[("partition.assignment.strategy", "roundrobin")])).is_ok());
+            assert!(check(&cfg(&["a", "b"], &[("partition.assignment.strategy", "range")])).is_ok());
+            let e = check(&cfg(&["a", "b"], &[("partition.assignment.strategy", "roundrobin")])).unwrap_err();
+            assert!(e.to_string().contains("range assignor"), "{e}");
+            assert!(check(&cfg(&["a"], &[("partition.assignment.strategy", "cooperative-sticky")])).is_err());
+            assert!(check(&cfg(&["a"], &[("group.protocol", "consumer")])).is_err());
+            assert!(check(&cfg(&[], &[])).is_err());
+        }
+
+        #[test]
+        fn topics_must_exist_and_be_co_partitioned() {
+            let c = cfg(&["web", "backend"], &[]);
+            let md = |a: usize, b: usize| vec![("web".to_string(), true, a), ("backend".to_string(), true, b)];
+            assert!(check_partition_counts(&c, &md(6, 6)).is_ok());
+            let e = check_partition_counts(&c, &md(6, 4)).unwrap_err().to_string();
+            assert!(e.contains("web=6, backend=4") && !e.contains('\n'), "{e}");
+            let e = check_partition_counts(&c, &md(6, 0)).unwrap_err().to_string();
+            assert!(e.contains("\"backend\" does not exist"), "{e}");
+        }
+    }
+}

@@ -370,6 +370,58 @@ async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_client_auth_policies_and_allowed_sans() {
+    let pki = Pki::new();
+    let dir = temp_dir("policies");
+    pki.write_server_files(&dir);
+    let base = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
+    let no_cert = tls_client(&pki.ca_pem, None, &[]);
+    let good = tls_client(&pki.ca_pem, Some((&pki.client_pem, &pki.client_key)), &[]);
+    let rogue = tls_client(&pki.ca_pem, Some((&pki.rogue_client_pem, &pki.rogue_client_key)), &[]);
+
+    // RequireAnyClientCert: some certificate, not verified against a CA.
+    let yaml = format!("{base}  client_auth_type: RequireAnyClientCert\n");
+    let server = start(app().router, opts(Some(web_config(&dir, &yaml)))).await;
+    assert!(tls_get(&no_cert, server.addr, "/healthz", None).await.is_err());
+    assert_eq!(tls_get(&rogue, server.addr, "/healthz", None).await.unwrap().status, 200);
+    server.stop().await;
+
+    // VerifyClientCertIfGiven: none is fine, a bad one is not.
+    let yaml = format!("{base}  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: ca.crt\n");
+    let server = start(app().router, opts(Some(web_config(&dir, &yaml)))).await;
+    assert_eq!(tls_get(&no_cert, server.addr, "/healthz", None).await.unwrap().status, 200);
+    assert_eq!(tls_get(&good, server.addr, "/healthz", None).await.unwrap().status, 200);
+    assert!(tls_get(&rogue, server.addr, "/healthz", None).await.is_err());
+    server.stop().await;
+
+    // client_allowed_sans: the CA's client certificate names "prometheus".
+    let mtls = format!("{base}  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n");
+    let server =
+        start(app().router, opts(Some(web_config(&dir, &format!("{mtls}  client_allowed_sans: [prometheus]\n")))))
+            .await;
+    assert_eq!(tls_get(&good, server.addr, "/healthz", None).await.unwrap().status, 200);
+    server.stop().await;
+    let server =
+        start(app().router, opts(Some(web_config(&dir, &format!("{mtls}  client_allowed_sans: [grafana]\n"))))).await;
+    assert!(tls_get(&good, server.addr, "/healthz", None).await.is_err(), "SAN not allowed");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_answers_429_beyond_the_burst_but_not_to_health() {
+    let dir = temp_dir("ratelimit");
+    let yaml = "rate_limit:\n  interval: 1h\n  burst: 3\n";
+    let server = start(app().router, opts(Some(web_config(&dir, yaml)))).await;
+    let mut codes = Vec::new();
+    for _ in 0..5 {
+        codes.push(fetch(server.addr, "/metrics", None).await.status);
+    }
+    assert_eq!(codes, [200, 200, 200, 429, 429]);
+    assert_eq!(fetch(server.addr, "/healthz", None).await.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_over_tls_when_enabled_and_only_then() {
     let pki = Pki::new();
     let dir = temp_dir("h2");

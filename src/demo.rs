@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::catalog::Catalog;
+use crate::http::ServeOptions;
 use crate::service::{Service, ServiceError};
 use crate::simulate::{Generator, Scenario, Timing};
 use crate::source::kafka::{internal_topic_names, KafkaConfig};
@@ -54,6 +55,8 @@ pub struct DemoOptions {
     pub listen: SocketAddr,
     pub rate: f64,
     pub partitions: i32,
+    /// TLS, authentication, timeouts and limits of the HTTP server.
+    pub http: ServeOptions,
 }
 
 pub async fn demo(opts: DemoOptions, cancel: CancellationToken) -> Result<(), ServiceError> {
@@ -72,12 +75,13 @@ pub async fn demo(opts: DemoOptions, cancel: CancellationToken) -> Result<(), Se
     }
     let brokers = cluster.bootstrap_servers();
     let addr = listener.local_addr().map_err(|e| ServiceError::Runtime(e.to_string()))?;
+    let scheme = if opts.http.web.as_ref().is_some_and(|w| w.tls.is_some()) { "https" } else { "http" };
     println!("accord demo: in-process Kafka at {brokers}, topic {DEMO_TOPIC:?} ({} partitions)", opts.partitions);
-    println!("  status page   http://{addr}/");
-    println!("  metrics       http://{addr}/metrics");
-    println!("  features      http://{addr}/api/v1/features");
-    println!("  gate          http://{addr}/api/v1/gates/checkout_v2?window=1m&min_samples=50");
-    println!("  divergences   http://{addr}/api/v1/features/checkout_v2/divergences?limit=5");
+    println!("  status page   {scheme}://{addr}/");
+    println!("  metrics       {scheme}://{addr}/metrics");
+    println!("  features      {scheme}://{addr}/api/v1/features");
+    println!("  gate          {scheme}://{addr}/api/v1/gates/checkout_v2?window=1m&min_samples=50");
+    println!("  divergences   {scheme}://{addr}/api/v1/features/checkout_v2/divergences?limit=5");
     println!("Simulating a mixed rollout at {} records/s; Ctrl-C stops.", opts.rate);
 
     let timing = Timing {
@@ -105,7 +109,8 @@ pub async fn demo(opts: DemoOptions, cancel: CancellationToken) -> Result<(), Se
         properties: vec![("fetch.wait.max.ms".into(), "50".into())],
         ..KafkaConfig::new(&brokers, &[DEMO_TOPIC], DEMO_GROUP)
     };
-    let service = Service::new(catalog)?;
+    let mut service = Service::new(catalog)?;
+    service.http = ServeOptions { grace: service.http.grace, ..opts.http };
     let result = service.run(kafka, listener, cancel.clone()).await;
     cancel.cancel();
     match producer.await {

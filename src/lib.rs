@@ -12,6 +12,7 @@ pub mod demo;
 pub mod export;
 pub mod features;
 pub mod fuzzing;
+pub mod http;
 pub mod join;
 pub mod judge;
 pub mod live;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use accord::export::summary::Summary;
 use accord::export::verdicts::VerdictWriter;
 use accord::export::Metrics;
+use accord::http::{ServeOptions, WebConfig};
 use accord::replay::{replay, ReplayOptions, Source};
 use accord::service::{cancel_on_signals, Service, ServiceError};
 use accord::simulate::{Generator, Scenario, Timing};
@@ -57,6 +58,8 @@ enum Cmd {
         rate: f64,
         #[arg(long, default_value_t = 4)]
         partitions: i32,
+        #[command(flatten)]
+        http: HttpArgs,
     },
     /// Produce realistic decision records with known disagreements (to Kafka, or to a file).
     Simulate(SimulateArgs),
@@ -100,6 +103,53 @@ struct RunArgs {
     /// whole instance (shared by its partitions; at most 1 GiB; 0 keeps none).
     #[arg(long, env = "ACCORD_SAMPLE_BUFFER_BYTES", default_value_t = 64 << 20, value_parser = parse_sample_bytes)]
     sample_buffer_bytes: usize,
+    #[command(flatten)]
+    http: HttpArgs,
+}
+
+/// The HTTP server's security and timeouts (`run` and `demo`).
+#[derive(clap::Args)]
+struct HttpArgs {
+    /// Web configuration in the Prometheus exporters' format (TLS, mutual TLS,
+    /// basic auth, headers); see docs/http-security.md.
+    #[arg(long, env = "ACCORD_WEB_CONFIG_FILE")]
+    web_config_file: Option<PathBuf>,
+    /// Time a new connection has for its TLS handshake and request headers, and
+    /// a keep-alive connection for the headers of a request it has started.
+    #[arg(long, env = "ACCORD_HTTP_READ_TIMEOUT", default_value = "10s", value_parser = parse_timeout)]
+    http_read_timeout: std::time::Duration,
+    /// How long an idle keep-alive connection is kept open (keep it above
+    /// the scrape interval and a load balancer's idle timeout).
+    #[arg(long, env = "ACCORD_HTTP_IDLE_TIMEOUT", default_value = "2m", value_parser = parse_timeout)]
+    http_idle_timeout: std::time::Duration,
+}
+
+impl HttpArgs {
+    /// Validates the web configuration (certificates included): a bad one
+    /// stops start-up with one line and exit code 2.
+    fn serve_options(&self) -> Result<ServeOptions, ExitCode> {
+        let web = match &self.web_config_file {
+            Some(path) => Some(Arc::new(WebConfig::load(path).map_err(|e| {
+                eprintln!("accord: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            })?)),
+            None => None,
+        };
+        Ok(ServeOptions {
+            web,
+            read_timeout: self.http_read_timeout,
+            idle_timeout: self.http_idle_timeout,
+            ..ServeOptions::default()
+        })
+    }
+}
+
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be above zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("invalid duration {s:?}: {e}")),
+    }
 }
 
 #[derive(clap::Args)]
@@ -161,7 +211,7 @@ enum Format {
     Verdicts,
 }
 
-/// Exit code for bad usage or a bad catalog (SPEC §7).
+/// Exit code for bad usage, a bad catalog or a bad web configuration.
 const EXIT_CONFIG: u8 = 2;
 
 fn load_catalog(path: &std::path::Path) -> Result<Arc<Catalog>, ExitCode> {
@@ -199,8 +249,13 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            let http = match args.http.serve_options() {
+                Ok(h) => h,
+                Err(code) => return code,
+            };
             block_on(async move {
-                let service = Service::new(catalog)?;
+                let mut service = Service::new(catalog)?;
+                service.http = ServeOptions { grace: service.http.grace, ..http };
                 let listener = Service::bind(args.listen).await?;
                 let cancel = CancellationToken::new();
                 cancel_on_signals(cancel.clone());
@@ -219,11 +274,17 @@ fn main() -> ExitCode {
                 service.run(kafka, listener, cancel).await
             })
         }
-        Cmd::Demo { listen, rate, partitions } => block_on(async move {
-            let cancel = CancellationToken::new();
-            cancel_on_signals(cancel.clone());
-            accord::demo::demo(accord::demo::DemoOptions { listen, rate, partitions }, cancel).await
-        }),
+        Cmd::Demo { listen, rate, partitions, http } => {
+            let http = match http.serve_options() {
+                Ok(h) => h,
+                Err(code) => return code,
+            };
+            block_on(async move {
+                let cancel = CancellationToken::new();
+                cancel_on_signals(cancel.clone());
+                accord::demo::demo(accord::demo::DemoOptions { listen, rate, partitions, http }, cancel).await
+            })
+        }
         Cmd::Simulate(args) => simulate(args),
         Cmd::Replay { files, config, format, merge } => {
             let catalog = match load_catalog(&config) {

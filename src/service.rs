@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use crate::catalog::Catalog;
 use crate::export::Metrics;
 use crate::features::Features;
+use crate::http::{serve, ServeOptions};
 use crate::join::{Closed, Observer};
 use crate::live::LiveStats;
 use crate::server::{router, AppState};
@@ -50,6 +51,8 @@ pub struct Service {
     pub status: Arc<SourceStatus>,
     /// Live statistics behind the gate, features API and status page.
     pub live: LiveStats,
+    /// TLS, authentication, timeouts and limits of the HTTP server.
+    pub http: ServeOptions,
 }
 
 impl Service {
@@ -63,6 +66,7 @@ impl Service {
             features,
             metrics,
             status: Arc::new(SourceStatus::default()),
+            http: ServeOptions { grace: GRACE, ..ServeOptions::default() },
         })
     }
 
@@ -86,17 +90,15 @@ impl Service {
     ) -> Result<(), ServiceError> {
         let addr = listener.local_addr().map_err(|e| ServiceError::Runtime(e.to_string()))?;
         let app = router(self.app_state());
-        let server_cancel = cancel.clone();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app).with_graceful_shutdown(server_cancel.cancelled_owned()).await
-        });
+        let server = tokio::spawn(serve(listener, app, self.http.clone(), cancel.clone()));
         info!(%addr, "http listening");
         let source = KafkaSource::new(kafka, self.features.clone(), self.metrics.clone(), self.status.clone());
         let live = self.live.clone();
         let result = source.run(cancel.clone(), move || live.observer()).await;
         // Whatever ended the source ends the service.
         cancel.cancel();
-        match tokio::time::timeout(GRACE, server).await {
+        // `serve` bounds its own drain by `http.grace`; this is a backstop.
+        match tokio::time::timeout(self.http.grace + Duration::from_secs(2), server).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => warn!(error = %e, "http server error"),
             Ok(Err(e)) => warn!(error = %e, "http server task failed"),

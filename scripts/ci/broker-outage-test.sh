@@ -187,7 +187,8 @@ SIM_PID=$!
 SIM_T0=$(now_ms)
 # The topic's high watermarks every 0.5 s (diagnostics: when records reached
 # the broker after the restart).
-ci_py hw_poll "127.0.0.1:$TPORT" "$TOPIC" "$ART/hw-timeline.txt" \
+# (Not ci_py: $! must be the Python process itself, for stop_pid.)
+"$(ci_python)" "$CI_LIB/hw_poll.py" "127.0.0.1:$TPORT" "$TOPIC" "$ART/hw-timeline.txt" \
     "$((DURATION + OUTAGE_SECS + 150))" 0.5 >/dev/null 2>&1 &
 HW_PID=$!
 

@@ -133,9 +133,9 @@ make_catalog() {
     sed -E \
         -e '/^\[monitor\]/,/^\[\[feature\]\]/ s/^window = "[^"]*"/window = "5s"/' \
         -e 's/^allowed_lateness = "[^"]*"/allowed_lateness = "1s"/' \
-        accord.toml >"$out.tmp"
+        accord.toml >"$out.tmp" || return 1
     # Per-feature overrides and expiry dates: search.ranking's window -> 4s.
-    ci_py test_catalog alerts-live "$out.tmp" "$out" "$exp_c" "$exp_s"
+    ci_py test_catalog alerts-live "$out.tmp" "$out" "$exp_c" "$exp_s" || return 1
     rm -f "$out.tmp"
     if ! { grep -q '^window = "5s"' "$out" && grep -q '^allowed_lateness = "1s"' "$out" \
         && grep -q '^key = "checkout_v2"' "$out" && grep -q '^key = "search.ranking"' "$out"; }; then

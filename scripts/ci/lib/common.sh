@@ -40,7 +40,10 @@ pass() { CI_PASSED=$((CI_PASSED + 1)); CI_RESULTS+=("PASS  $*"); echo "PASS  $*"
 fail() { CI_FAILED=$((CI_FAILED + 1)); CI_RESULTS+=("FAIL  $*"); echo "FAIL  $*"; }
 
 # check NAME CMD...: runs CMD (its output is shown); PASS if it exits 0.
-# Always returns 0, so the script goes on with the next check.
+# Always returns 0, so the script goes on with the next check. CMD runs as
+# on the left of ||, where bash suspends `set -e`: a function given as CMD
+# must chain its steps with && or return its status (check_logged does not
+# have this limit).
 check() {
     local name=$1 rc=0
     shift

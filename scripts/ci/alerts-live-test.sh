@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Live end-to-end test of accord's alerting and dashboards (issue 6), against
-# REAL services, all on 127.0.0.1:
+# Live end-to-end test of accord's alerting and dashboards, against REAL
+# services, all on 127.0.0.1:
 #
 #   tansu (Kafka protocol) <- accord simulate
 #        -> accord run (/metrics) <- Prometheus (Debian package; shipped rules
 #           with `for:` shortened by scripts/ci/fast-rules.sh; scrape and
 #           evaluation every 1s) -> Alertmanager (Debian package;
 #           deploy/alertmanager.yml, receivers pointed at a local webhook)
-#        -> webhook receiver (python3 http.server, appends every POST to a file)
+#        -> webhook receiver (scripts/ci/lib/webhook_sink.py, appends every
+#           POST to a file)
 #
 #   bash scripts/ci/alerts-live-test.sh      (from the repo root, after
 #                                             `cargo build --release`)
@@ -38,7 +39,8 @@
 # accord log and /metrics, simulate report, dashboard query results), service
 # logs under .../services/. Every wait is bounded; everything started here is
 # stopped on exit. Prints one PASS/FAIL line per check, a summary, and
-# "N passed, M failed" as the last line; exits 1 on any failure.
+# "alerts-live: N passed, M failed" as the last line; exits 1 on any failure.
+# The queries and waits are scripts/ci/lib/alerts_live.py.
 #
 # Knobs (environment): ACCORD_BIN (default target/release/accord),
 # ALERTS_LIVE_FOR (shortened `for:`, default 10s), ALERTS_LIVE_RATE
@@ -47,7 +49,8 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 ROOT=$PWD
-# shellcheck source=scripts/ci/services.sh disable=SC1091
+CI_NAME=alerts-live
+# shellcheck source=scripts/ci/services.sh
 source scripts/ci/services.sh
 
 SECONDS=0
@@ -65,38 +68,16 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/accord-alerts-live.XXXXXX")"
 # Dashboard queries that may legitimately return no series during scenario A
 # (fake-availability, a few seconds of traffic). Format: dashboard uid <TAB>
 # panel title <TAB> refId <TAB> reason. Zero-valued series count as data:
-# accord creates every catalog label combination at 0 (SPEC §5), so queries
-# on evictions, rejects or late records return zeros, not nothing.
+# accord creates every label combination the catalog makes known at 0, so
+# queries on evictions, rejects or late records return zeros, not nothing.
 EXPECTED_EMPTY=$(cat <<'EOF'
 EOF
 )
 
 # ------------------------------------------------------------ bookkeeping --
 
-PASSED=0
-FAILED=0
-declare -a RESULTS=()
-pass() { PASSED=$((PASSED + 1)); RESULTS+=("PASS  $*"); echo "PASS  $*"; }
-fail() { FAILED=$((FAILED + 1)); RESULTS+=("FAIL  $*"); echo "FAIL  $*"; }
-# check NAME CMD...: runs CMD, PASS if it exits 0 (its output is shown).
-check() {
-    local name=$1; shift
-    local rc=0
-    "$@" || rc=$?
-    if (( rc == 0 )); then pass "$name"; else fail "$name"; fi
-    return 0
-}
-# require NAME CMD...: like check, but the test cannot go on without it.
-require() {
-    local before=$FAILED
-    check "$@"
-    if (( FAILED > before )); then summary; exit 1; fi
-}
-SUMMARY_DONE=""
-summary() {
-    SUMMARY_DONE=1
-    echo
-    echo "== alerts-live summary =="
+# Printed by results_summary (scripts/ci/lib/common.sh) before the results.
+summary_extra() {
     echo "accord: $("$BIN" --version 2>/dev/null); for: $FOR; rate $RATE records/s; artifacts: ${ART#"$ROOT"/}"
     echo "A (fake-availability) alerts firing in Prometheus: ${A_FIRING:-n/a}"
     echo "B (healthy-ramp) alerts ever pending (none may fire; AccordDown is pending for a moment before"
@@ -106,11 +87,7 @@ summary() {
         echo "  max accord_consumer_lag_messages: $(grep -E '^accord_consumer_lag_messages' "$ART/A/accord-metrics.txt" \
             | awk '$2 > m { m = $2 } END { print m + 0 }')"
     fi
-    printf '%s\n' "${RESULTS[@]}"
-    echo "alerts-live: finished in ${SECONDS}s"
-    echo "$PASSED passed, $FAILED failed"
 }
-log() { printf '[alerts-live %4ss] %s\n' "$SECONDS" "$*"; }
 
 # Processes started here directly (not through services.sh), stopped first on
 # exit (accord must drain while the broker is still up).
@@ -123,29 +100,18 @@ spawn() { # spawn NAME LOGFILE CMD...
     MY_ORDER+=("$name")
 }
 stop_proc() { # stop_proc NAME [GRACE_SECS=10]
-    local name=$1 grace=${2:-10} pid i
-    pid="${MY_PID[$name]:-}"
-    [[ -n "$pid" ]] || return 0
-    if _pid_alive "$pid"; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for (( i = 0; i < grace * 10; i++ )); do _pid_alive "$pid" || break; sleep 0.1; done
-        if _pid_alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
-    fi
-    { wait "$pid"; } 2>/dev/null || true
+    local name=$1
+    stop_pid "${MY_PID[$name]:-}" "${2:-10}"
     unset "MY_PID[$name]"
 }
 cleanup() {
     local rc=$? i
     trap - EXIT INT TERM
-    if [[ -z "$SUMMARY_DONE" ]]; then
-        fail "aborted (exit $rc) after: ${RESULTS[${#RESULTS[@]}-1]:-start}; see the output above"
-        summary
-        (( rc != 0 )) || rc=1
-    fi
+    results_on_exit "$rc"
     for (( i = ${#MY_ORDER[@]} - 1; i >= 0; i-- )); do stop_proc "${MY_ORDER[$i]}" 5 || true; done
     stop_all_services || true
     rm -rf "$WORK"
-    exit "$rc"
+    exit "$CI_EXIT"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -153,415 +119,8 @@ trap 'exit 143' TERM
 
 # --------------------------------------------------------------- helpers --
 
-# One Python file for the parts that deal in JSON (stdlib only).
-PY="$WORK/alerts_live.py"
-cat >"$PY" <<'PYEOF'
-import http.server, json, os, re, sys, time, urllib.parse, urllib.request
-
-OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def get(url, timeout=10):
-    with OPENER.open(url, timeout=timeout) as r:
-        return json.load(r)
-
-
-def query(prom, q):
-    return get(prom + "/api/v1/query?" + urllib.parse.urlencode({"query": q}))["data"]
-
-
-def webhook(port, path):
-    """Appends every POST as one JSON line {path, received_at, body}."""
-    class H(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            n = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(n)
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                body = raw.decode("utf-8", "replace")
-            with open(path, "a") as fh:
-                fh.write(json.dumps({"path": self.path, "received_at": time.time(), "body": body}) + "\n")
-                fh.flush()
-            self.send_response(200)
-            self.end_headers()
-
-        def do_GET(self):  # readiness probe
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *a):
-            pass
-
-    open(path, "a").close()
-    http.server.ThreadingHTTPServer(("127.0.0.1", int(port)), H).serve_forever()
-
-
-def notifications(path):
-    out = []
-    if os.path.exists(path):
-        for line in open(path):
-            if line.strip():
-                out.append(json.loads(line))
-    return out
-
-
-def webhook_has(path, prefix, receiver, alertname, status, labels):
-    """Exit 0 if some POST under PREFIX to RECEIVER carries an alert named
-    ALERTNAME with STATUS and LABELS (k=v, v may be a|b alternatives)."""
-    for n in notifications(path):
-        b = n["body"]
-        if not n["path"].startswith(prefix) or not isinstance(b, dict) or b.get("receiver") != receiver:
-            continue
-        for a in b.get("alerts", []):
-            l = a.get("labels", {})
-            if l.get("alertname") == alertname and a.get("status") == status and all(
-                    l.get(k) in v.split("|") for k, v in labels.items()):
-                return 0
-    return 1
-
-
-def cmd_wait_webhook(path, timeout, *specs):
-    """specs: PREFIX,RECEIVER,ALERTNAME,k=v;k=v ... ; waits until all are seen."""
-    deadline = time.time() + float(timeout)
-    parsed = []
-    for s in specs:
-        prefix, receiver, alertname, labels = (s.split(",", 3) + [""])[:4]
-        parsed.append((prefix, receiver, alertname,
-                       dict(kv.split("=", 1) for kv in labels.split(";") if kv)))
-    while True:
-        missing = [p for p in parsed if webhook_has(path, p[0], p[1], p[2], "firing", p[3])]
-        if not missing:
-            for p in parsed:
-                print(f"  webhook got {p[2]} {p[3]} via {p[0]} receiver {p[1]}")
-            return 0
-        if time.time() > deadline:
-            for p in missing:
-                print(f"  webhook never got {p[2]} {p[3]} via {p[0]} receiver {p[1]} within {timeout}s")
-            return 1
-        time.sleep(0.5)
-
-
-def cmd_webhook_summary(path):
-    seen = {}
-    for n in notifications(path):
-        b = n["body"]
-        if not isinstance(b, dict):
-            continue
-        for a in b.get("alerts", []):
-            l = a.get("labels", {})
-            pair = f" {l['upstream']}/{l['downstream']} {l.get('kind', '')}" if "upstream" in l and "kind" in l else ""
-            key = f"{n['path']:<18} {b.get('receiver'):<7} {a.get('status'):<8} {l.get('alertname')}" \
-                  f" {l.get('feature', '')}{pair}"
-            seen[key] = seen.get(key, 0) + 1
-    for k in sorted(seen):
-        print(f"  {k}  (x{seen[k]})")
-    if not seen:
-        print("  (no notifications)")
-
-
-def cmd_webhook_empty(path):
-    ns = notifications(path)
-    for n in ns:
-        print(f"  unexpected notification on {n['path']}: {json.dumps(n['body'])[:400]}")
-    return 1 if ns else 0
-
-
-def firing(prom):
-    return [a for a in get(prom + "/api/v1/alerts")["data"]["alerts"] if a["state"] == "firing"]
-
-
-def cmd_wait_firing(prom, timeout, *names):
-    deadline = time.time() + float(timeout)
-    while True:
-        got = {a["labels"]["alertname"] for a in firing(prom)}
-        if set(names) <= got:
-            return 0
-        if time.time() > deadline:
-            print(f"  not firing within {timeout}s: {sorted(set(names) - got)} (firing: {sorted(got)})")
-            return 1
-        time.sleep(0.5)
-
-
-def cmd_firing_exactly(prom, *names):
-    got = {}
-    for a in firing(prom):
-        l = a["labels"]
-        got.setdefault(l["alertname"], []).append(
-            ",".join(f"{k}={v}" for k, v in sorted(l.items()) if k not in ("alertname", "severity")))
-    for n in sorted(got):
-        print(f"  firing: {n}  {'; '.join(sorted(got[n]))}")
-    extra, missing = set(got) - set(names), set(names) - set(got)
-    if extra:
-        print(f"  unexpected: {sorted(extra)}")
-    if missing:
-        print(f"  missing: {sorted(missing)}")
-    return 1 if extra or missing else 0
-
-
-def cmd_pair_labels(prom):
-    """AccordLayerPairDivergence for checkout_v2 carries the frontend/api pair."""
-    pairs = {(a["labels"].get("kind"), a["labels"].get("upstream"), a["labels"].get("downstream"))
-             for a in firing(prom)
-             if a["labels"]["alertname"] == "AccordLayerPairDivergence" and a["labels"].get("feature") == "checkout_v2"}
-    print(f"  pairs firing: {sorted(pairs)}")
-    want = {("path_mismatch", "frontend", "api"), ("exposure_without_capability", "frontend", "api")}
-    return 0 if want <= pairs else 1
-
-
-def cmd_am_inhibited(am, alertname, timeout):
-    """Every ALERTNAME alert in this Alertmanager is suppressed by inhibition."""
-    deadline = time.time() + float(timeout)
-    while True:
-        alerts = [a for a in get(am + "/api/v2/alerts") if a["labels"].get("alertname") == alertname]
-        ok = alerts and all(a["status"]["inhibitedBy"] for a in alerts)
-        if ok or time.time() > deadline:
-            for a in alerts:
-                print(f"  {alertname} {a['labels'].get('upstream')}/{a['labels'].get('downstream')} "
-                      f"{a['labels'].get('kind')}: state={a['status']['state']} "
-                      f"inhibitedBy={len(a['status']['inhibitedBy'])}")
-            if not alerts:
-                print(f"  no {alertname} in {am}")
-            return 0 if ok else 1
-        time.sleep(0.5)
-
-
-def cmd_rules_healthy(prom):
-    bad = n = 0
-    for g in get(prom + "/api/v1/rules")["data"]["groups"]:
-        for r in g["rules"]:
-            n += 1
-            if r.get("health") != "ok":
-                bad += 1
-                print(f"  rule {r['name']}: health {r.get('health')} {r.get('lastError')}")
-    print(f"  {n} rules evaluated, {bad} unhealthy")
-    return 1 if bad or not n else 0
-
-
-def cmd_wait_query(prom, timeout, q):
-    """Waits until Q returns a non-empty result."""
-    deadline = time.time() + float(timeout)
-    while True:
-        try:
-            if query(prom, q)["result"]:
-                return 0
-        except Exception:
-            pass
-        if time.time() > deadline:
-            print(f"  no result within {timeout}s: {q}")
-            return 1
-        time.sleep(0.5)
-
-
-def cmd_expect_nonempty(prom, q):
-    res = query(prom, q)["result"]
-    for s in res:
-        print(f"  {s['metric']} = {s['value'][1]}")
-    if not res:
-        print(f"  empty: {q}")
-    return 0 if res else 1
-
-
-def cmd_expect_empty(prom, q):
-    res = query(prom, q)["result"]
-    for s in res:
-        print(f"  {s['metric']} = {s['value'][1]}")
-    return 1 if res else 0
-
-
-# ------------------------------------------------------- dashboards / names --
-
-def all_panels(panels):
-    for p in panels:
-        yield p
-        yield from all_panels(p.get("panels", []))
-
-
-def resolve(expr):
-    """Grafana variables -> values Prometheus can evaluate (same as
-    scripts/ci/ops-static.sh: $__rate_interval=1m, $__range=1h, $feature=.*)."""
-    e = expr.replace("${__rate_interval}", "1m").replace("$__rate_interval", "1m")
-    e = e.replace("${__range}", "1h").replace("$__range", "1h")
-    e = e.replace("${__interval}", "1m").replace("$__interval", "1m")
-    e = re.sub(r"\$\{feature(:[a-z]+)?\}|\$feature\b", ".*", e)
-    return e
-
-
-def dashboard_queries(root):
-    out = []
-    for f in sorted(os.listdir(os.path.join(root, "dashboards"))):
-        if not f.endswith(".json"):
-            continue
-        d = json.load(open(os.path.join(root, "dashboards", f)))
-        for p in all_panels(d.get("panels", [])):
-            for t in p.get("targets", []):
-                if t.get("expr", "").strip():
-                    out.append((d["uid"], p.get("title", ""), t.get("refId", ""), " ".join(resolve(t["expr"]).split())))
-    return out
-
-
-def cmd_dashboard_queries(root, prom, expected_empty_file, out_json):
-    expected = {}
-    for line in open(expected_empty_file):
-        if line.strip() and not line.startswith("#"):
-            uid, title, ref, reason = line.rstrip("\n").split("\t", 3)
-            expected[(uid, title, ref)] = reason
-    results, bad, empty_ok, zero_only = [], 0, 0, 0
-    qs = dashboard_queries(root)
-    for uid, title, ref, q in qs:
-        key = (uid, title, ref)
-        row = {"dashboard": uid, "panel": title, "refId": ref, "expr": q}
-        try:
-            data = query(prom, q)
-        except urllib.error.HTTPError as e:
-            row["error"] = f"{e.code} {e.read().decode()[:300]}"
-            print(f"  ERROR {uid} / {title} / {ref}: {row['error']}")
-            bad += 1
-            results.append(row)
-            continue
-        res = data["result"]
-        row["resultType"] = data["resultType"]
-        row["series"] = len(res) if data["resultType"] in ("vector", "matrix") else 1
-        row["result"] = res
-        if data["resultType"] in ("vector", "matrix") and not res:
-            if key in expected:
-                empty_ok += 1
-                print(f"  empty (expected: {expected[key]}): {uid} / {title} / {ref}")
-            else:
-                bad += 1
-                print(f"  EMPTY {uid} / {title} / {ref}: {q}")
-        else:
-            if key in expected:
-                print(f"  note: listed as expected-empty but returned data: {uid} / {title} / {ref}")
-            vals = [s["value"][1] for s in res] if data["resultType"] == "vector" else [res[1]]
-            if all(v in ("0", "NaN") for v in vals):
-                zero_only += 1
-                print(f"  data (only 0/NaN values): {uid} / {title} / {ref}")
-        results.append(row)
-    for key in expected:
-        if key not in {(u, t, r) for u, t, r, _ in qs}:
-            print(f"  stale expected-empty entry (no such query): {key}")
-            bad += 1
-    json.dump(results, open(out_json, "w"), indent=1)
-    print(f"  {len(qs)} dashboard queries: {len(qs) - bad - empty_ok} returned data "
-          f"({zero_only} of them only 0/NaN), {empty_ok} expected-empty, {bad} failed")
-    return 1 if bad or not qs else 0
-
-
-KEYWORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right",
-            "bool", "offset", "inf", "nan"}
-LIST_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right"}
-
-
-def metric_names(expr):
-    """Metric names of every selector in a PromQL expression."""
-    toks, i, n = [], 0, len(expr)
-    while i < n:
-        c = expr[i]
-        if c.isspace():
-            i += 1
-        elif c in "\"'`":
-            j = i + 1
-            while j < n and expr[j] != c:
-                j += 2 if expr[j] == "\\" and c != "`" else 1
-            toks.append(("str", expr[i + 1:j]))
-            i = j + 1
-        elif c == "[":
-            i = expr.index("]", i) + 1
-        elif c.isalpha() or c in "_:":
-            m = re.match(r"[A-Za-z_:][A-Za-z0-9_:]*", expr[i:])
-            toks.append(("id", m.group(0)))
-            i += len(m.group(0))
-        elif c.isdigit() or c == ".":
-            m = re.match(r"[0-9.][0-9A-Za-z_.]*([eE][+-]?[0-9]+)?", expr[i:])
-            i += len(m.group(0))
-        else:
-            toks.append(("op", c))
-            i += 1
-    names, depth, i = set(), 0, 0
-    while i < len(toks):
-        kind, val = toks[i]
-        nxt = toks[i + 1] if i + 1 < len(toks) else (None, None)
-        if kind == "op" and val == "{":
-            depth += 1
-        elif kind == "op" and val == "}":
-            depth -= 1
-        elif kind == "id" and depth == 0:
-            if val.lower() in LIST_KEYWORDS and nxt == ("op", "("):
-                while i < len(toks) and toks[i] != ("op", ")"):
-                    i += 1
-            elif nxt == ("op", "(") or val.lower() in KEYWORDS or nxt[1] in ("by", "without"):
-                pass
-            else:
-                names.add(val)
-        i += 1
-    return names
-
-
-def cmd_metric_names(root, prom, metrics_file):
-    live = set()
-    for line in open(metrics_file):
-        line = line.strip()
-        if line.startswith("# TYPE "):
-            live.add(line.split()[2])
-        elif line and not line.startswith("#"):
-            live.add(re.match(r"[A-Za-z_:][A-Za-z0-9_:]*", line).group(0))
-    records, used = set(), {}
-    for g in get(prom + "/api/v1/rules")["data"]["groups"]:
-        for r in g["rules"]:
-            if r["type"] == "recording":
-                records.add(r["name"])
-            for m in metric_names(r["query"]):
-                used.setdefault(m, set()).add(f"rule {r['name']}")
-    for uid, title, ref, q in dashboard_queries(root):
-        for m in metric_names(q):
-            used.setdefault(m, set()).add(f"dashboard {uid} / {title}")
-    scrape = {"up"}  # written by Prometheus for every target
-    bad = 0
-    for m in sorted(used):
-        if m in live or m in records or m in scrape:
-            continue
-        bad += 1
-        print(f"  {m}: not in accord's /metrics nor a recording rule; used by {sorted(used[m])[:3]}")
-    raw = sorted(m for m in used if m not in records)
-    print(f"  {len(used)} names used ({len(raw)} raw metrics, {len(used) - len(raw)} recording rules), {bad} unknown")
-    unused = sorted(m for m in live if m.startswith("accord_") and m not in used
-                    and not m.endswith(("_sum", "_count")) and m + "_bucket" not in used)
-    if unused:
-        print(f"  note: exported but used by no rule or dashboard: {', '.join(unused)}")
-    return 1 if bad or not used else 0
-
-
-def cmd_list_queries(root):
-    print("# dashboard uid\tpanel title\trefId\texpr ($__rate_interval=1m, $__range=1h, $feature=.*)")
-    for row in dashboard_queries(root):
-        print("\t".join(row))
-
-
-def cmd_active_times(prom, t0, path):
-    import datetime
-    t0 = float(t0)
-    seen = {}
-    for a in get(prom + "/api/v1/alerts")["data"]["alerts"]:
-        at = datetime.datetime.fromisoformat(a["activeAt"][:26].rstrip("Z") + "+00:00").timestamp()
-        n = a["labels"]["alertname"]
-        seen[n] = min(seen.get(n, at), at)
-    first = {}
-    for n in notifications(path):
-        if isinstance(n["body"], dict):
-            for a in n["body"].get("alerts", []):
-                k = (n["path"], a["labels"].get("alertname"))
-                first[k] = min(first.get(k, n["received_at"]), n["received_at"])
-    for n, at in sorted(seen.items(), key=lambda x: x[1]):
-        hooks = ", ".join(f"{p} +{t - t0:.1f}s" for (p, an), t in sorted(first.items()) if an == n)
-        print(f"  {n:<38} active +{at - t0:5.1f}s  webhook: {hooks or '-'}")
-
-
-if __name__ == "__main__":
-    fn = globals()["cmd_" + sys.argv[1].replace("-", "_")] if sys.argv[1] != "webhook" else webhook
-    sys.exit(fn(*sys.argv[2:]) or 0)
-PYEOF
-py() { python3 "$PY" "$@"; }
+# The parts that deal in JSON: scripts/ci/lib/alerts_live.py (stdlib only).
+py() { ci_py alerts_live "$@"; }
 
 prom_get() { # prom_get URL OUTFILE: save a JSON API answer as an artifact
     curl -sf --noproxy '*' --max-time 10 "$1" | python3 -m json.tool >"$2" 2>/dev/null || true
@@ -574,24 +133,9 @@ make_catalog() {
     sed -E \
         -e '/^\[monitor\]/,/^\[\[feature\]\]/ s/^window = "[^"]*"/window = "5s"/' \
         -e 's/^allowed_lateness = "[^"]*"/allowed_lateness = "1s"/' \
-        accord.toml >"$out.tmp"
+        accord.toml >"$out.tmp" || return 1
     # Per-feature overrides and expiry dates: search.ranking's window -> 4s.
-    python3 - "$out.tmp" "$out" "$exp_c" "$exp_s" <<'PYEOF'
-import re, sys
-src, dst, exp_c, exp_s = sys.argv[1:]
-text = open(src).read()
-head, *feats = re.split(r"(?m)^(?=\[\[feature\]\])", text)
-out = [head]
-for f in feats:
-    key = re.search(r'(?m)^key = "([^"]+)"', f).group(1)
-    if key == "search.ranking":
-        f = re.sub(r'(?m)^window = "[^"]*"', 'window = "4s"', f)
-    elif re.search(r'(?m)^window = ', f):
-        f = re.sub(r'(?m)^window = "[^"]*"', 'window = "5s"', f)
-    f = re.sub(r'(?m)^expires = "[^"]*"', f'expires = "{exp_c if key == "checkout_v2" else exp_s}"', f)
-    out.append(f)
-open(dst, "w").write("".join(out))
-PYEOF
+    ci_py test_catalog alerts-live "$out.tmp" "$out" "$exp_c" "$exp_s" || return 1
     rm -f "$out.tmp"
     if ! { grep -q '^window = "5s"' "$out" && grep -q '^allowed_lateness = "1s"' "$out" \
         && grep -q '^key = "checkout_v2"' "$out" && grep -q '^key = "search.ranking"' "$out"; }; then
@@ -654,7 +198,7 @@ run_scenario() {
     require "[$name] accord /readyz 200 (partitions assigned) within 40s" wait_http "$S_ACC/readyz" 40
     log "[$name] accord ready after $((SECONDS - t0))s"
 
-    spawn "webhook-$name" "$d/webhook.log" python3 "$PY" webhook "$S_WH_PORT" "$S_WEBHOOK"
+    spawn "webhook-$name" "$d/webhook.log" "$(ci_python)" "$CI_LIB/webhook_sink.py" "$S_WH_PORT" "$S_WEBHOOK"
     wait_http "http://127.0.0.1:$S_WH_PORT/" 15
 
     make_am_config "$WORK/am-$name-shipped.yml" shipped "$S_WH_PORT"
@@ -688,8 +232,7 @@ EOF
         py wait-query "$S_PROM" 30 'up{job="accord"} == 1'
     local i n=0
     for (( i = 0; i < 60; i++ )); do
-        n=$(curl -sf --noproxy '*' --max-time 5 "$S_PROM/api/v1/alertmanagers" \
-            | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["data"]["activeAlertmanagers"]))' || echo 0)
+        n=$(py alertmanagers "$S_PROM" 2>/dev/null || echo 0)
         [[ "$n" == 2 ]] && break
         sleep 0.5
     done
@@ -742,7 +285,7 @@ command -v python3 >/dev/null
 require "fast rules: every for: -> $FOR" \
     bash scripts/ci/fast-rules.sh rules/accord.rules.yml "$WORK/accord.fast.rules.yml" "$FOR"
 cp "$WORK/accord.fast.rules.yml" "$ART/accord.fast.rules.yml"
-py list-queries "$ROOT" >"$ART/dashboard-queries.resolved.txt"
+py list-queries >"$ART/dashboard-queries.resolved.txt"
 printf '%s\n' "$EXPECTED_EMPTY" >"$WORK/expected-empty.tsv"
 
 TPORT=$(pick_free_port)
@@ -753,7 +296,7 @@ NEXT_YEAR=$(date -u -d '+1 year' +%F)
 
 # ------------------------------------------------------- scenario A: fake --
 
-log "=== scenario A: fake-availability"
+step "scenario A: fake-availability"
 require "[A] test catalog (windows 5s/4s, lateness 1s, checkout_v2 expired $YESTERDAY) validates" \
     make_catalog "$WORK/catalog-a.toml" "$YESTERDAY" "$NEXT_YEAR"
 cp "$WORK/catalog-a.toml" "$ART/"
@@ -798,23 +341,20 @@ check "[A] Prometheus fires exactly the expected accord alerts" \
     AccordLayerPairDivergence AccordExposureParityDrift AccordFlagPastExpiry
 curl -sf --noproxy '*' --max-time 10 "$S_ACC/metrics" >"$ART/A/accord-metrics.txt"
 check "[A] every dashboard query returns data or is listed as expected-empty" \
-    py dashboard-queries "$ROOT" "$S_PROM" "$WORK/expected-empty.tsv" "$ART/A/dashboard-query-results.json"
+    py dashboard-queries "$S_PROM" "$WORK/expected-empty.tsv" "$ART/A/dashboard-query-results.json"
 check "[A] every metric named by rules/dashboards is in accord's /metrics or a recording rule" \
-    py metric-names "$ROOT" "$S_PROM" "$ART/A/accord-metrics.txt"
+    py metric-names "$S_PROM" "$ART/A/accord-metrics.txt"
 save_artifacts A
 echo "  alerts active since (s after the simulator started):"
 py active-times "$S_PROM" "$S_TRAFFIC_T0" "$S_WEBHOOK" | tee "$ART/A/alert-timeline.txt"
 echo "  webhook notifications (A):"
 py webhook-summary "$S_WEBHOOK" | tee "$ART/A/webhook-summary.txt"
-A_FIRING=$(python3 -c 'import json,sys
-d=json.load(open(sys.argv[1]))
-print(" ".join(sorted({a["labels"]["alertname"] for a in d["data"]["alerts"] if a["state"]=="firing"})))' \
-    "$ART/A/prometheus-alerts.json" 2>/dev/null || echo "?")
+A_FIRING=$(py firing-names "$ART/A/prometheus-alerts.json" 2>/dev/null || echo "?")
 stop_scenario A
 
 # ---------------------------------------------------- scenario B: healthy --
 
-log "=== scenario B: healthy-ramp"
+step "scenario B: healthy-ramp"
 require "[B] test catalog (windows 5s/4s, lateness 1s, expiries $NEXT_YEAR) validates" \
     make_catalog "$WORK/catalog-b.toml" "$NEXT_YEAR" "$NEXT_YEAR"
 cp "$WORK/catalog-b.toml" "$ART/"
@@ -841,10 +381,7 @@ check "[B] traffic still flowing at the end (closed requests/s > 0.5 over 1m)" \
 check "[B] no accord alert firing now (/api/v1/alerts)" py firing-exactly "$S_PROM"
 check "[B] no alert fired at any time during the run (ALERTS history)${B_FIRST:+; first seen at $B_FIRST}" \
     py expect-empty "$S_PROM" 'max_over_time(ALERTS{alertstate="firing"}[15m])'
-B_PENDING=$(curl -sf --noproxy '*' --max-time 10 -G "$S_PROM/api/v1/query" \
-    --data-urlencode 'query=count by (alertname) (max_over_time(ALERTS{alertstate="pending"}[15m]))' \
-    | python3 -c 'import json,sys; print(" ".join(r["metric"]["alertname"] for r in json.load(sys.stdin)["data"]["result"]) or "none")' \
-    || echo "?")
+B_PENDING=$(py pending-alerts "$S_PROM" 2>/dev/null || echo "?")
 sleep 6   # > group_wait: anything Alertmanager had would have been sent
 check "[B] Alertmanagers hold no alert" \
     bash -c "[[ \$(curl -sf --noproxy '*' --max-time 5 $S_AM1/api/v2/alerts) == '[]' && \$(curl -sf --noproxy '*' --max-time 5 $S_AM2/api/v2/alerts) == '[]' ]]"
@@ -854,5 +391,5 @@ stop_scenario B
 
 # ---------------------------------------------------------------- summary --
 
-summary
-(( FAILED == 0 ))
+results_summary
+results_ok

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2317  # cleanup functions run from the EXIT trap
-# Broker outage test (issue 4, item 4): "Broker stop/start during consumption:
-# all records judged once the broker is back" -- accord logs the problem,
+# Broker outage test: a broker stop/start during consumption, and all
+# records are judged once the broker is back -- accord logs the problem,
 # reports not-ready, resumes, loses nothing, and does not spin a core while
 # waiting. Against a REAL broker, everything on 127.0.0.1:
 #
@@ -34,7 +34,7 @@
 #
 # accord runs with --handover-topic: the 30 s outage outlives the consumer
 # session (6 s), so librdkafka revokes the assignment and accord re-joins
-# after the restart; tansu drops offset-commit metadata (FIELD-NOTES), so
+# after the restart; tansu drops offset-commit metadata, so
 # without the handover topic the records between the committed offset and
 # the last processed one are judged twice (OUTAGE_HANDOVER_TOPIC=0 shows it).
 #
@@ -50,11 +50,16 @@
 # (records/s, default 200), OUTAGE_DURATION_SECS (simulate, default 50),
 # OUTAGE_MAX_CORES (default 0.2), OUTAGE_HANDOVER_TOPIC (default 1: pass
 # --handover-topic to accord; 0: do not).
+# Prints one PASS/FAIL line per check, the figures, and "broker-outage: N
+# passed, M failed" as the last line. The Python helpers are
+# scripts/ci/lib/{test_catalog,hw_poll,dump_topic,split_dump,metrics_compare,
+# outage_diagnosis}.py.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 ROOT=$PWD
-# shellcheck source=scripts/ci/services.sh disable=SC1091
+CI_NAME=broker-outage
+# shellcheck source=scripts/ci/services.sh
 source scripts/ci/services.sh
 
 SECONDS=0
@@ -71,20 +76,14 @@ rm -rf "$ART"
 mkdir -p "$ART"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/accord-outage.XXXXXX")"
 
-PASSED=0
-FAILED=0
-pass() { PASSED=$((PASSED + 1)); echo "PASS  $*"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL  $*"; }
-log() { printf '[outage %(%H:%M:%S)T +%3ss] %s\n' -1 "$SECONDS" "$*"; }
-now_ms() { date +%s%3N; }
-fig() { printf '%-28s %s\n' "$1" "$2" | tee -a "$ART/figures.txt"; }
+CI_FIGURES="$ART/figures.txt"
+summary_extra() {
+    echo "figures ($CI_FIGURES):"
+    cat "$CI_FIGURES"
+}
 finish() {
-    echo
-    echo "figures ($ART/figures.txt):"
-    cat "$ART/figures.txt"
-    echo "broker-outage test took ${SECONDS}s"
-    echo "$PASSED passed, $FAILED failed"
-    ((FAILED == 0)) && exit 0
+    results_summary
+    results_ok && exit 0
     exit 1
 }
 
@@ -95,22 +94,10 @@ ACCORD_PID=""
 SIM_PID=""
 POLL_PID=""
 HW_PID=""
-stop_pid() { # PID GRACE_SECS
-    local pid="$1" grace="$2" i
-    [[ -n "$pid" ]] || return 0
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < grace * 10; i++)); do
-            _pid_alive "$pid" || break
-            sleep 0.1
-        done
-        if _pid_alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
-    fi
-    wait "$pid" 2>/dev/null || true
-}
 cleanup() {
     local rc=$?
     set +e
+    results_on_exit "$rc"
     stop_pid "$POLL_PID" 2
     stop_pid "$HW_PID" 2
     stop_pid "$SIM_PID" 5
@@ -118,7 +105,7 @@ cleanup() {
     stop_all_services
     [[ -z "${TPORT:-}" ]] || cp -f "$ACCORD_CI_ARTIFACTS/services/tansu-$TPORT.log" "$ART/" 2>/dev/null
     rm -rf "$WORK"
-    exit "$rc"
+    exit "$CI_EXIT"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -138,21 +125,13 @@ metrics() { curl -s --noproxy '*' --max-time 5 "http://127.0.0.1:$APORT/metrics"
 
 # ------------------------------------------------------------------ setup --
 [[ -x "$BIN" ]] || { echo "no $BIN: run 'cargo build --release' first" >&2; exit 2; }
-command -v curl >/dev/null || _apt_install curl
+command -v curl >/dev/null || apt_install curl
 install_tansu
 install_s3_stub
 
 # Test catalog: accord.toml with short windows so verdicts come in seconds.
 CATALOG="$ART/catalog.toml"
-python3 - "$ROOT/accord.toml" "$CATALOG" <<'PY'
-import re, sys
-src = open(sys.argv[1]).read()
-out = re.sub(r'(?m)^window = "30s"', 'window = "5s"', src, count=1)
-out = re.sub(r'(?m)^allowed_lateness = "5s"', 'allowed_lateness = "5s"', out, count=1)
-out = re.sub(r'(?m)^window = "10s"', 'window = "4s"', out, count=1)
-assert out.count('window = "5s"') == 1 and out.count('window = "4s"') == 1 and 'allowed_lateness = "5s"' in out, out
-open(sys.argv[2], "w").write(out)
-PY
+ci_py test_catalog short-windows "$ROOT/accord.toml" "$CATALOG"
 "$BIN" check-config "$CATALOG"
 
 TPORT="$(pick_free_port)"
@@ -208,12 +187,13 @@ SIM_PID=$!
 SIM_T0=$(now_ms)
 # The topic's high watermarks every 0.5 s (diagnostics: when records reached
 # the broker after the restart).
-python3 "$ROOT/scripts/ci/lib/hw_poll.py" "127.0.0.1:$TPORT" "$TOPIC" "$ART/hw-timeline.txt" \
+# (Not ci_py: $! must be the Python process itself, for stop_pid.)
+"$(ci_python)" "$CI_LIB/hw_poll.py" "127.0.0.1:$TPORT" "$TOPIC" "$ART/hw-timeline.txt" \
     "$((DURATION + OUTAGE_SECS + 150))" 0.5 >/dev/null 2>&1 &
 HW_PID=$!
 
 sleep "$OUTAGE_AFTER"
-_pid_alive "$SIM_PID" || { fail "simulate exited before the outage"; cat "$ART/simulate.log"; finish; }
+pid_alive "$SIM_PID" || { fail "simulate exited before the outage"; cat "$ART/simulate.log"; finish; }
 metrics >"$ART/metrics-before-outage.txt" || true
 REC_BEFORE=$(awk '/^accord_records_total\{/{s+=$2} END{print s+0}' "$ART/metrics-before-outage.txt")
 fig "records judged before stop" "$REC_BEFORE"
@@ -231,7 +211,7 @@ first_503=""
 alive=1
 deadline=$((OUT_T0 + OUTAGE_SECS * 1000))
 while (($(now_ms) < deadline)); do
-    if ! _pid_alive "$ACCORD_PID"; then alive=""; break; fi
+    if ! pid_alive "$ACCORD_PID"; then alive=""; break; fi
     if [[ -z "$first_503" ]]; then
         code="$(_probe_http "http://127.0.0.1:$APORT/readyz")"
         if [[ "$code" == 503 ]]; then
@@ -292,8 +272,8 @@ echo "---"
 log "waiting for simulate to finish"
 sim_rc=0
 deadline=$((SIM_T0 + (DURATION + OUTAGE_SECS + 120) * 1000))
-while _pid_alive "$SIM_PID" && (($(now_ms) < deadline)); do sleep 0.5; done
-if _pid_alive "$SIM_PID"; then
+while pid_alive "$SIM_PID" && (($(now_ms) < deadline)); do sleep 0.5; done
+if pid_alive "$SIM_PID"; then
     fail "simulate still running $(($(now_ms) - SIM_T0)) ms after it started"; finish
 fi
 wait "$SIM_PID" || sim_rc=$?
@@ -305,55 +285,10 @@ fi
 pass "simulate delivered everything (exit 0, report written)"
 fig "simulate report" "$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["requests"], "requests,", r["records"], "records,", r["late_records"], "late")' "$ART/report.json")"
 
-# compare.py METRICS REF FIELDS: REF is report.json or Prometheus text;
-# FIELDS (comma-separated) among requests, late, records, open. Prints a
-# one-line summary and a diff; exit 0 iff every field is equal.
-cat >"$WORK/compare.py" <<'PY'
-import json, re, sys
-line = re.compile(r'^(accord_[a-z_]+)(?:\{([^}]*)\})? ([0-9.eE+-]+)$')
-def prom(text):
-    got, late, records, open_joins = {}, 0, 0, 0
-    for l in text.splitlines():
-        m = line.match(l)
-        if not m:
-            continue
-        name, labels, v = m.group(1), dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or "")), int(float(m.group(3)))
-        if name == "accord_requests_total" and v:
-            got[(labels["feature"], labels["path"], labels["verdict"])] = v
-        elif name == "accord_records_late_total":
-            late += v
-        elif name == "accord_records_total":
-            records += v
-        elif name == "accord_open_joins":
-            open_joins = v
-    return got, late, records, open_joins
-got, late, records, open_joins = prom(open(sys.argv[1]).read())
-ref_text = open(sys.argv[2]).read()
-if ref_text.lstrip().startswith("{"):
-    rep = json.loads(ref_text)
-    want = {tuple([f] + pv.split("/")): n for f, m in rep["expected"].items() for pv, n in m.items() if n}
-    wlate, wrecords, name = rep["late_records"], rep["records"], "report"
-else:
-    want, wlate, wrecords, _ = prom(ref_text)
-    name = "replay"
-fields = sys.argv[3].split(",")
-out = []
-if "requests" in fields:
-    for k in sorted(set(got) | set(want)):
-        g, w = got.get(k, 0), want.get(k, 0)
-        if g != w:
-            out.append(f"  {k[0]:15} {k[1]:7} {k[2]:10} accord={g:6} {name}={w:6} ({g - w:+d})")
-if "late" in fields and late != wlate:
-    out.append(f"  late records: accord={late} {name}={wlate} ({late - wlate:+d})")
-if "records" in fields and records != wrecords:
-    out.append(f"  valid records: accord={records} {name}={wrecords} ({records - wrecords:+d})")
-if "open" in fields and open_joins != 0:
-    out.append(f"  accord_open_joins = {open_joins}")
-print(f"requests accord={sum(got.values())} {name}={sum(want.values())}; records accord={records} "
-      f"{name}={wrecords}; late accord={late} {name}={wlate}; open_joins={open_joins}")
-print("\n".join(out))
-sys.exit(1 if out else 0)
-PY
+# compare METRICS REF FIELDS: REF is report.json or Prometheus text; FIELDS
+# (comma-separated) among requests, late, records, open. Prints a one-line
+# summary and a diff; exit 0 iff every field is equal.
+compare() { ci_py metrics_compare "$@"; }
 
 # The broker's content, judged offline by `accord replay` (one file per
 # partition): what "lose nothing, count nothing twice" means for the records
@@ -361,24 +296,13 @@ PY
 # duplicated records (retries across the stop, no idempotence) or the broker
 # lost some.
 REF=""
-if timeout 60 python3 "$ROOT/scripts/ci/lib/dump_topic.py" "127.0.0.1:$TPORT" "$TOPIC" "$ART/topic-dump.jsonl" 30 \
+if timeout 60 "$(ci_python)" "$CI_LIB/dump_topic.py" "127.0.0.1:$TPORT" "$TOPIC" "$ART/topic-dump.jsonl" 30 \
         >"$ART/topic-dump-summary.txt" 2>&1; then
     fig "broker holds" "$(cat "$ART/topic-dump-summary.txt")"
-    python3 - "$ART/topic-dump.jsonl" "$WORK" <<'PY'
-import json, sys
-files = {}
-for l in open(sys.argv[1]):
-    r = json.loads(l)
-    p = r["partition"]
-    if p not in files:
-        files[p] = open("%s/p%d.jsonl" % (sys.argv[2], p), "w")
-    files[p].write(r["value"] + "\n")
-for f in files.values():
-    f.close()
-PY
+    ci_py split_dump "$ART/topic-dump.jsonl" "$WORK"
     if "$BIN" replay "$WORK"/p*.jsonl --config "$CATALOG" --format prometheus >"$ART/replay-of-topic.prom" 2>"$ART/replay-of-topic.err"; then
         REF="$ART/replay-of-topic.prom"
-        if python3 "$WORK/compare.py" "$REF" "$ART/report.json" requests,late,records >"$ART/broker-vs-report.txt"; then
+        if compare "$REF" "$ART/report.json" requests,late,records >"$ART/broker-vs-report.txt"; then
             fig "broker content vs report" "equal (replay of the topic gives exactly report.json)"
             BROKER_EQ_REPORT=1
         else
@@ -389,7 +313,7 @@ PY
 fi
 BROKER_EQ_REPORT="${BROKER_EQ_REPORT:-}"
 if [[ "${OUTAGE_HANDOVER_TOPIC:-1}" == 1 ]]; then
-    timeout 60 python3 "$ROOT/scripts/ci/lib/dump_topic.py" "127.0.0.1:$TPORT" "$TOPIC-handover" \
+    timeout 60 "$(ci_python)" "$CI_LIB/dump_topic.py" "127.0.0.1:$TPORT" "$TOPIC-handover" \
         "$ART/handover-topic-dump.jsonl" 15 >"$ART/handover-topic-summary.txt" 2>&1 || true
 fi
 [[ -n "$REF" ]] || fail "could not dump and replay the topic: $(tail -1 "$ART/topic-dump-summary.txt" "$ART/replay-of-topic.err" 2>/dev/null | tr '\n' ' ')"
@@ -399,9 +323,9 @@ deadline=$(($(now_ms) + 90000))
 while :; do
     metrics >"$ART/metrics-final.txt" || true
     ok_report=""; ok_ref=""
-    python3 "$WORK/compare.py" "$ART/metrics-final.txt" "$ART/report.json" requests,late,open >"$ART/compare-report.txt" && ok_report=1
+    compare "$ART/metrics-final.txt" "$ART/report.json" requests,late,open >"$ART/compare-report.txt" && ok_report=1
     if [[ -n "$REF" ]]; then
-        python3 "$WORK/compare.py" "$ART/metrics-final.txt" "$REF" requests,late,records,open >"$ART/compare-broker.txt" && ok_ref=1
+        compare "$ART/metrics-final.txt" "$REF" requests,late,records,open >"$ART/compare-broker.txt" && ok_ref=1
     fi
     # When the producer itself duplicated records across the outage (no
     # idempotence), the report no longer describes the topic: the broker's
@@ -435,7 +359,7 @@ grep -E '^accord_(joins_evicted_total|replayed_suppressed|commits_total|rebalanc
     "$ART/metrics-final.txt" | head -20 >"$ART/engine-metrics.txt" || true
 
 if [[ -z "$ok_report" || ( -n "$REF" && -z "$ok_ref" ) ]]; then
-    # Diagnostics for the closing note.
+    # Diagnostics: what the timelines and the log say about the difference.
     blocked=$(grep -c -E 'cannot write handover state|verdicts not delivered|handover state not delivered' "$ART/accord.log" || true)
     echo "--- diagnosis"
     if [[ -z "$first_503" ]] && ((blocked > 0)); then
@@ -445,47 +369,7 @@ if [[ -z "$ok_report" || ( -n "$REF" && -z "$ok_ref" ) ]]; then
         echo "    wall clock (watermark delay stuck at allowed_lateness during the outage, metrics-timeline.txt):"
         echo "    open joins closed early, the buffered records came in late."
     fi
-    python3 - "$ART/metrics-timeline.txt" "$ART/hw-timeline.txt" "$UP_T0" <<'PY' || true
-import re, sys
-mt, hw, up = sys.argv[1], sys.argv[2], int(sys.argv[3])
-jump = {}   # partition -> first time after the restart the watermark delay fell to <= 2.5 s from > 5 s
-prev = {}
-totals = []  # (t, records, late)
-for l in open(mt):
-    t = int(l.split()[0])
-    m = re.search(r'records=(\d+) late=(\d+)', l)
-    if m:
-        totals.append((t, int(m.group(1)), int(m.group(2))))
-    for p, d in re.findall(r' p(\d+)=([0-9.]+)', l):
-        d = float(d)
-        if d == 0:  # gauge not set yet (partition just assigned)
-            continue
-        if t > up and p not in jump and prev.get(p, 0) > 5 and d <= 2.5:
-            jump[p] = t
-        prev[p] = d
-final, reached = {}, {}
-try:
-    rows = [(int(l.split()[0]), dict(re.findall(r'p(\d+)=(\d+)', l))) for l in open(hw) if "down" not in l]
-except OSError:
-    rows = []
-for _, d in rows:
-    for p, v in d.items():
-        final[p] = max(final.get(p, 0), int(v))
-for t, d in rows:
-    for p, v in d.items():
-        if p not in reached and int(v) >= final[p]:
-            reached[p] = t
-end_rec, end_late = (totals[-1][1], totals[-1][2]) if totals else (0, 0)
-for p in sorted(jump, key=int):
-    j = (jump[p] - up) / 1000
-    rec, late = next(((r, lt) for (t, r, lt) in totals if t >= jump[p]), (end_rec, end_late))
-    r = "+%.1fs" % ((reached[p] - up) / 1000) if p in reached else "unknown"
-    print("  * partition %s: watermark jumped to wall clock - allowed_lateness at +%.1fs after the restart; "
-          "the broker had held all its records since %s; accord had then counted %d of %d records, "
-          "late records %d -> %d afterwards%s" % (p, j, r, rec, end_rec, late, end_late,
-          " (records in the broker, not yet consumed: the idle rule ignored consumer lag)"
-          if p in reached and reached[p] < jump[p] and rec < end_rec else ""))
-PY
+    ci_py outage_diagnosis "$ART/metrics-timeline.txt" "$ART/hw-timeline.txt" "$UP_T0" || true
     echo "  log:"
     grep -E 'cannot write handover state|verdicts not delivered|handover state not delivered|SESSTMOUT|partitions (revoked|assigned)|continuing from|reachable again' \
         "$ART/accord.log" | sed -E 's/\x1b\[[0-9;]*m//g' | cut -c1-200 | head -16 | sed 's/^/    /'

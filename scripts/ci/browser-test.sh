@@ -1,140 +1,97 @@
 #!/usr/bin/env bash
-# Browser test of the status page (issue 5): headless Chromium loads `/`
-# from a running `accord demo`; the rendered page must show every catalog
-# feature and at least one divergent request; a screenshot is saved as a
-# CI artifact and must not be blank.
+# Browser test of the status page: headless Chromium loads `/` from a running
+# `accord demo`; the rendered page must show every catalog feature and at
+# least one divergent request with its records, must have refreshed itself
+# from the JSON APIs and reference no external assets; a screenshot is saved
+# as a CI artifact and must not be blank (scripts/ci/lib/png_check.py).
 #
 #   bash scripts/ci/browser-test.sh        (builds target/release/accord if missing)
 #
 # Artifacts in ${ACCORD_CI_ARTIFACTS:-target/ci-artifacts}: status-page.png,
-# status-page.html (DOM after scripts ran), browser-demo.log.
+# status-page.html (DOM after scripts ran), browser-demo.log. Prints one
+# PASS/FAIL line per check and "browser-test: N passed, M failed" as the last
+# line; exits 1 on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 
+CI_NAME=browser-test
 # shellcheck source=scripts/ci/services.sh
 source scripts/ci/services.sh
-services_install_trap
 
 ART="$ACCORD_CI_ARTIFACTS"
 mkdir -p "$ART"
 BIN="${ACCORD_BIN:-$ROOT/target/release/accord}"
 FEATURES=(checkout_v2 search.ranking)
+PAGE="$ART/status-page.html"
 
-log() { printf '[browser-test %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-fail() { log "FAIL: $*"; exit 1; }
+demo_pid=""
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    results_on_exit "$rc"
+    stop_pid "$demo_pid" 10
+    stop_all_services || true
+    exit "$CI_EXIT"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 if [[ ! -x "$BIN" ]]; then
     log "building $BIN"
     cargo build --release --locked --bin accord
 fi
 install_chromium
-command -v curl >/dev/null || _apt_install curl
+command -v curl >/dev/null || apt_install curl
 
 port=$(pick_free_port)
 url="http://127.0.0.1:$port"
 log "starting accord demo on $url"
 "$BIN" demo --listen "127.0.0.1:$port" >"$ART/browser-demo.log" 2>&1 &
 demo_pid=$!
-stop_demo() {
-    if kill -0 "$demo_pid" 2>/dev/null; then
-        kill -TERM "$demo_pid" 2>/dev/null || true
-        for _ in $(seq 1 100); do kill -0 "$demo_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$demo_pid" 2>/dev/null || true
-    fi
-    wait "$demo_pid" 2>/dev/null || true
+
+demo_tail() { tail -20 "$ART/browser-demo.log"; return 1; }
+demo_answers() { wait_http "$url/healthz" 30 || demo_tail; }
+# Waits (bounded) until the demo has judged divergent requests.
+demo_diverged() {
+    local i
+    for i in $(seq 1 60); do
+        if curl -sf --noproxy '*' "$url/metrics" \
+            | grep -E '^accord_requests_total\{[^}]*verdict="diverge"[^}]*\} [1-9]' >/dev/null; then
+            log "divergent requests after $((i / 2)) s"
+            return 0
+        fi
+        sleep 0.5
+    done
+    demo_tail
 }
-trap 'stop_demo; _svc_on_exit' EXIT
-
-wait_http "$url/healthz" 30 || { tail -20 "$ART/browser-demo.log" >&2; fail "demo did not answer"; }
-
-# Wait (bounded) until the demo has judged divergent requests.
-diverged=""
-for _ in $(seq 1 60); do
-    if curl -sf --noproxy '*' "$url/metrics" \
-        | grep -E '^accord_requests_total\{[^}]*verdict="diverge"[^}]*\} [1-9]' >/dev/null; then
-        diverged=1
-        break
-    fi
-    sleep 0.5
-done
-[[ -n "$diverged" ]] || { tail -20 "$ART/browser-demo.log" >&2; fail "no divergent request within 30 s"; }
+require "accord demo answers /healthz within 30 s" demo_answers
+require "the demo judged a divergent request within 30 s" demo_diverged
 # Let a refresh cycle's worth of data accumulate for a fuller page.
 sleep 3
 
 log "dumping the DOM"
-chromium_dump_dom "$url/" "$ART/status-page.html"
+require "headless Chromium rendered the page" chromium_dump_dom "$url/" "$PAGE"
 for f in "${FEATURES[@]}"; do
-    grep -q -- "<h3>$f</h3>" "$ART/status-page.html" || fail "rendered page lacks feature $f"
+    check "rendered page shows feature $f" grep -q -- "<h3>$f</h3>" "$PAGE"
 done
 # A divergent request: its id in an expandable entry, with its records.
-rid=$(grep -oE '<details class="req" data-key="[^"]+"' "$ART/status-page.html" | head -1 \
+rid=$(grep -oE '<details class="req" data-key="[^"]+"' "$PAGE" | head -1 \
     | sed -E 's/.*data-key="[^/]+\/([^"]+)"/\1/')
-[[ -n "$rid" ]] || fail "rendered page shows no divergent request"
-grep -q -- "<code class=\"rid\">$rid</code>" "$ART/status-page.html" || fail "request id $rid not shown"
-grep -q 'class="rec"' "$ART/status-page.html" || fail "divergent request without records"
+require "rendered page shows a divergent request" test -n "$rid"
+check "request id $rid shown" grep -q -- "<code class=\"rid\">$rid</code>" "$PAGE"
+check "the divergent request shows its records" grep -q 'class="rec"' "$PAGE"
 # The script ran and refreshed from the JSON APIs (status line set by JS).
-grep -q 'every 5 s' "$ART/status-page.html" || fail "the page did not refresh itself from the JSON APIs"
+check "the page refreshed itself from the JSON APIs" grep -q 'every 5 s' "$PAGE"
 # Self-contained: no external assets.
-if grep -Eq '<(script|img|link)[^>]+(src|href)="https?://' "$ART/status-page.html"; then
-    fail "the page references external assets"
-fi
-log "DOM ok: ${FEATURES[*]} and divergent request $rid"
+no_external_assets() { ! grep -Eq '<(script|img|link)[^>]+(src|href)="https?://' "$PAGE"; }
+check "the page references no external assets" no_external_assets
 
 log "taking a screenshot"
-chromium_screenshot "$url/" "$ART/status-page.png" 1280,1800
-python3 - "$ART/status-page.png" <<'PY'
-import struct, sys, zlib
-
-path = sys.argv[1]
-data = open(path, "rb").read()
-if data[:8] != b"\x89PNG\r\n\x1a\n":
-    sys.exit(f"{path}: not a PNG")
-pos, idat, ihdr = 8, b"", None
-while pos < len(data):
-    n, kind = struct.unpack(">I4s", data[pos:pos + 8])
-    body = data[pos + 8:pos + 8 + n]
-    if kind == b"IHDR":
-        ihdr = struct.unpack(">IIBBBBB", body)
-    elif kind == b"IDAT":
-        idat += body
-    pos += 12 + n
-w, h, depth, ctype = ihdr[0], ihdr[1], ihdr[2], ihdr[3]
-channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(ctype)
-if depth != 8 or channels is None:
-    sys.exit(f"{path}: unexpected PNG format depth={depth} colour type={ctype}")
-raw = zlib.decompress(idat)
-stride = w * channels
-rows, prev = [], bytearray(stride)
-for y in range(h):
-    f = raw[y * (stride + 1)]
-    line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
-    for i in range(stride):
-        a = line[i - channels] if i >= channels else 0
-        b, c = prev[i], (prev[i - channels] if i >= channels else 0)
-        if f == 1: line[i] = (line[i] + a) & 255
-        elif f == 2: line[i] = (line[i] + b) & 255
-        elif f == 3: line[i] = (line[i] + (a + b) // 2) & 255
-        elif f == 4:
-            p = a + b - c
-            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-            line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
-    rows.append(bytes(line))
-    prev = line
-colours, counts = set(), {}
-for y in range(0, h, 4):
-    row = rows[y]
-    for x in range(0, w, 4):
-        px = row[x * channels:x * channels + 3]
-        colours.add(px)
-        counts[px] = counts.get(px, 0) + 1
-total = sum(counts.values())
-dominant = max(counts.values()) / total
-print(f"screenshot {w}x{h}, {len(data)} bytes, {len(colours)} distinct colours sampled, "
-      f"dominant colour covers {dominant:.0%}")
-if len(data) < 20_000 or len(colours) < 50 or dominant > 0.97:
-    sys.exit(f"{path}: the screenshot looks blank")
-PY
-log "screenshot ok: $ART/status-page.png"
-stop_demo
-log "PASS"
+require "screenshot taken" chromium_screenshot "$url/" "$ART/status-page.png" 1280,1800
+check "screenshot is not blank ($ART/status-page.png)" ci_py png_check "$ART/status-page.png"
+stop_pid "$demo_pid" 10
+demo_pid=""
+results_summary
+results_ok

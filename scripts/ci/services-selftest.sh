@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Self-test for scripts/ci/services.sh: install, start, create_topic, stop and
 # kill a tansu broker (no Kafka client needed). Takes a few seconds once tansu
-# is installed; fails if it takes more than 60 s.
+# is installed; fails if it takes more than 60 s. Prints one PASS/FAIL line
+# per check and "services-selftest: N passed, M failed" as the last line.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -9,22 +10,10 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/services.sh"
 services_install_trap
 
-passed=0
-failed=0
-check() { # check DESCRIPTION CMD...
-    local what="$1"; shift
-    if "$@"; then
-        passed=$((passed + 1)); echo "ok   - $what"
-    else
-        failed=$((failed + 1)); echo "FAIL - $what"
-    fi
-}
 not() { ! "$@"; }
 
-topic_partitions() { # topic_partitions NAME PORT -> prints partition count
-    "$TANSU_BIN" topic list --broker "tcp://127.0.0.1:$2" \
-        | python3 -c 'import json,sys
-print(next((len(t["partitions"]) for t in json.load(sys.stdin) if t["name"] == sys.argv[1]), 0))' "$1"
+topic_partitions() { # topic_partitions NAME PORT -> prints partition count (0: no such topic)
+    "$TANSU_BIN" topic list --broker "tcp://127.0.0.1:$2" | ci_py topic_partitions "$1" 0
 }
 has_partitions() { [[ "$(topic_partitions "$1" "$2")" == "$3" ]]; }
 
@@ -51,5 +40,5 @@ check "wait_port gives up on a closed port" not wait_port "$port" 1
 stop_all_services
 
 check "finished within 60 s (took ${SECONDS}s)" test "$SECONDS" -le 60
-echo "services-selftest: $passed passed, $failed failed"
-(( failed == 0 ))
+results_summary
+results_ok

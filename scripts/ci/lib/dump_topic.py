@@ -39,7 +39,7 @@ def main():
     while time.time() < deadline:
         m = c.poll(0.5)
         if m is None:
-            # Watermarks may lag (FIELD-NOTES); stop after 3 s without records.
+            # Watermarks may lag the records (tansu); stop after 3 s without records.
             if time.time() - idle_since > 3:
                 break
             continue

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Flood generator for scripts/ci/flood-memory-test.sh (issue 4, item 5).
+"""Flood generator for scripts/ci/flood-memory-test.sh.
 
 Writes JSON-lines decision records to stdout:
   - FLOOD never-completing requests: one `frontend` record each for

@@ -6,7 +6,7 @@ Appends "epoch_ms p0=HW p1=HW ..." lines to OUT every INTERVAL seconds for
 SECS seconds (a line "epoch_ms down" while the broker does not answer).
 Shows when records reached the broker, e.g. how long producers took to
 deliver what they buffered during an outage. (tansu's high watermark can
-lag the records it holds by a few: FIELD-NOTES.)
+lag the records it holds by a few.)
 """
 import sys
 import time

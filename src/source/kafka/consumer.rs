@@ -304,7 +304,7 @@ impl Shared {
                     continue;
                 }
             }
-            let mut stream = self.new_stream(p);
+            let mut stream = self.new_stream(p, by_p.len());
             if let Some(st) = state {
                 info!(partition = p, state = %st.encode(), "continuing from the previous owner's handover state");
                 let seek = stream.inherit(st);
@@ -324,10 +324,11 @@ impl Shared {
         }
     }
 
-    fn new_stream(&self, p: i32) -> Stream {
-        // One sample budget per instance, shared by its streams.
-        let owned = lock(&self.owner).len() + lock(&self.pending).len() + 1;
-        let budget = self.cfg.sample_bytes / owned.max(self.cfg.topics.len());
+    /// A new stream, one of `streams` this instance is being assigned.
+    fn new_stream(&self, p: i32, streams: usize) -> Stream {
+        // One sample budget per instance, shared by its streams (rebalances
+        // are eager: every assignment hands out all of them at once).
+        let budget = self.cfg.sample_bytes / streams.max(1);
         let counters = self
             .cfg
             .topics

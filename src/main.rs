@@ -253,12 +253,10 @@ fn main() -> ExitCode {
                 Ok(h) => h,
                 Err(code) => return code,
             };
-            block_on(async move {
+            block_on(|cancel| async move {
                 let mut service = Service::new(catalog)?;
                 service.http = ServeOptions { grace: service.http.grace, ..http };
                 let listener = Service::bind(args.listen).await?;
-                let cancel = CancellationToken::new();
-                cancel_on_signals(cancel.clone());
                 let defaults = KafkaConfig::new(&args.brokers, &[], &args.group);
                 let kafka = KafkaConfig {
                     topics: args.topics,
@@ -279,9 +277,7 @@ fn main() -> ExitCode {
                 Ok(h) => h,
                 Err(code) => return code,
             };
-            block_on(async move {
-                let cancel = CancellationToken::new();
-                cancel_on_signals(cancel.clone());
+            block_on(|cancel| async move {
                 accord::demo::demo(accord::demo::DemoOptions { listen, rate, partitions, http }, cancel).await
             })
         }
@@ -319,8 +315,17 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs an async command; configuration errors exit 2, others 1.
-fn block_on(fut: impl std::future::Future<Output = Result<(), ServiceError>>) -> ExitCode {
+/// Exit code after a second SIGINT/SIGTERM (128 + SIGINT, as shells report).
+const EXIT_ABORTED: u8 = 130;
+
+/// Runs an async command that stops when the token it is given is
+/// cancelled (first SIGINT/SIGTERM); a second signal stops at once.
+/// Configuration errors exit 2, others 1.
+fn block_on<F, Fut>(command: F) -> ExitCode
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ServiceError>>,
+{
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -328,7 +333,18 @@ fn block_on(fut: impl std::future::Future<Output = Result<(), ServiceError>>) ->
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(fut) {
+    let result = rt.block_on(async move {
+        let cancel = CancellationToken::new();
+        let abort = cancel_on_signals(cancel.clone());
+        tokio::select! {
+            r = command(cancel) => Some(r),
+            _ = abort.cancelled() => None,
+        }
+    });
+    let Some(result) = result else {
+        return ExitCode::from(EXIT_ABORTED);
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(ServiceError::Config(m)) => {
             eprintln!("accord: {m}");
@@ -395,9 +411,15 @@ fn simulate(args: SimulateArgs) -> ExitCode {
         };
         let res = rt.block_on(async move {
             let cancel = CancellationToken::new();
-            cancel_on_signals(cancel.clone());
-            accord::source::produce::produce(&brokers, &props, &topic, gen, cancel).await
+            let abort = cancel_on_signals(cancel.clone());
+            tokio::select! {
+                r = accord::source::produce::produce(&brokers, &props, &topic, gen, cancel) => Some(r),
+                _ = abort.cancelled() => None,
+            }
         });
+        let Some(res) = res else {
+            return ExitCode::from(EXIT_ABORTED);
+        };
         match res {
             Ok(r) => r,
             Err(e) => {

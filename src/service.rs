@@ -123,8 +123,12 @@ impl Observer for NoObserver {
     fn closed(&mut self, _: &Closed<'_>) {}
 }
 
-/// Cancels `token` on SIGINT or SIGTERM; a second signal exits at once.
-pub fn cancel_on_signals(token: CancellationToken) {
+/// Cancels `token` on SIGINT or SIGTERM (drain and stop); the returned
+/// token is cancelled on a second signal (the caller stops at once: `main`
+/// decides the exit code).
+pub fn cancel_on_signals(token: CancellationToken) -> CancellationToken {
+    let abort = CancellationToken::new();
+    let aborted = abort.clone();
     tokio::spawn(async move {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(s) => s,
@@ -143,8 +147,9 @@ pub fn cancel_on_signals(token: CancellationToken) {
                 token.cancel();
             } else {
                 warn!("second signal: exiting without draining");
-                std::process::exit(130);
+                abort.cancel();
             }
         }
     });
+    aborted
 }

@@ -460,20 +460,7 @@ impl ClientContext for Ctx {
         }
         // Credentials and certificates do not fix themselves: one clear
         // line (repeated every 30 s while it lasts) and the readyz reason.
-        let problem = match code {
-            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => {
-                Some(format!("kafka authentication failed: {reason}"))
-            }
-            Some(RDKafkaErrorCode::SSL) => Some(format!("kafka TLS failed: {reason}")),
-            _ if reason.contains("SSL handshake failed") || reason.contains("certificate verify failed") => {
-                Some(format!("kafka TLS failed: {reason}"))
-            }
-            _ if reason.contains("SASL") && reason.contains("authentication failed") => {
-                Some(format!("kafka authentication failed: {reason}"))
-            }
-            _ => None,
-        };
-        if let Some(p) = problem {
+        if let Some(p) = security_problem(code, reason) {
             if let Verdict::Log { .. } = lock(&self.shared.auth_errors).check(Instant::now()) {
                 error!("{p}");
             }
@@ -484,6 +471,24 @@ impl ClientContext for Ctx {
         if let Verdict::Log { suppressed } = lock(&self.shared.errors).check(Instant::now()) {
             warn!(%error, reason, suppressed, "kafka client error (logged at most every 10 s)");
         }
+    }
+}
+
+/// The readyz reason for a client error that is a security problem (failed
+/// authentication, a failed TLS handshake), as librdkafka reports them.
+pub(super) fn security_problem(code: Option<RDKafkaErrorCode>, reason: &str) -> Option<String> {
+    match code {
+        Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => {
+            Some(format!("kafka authentication failed: {reason}"))
+        }
+        Some(RDKafkaErrorCode::SSL) => Some(format!("kafka TLS failed: {reason}")),
+        _ if reason.contains("SSL handshake failed") || reason.contains("certificate verify failed") => {
+            Some(format!("kafka TLS failed: {reason}"))
+        }
+        _ if reason.contains("SASL") && reason.contains("authentication failed") => {
+            Some(format!("kafka authentication failed: {reason}"))
+        }
+        _ => None,
     }
 }
 

@@ -35,10 +35,11 @@ mod verdicts;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -49,6 +50,7 @@ pub use internal::default_names as internal_topic_names;
 use crate::export::metrics::Metrics;
 use crate::features::Features;
 use crate::join::Observer;
+use crate::ratelimit::{RateLimit, Verdict};
 
 /// What `accord run` needs to reach Kafka.
 #[derive(Debug, Clone)]
@@ -144,6 +146,11 @@ impl SourceStatus {
         Ok(())
     }
 
+    /// The problem set by `set_problem`, if any.
+    pub fn problem(&self) -> Option<String> {
+        self.problem.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     pub fn set_problem(&self, problem: impl Into<String>) {
         *self.problem.lock().unwrap_or_else(|e| e.into_inner()) = Some(problem.into());
     }
@@ -217,33 +224,51 @@ impl KafkaSource {
     /// while the broker is unreachable; returns the broker's topic names,
     /// or `None` if cancelled first.
     async fn check_topics(&self, cancel: &CancellationToken) -> Result<Option<Vec<String>>, SourceError> {
-        let probe: BaseConsumer = client_config(&self.cfg.brokers, &self.cfg.properties)
-            .create()
+        let ctx =
+            ProbeCtx { status: self.status.clone(), logged: Mutex::new(RateLimit::every(Duration::from_secs(30))) };
+        let probe: BaseConsumer<ProbeCtx> = client_config(&self.cfg.brokers, &self.cfg.properties)
+            .create_with_context(ctx)
             .map_err(|e| SourceError::Config(format!("kafka client configuration: {e}")))?;
         let probe = Arc::new(probe);
         let mut attempt = 0u32;
         loop {
             let c = probe.clone();
             let md = tokio::task::spawn_blocking(move || {
-                c.fetch_metadata(None, Duration::from_secs(5)).map(|md| {
+                let md = c.fetch_metadata(None, Duration::from_secs(5)).map(|md| {
                     md.topics()
                         .iter()
                         .map(|t| (t.name().to_string(), t.error().is_none(), t.partitions().len()))
                         .collect::<Vec<_>>()
-                })
+                });
+                if md.is_err() {
+                    // Serve the client's error events: a refused certificate
+                    // or login is reported there, with librdkafka's reason.
+                    for _ in 0..64 {
+                        if c.poll(Duration::ZERO).is_none() {
+                            break;
+                        }
+                    }
+                }
+                md
             })
             .await
             .map_err(|e| SourceError::Thread(format!("metadata task: {e}")))?;
             match md {
                 Ok(topics) => {
                     self.status.broker_up.store(true, Ordering::Relaxed);
+                    self.status.clear_problem("kafka authentication");
+                    self.status.clear_problem("kafka TLS");
                     config::check_partition_counts(&self.cfg, &topics)?;
                     return Ok(Some(topics.into_iter().map(|t| t.0).collect()));
                 }
                 Err(e) => {
                     self.status.broker_up.store(false, Ordering::Relaxed);
                     attempt += 1;
-                    warn!(brokers = %self.cfg.brokers, error = %e, attempt, "kafka broker unreachable; retrying (readyz answers 503 meanwhile)");
+                    // A refused certificate or login has its own line
+                    // (`ProbeCtx`); this one would only repeat it vaguely.
+                    if self.status.problem().is_none() {
+                        warn!(brokers = %self.cfg.brokers, error = %e, attempt, "kafka broker unreachable; retrying (readyz answers 503 meanwhile)");
+                    }
                     tokio::select! {
                         _ = cancel.cancelled() => return Ok(None),
                         _ = tokio::time::sleep(Duration::from_secs(2)) => {}
@@ -253,6 +278,29 @@ impl KafkaSource {
         }
     }
 }
+
+/// librdkafka's callbacks for the start-up probe. A broker that refuses
+/// accord's certificate or credentials answers no metadata request, so the
+/// probe is where the operator learns why: the same readyz reason and
+/// rate-limited line as the consumer gives later.
+struct ProbeCtx {
+    status: Arc<SourceStatus>,
+    logged: Mutex<RateLimit>,
+}
+
+impl ClientContext for ProbeCtx {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let Some(p) = consumer::security_problem(error.rdkafka_error_code(), reason) {
+            let log = self.logged.lock().unwrap_or_else(|e| e.into_inner()).check(Instant::now());
+            if let Verdict::Log { .. } = log {
+                tracing::error!("{p}");
+            }
+            self.status.set_problem(p);
+        }
+    }
+}
+
+impl ConsumerContext for ProbeCtx {}
 
 mod config {
     //! Checks of the configuration that need no broker, and of the topic

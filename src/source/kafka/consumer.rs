@@ -21,6 +21,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -35,7 +36,7 @@ use super::internal::read_handover_topic;
 use super::judge::{Control, JudgeHandle, Released, Slot};
 use super::stream::Stream;
 use super::verdicts::{Producer, VerdictProducer};
-use super::{client_config, KafkaConfig, SourceError, SourceStatus};
+use super::{client_config, client_config_for, ClientRole, KafkaConfig, SourceError, SourceStatus};
 use crate::export::metrics::{lag_gauge, watermark_gauge, Metrics};
 use crate::features::Features;
 use crate::pipeline::Pipeline;
@@ -86,7 +87,7 @@ impl Shared {
         handover_topic: String,
     ) -> Result<Arc<Shared>, SourceError> {
         let producer = |what: &str| -> Result<Arc<Producer>, SourceError> {
-            let mut pc = client_config(&cfg.brokers, &cfg.properties);
+            let mut pc = client_config_for(&cfg.brokers, &cfg.properties, ClientRole::Producer);
             pc.set("linger.ms", "5").set("queue.buffering.max.messages", "200000");
             pc.create().map(Arc::new).map_err(|e| SourceError::Config(format!("{what} producer configuration: {e}")))
         };
@@ -424,6 +425,10 @@ pub struct Ctx {
 }
 
 impl ClientContext for Ctx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        forward_log(level, fac, log_message);
+    }
+
     fn stats(&self, stats: Statistics) {
         // A broker in state UP (not the bootstrap placeholder) means the
         // cluster answers, even if no record arrives.
@@ -471,6 +476,27 @@ impl ClientContext for Ctx {
         if let Verdict::Log { suppressed } = lock(&self.shared.errors).check(Instant::now()) {
             warn!(%error, reason, suppressed, "kafka client error (logged at most every 10 s)");
         }
+    }
+}
+
+/// librdkafka's log lines, as rust-rdkafka's default context writes them,
+/// except its line for each refused certificate or login: that failure is
+/// also an error event, which gives the one clear (rate-limited) line and the
+/// readyz reason, so the per-attempt line goes to debug.
+pub(super) fn forward_log(level: RDKafkaLogLevel, fac: &str, msg: &str) {
+    if security_problem(None, msg).is_some() {
+        tracing::debug!(target: "librdkafka", "librdkafka: {fac} {msg}");
+        return;
+    }
+    match level {
+        RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+            tracing::error!(target: "librdkafka", "librdkafka: {fac} {msg}")
+        }
+        RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", "librdkafka: {fac} {msg}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(target: "librdkafka", "librdkafka: {fac} {msg}")
+        }
+        RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", "librdkafka: {fac} {msg}"),
     }
 }
 
@@ -539,7 +565,7 @@ pub fn start(
         .set("fetch.queue.backoff.ms", "10")
         // One instance owns partition p of every topic (co-partitioning).
         .set("partition.assignment.strategy", "range");
-    for (k, v) in &cfg.properties {
+    for (k, v) in client_config_for(&cfg.brokers, &cfg.properties, ClientRole::Consumer).config_map().iter() {
         c.set(k, v);
     }
     let consumer: BaseConsumer<Ctx> = c

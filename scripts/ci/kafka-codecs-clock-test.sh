@@ -24,6 +24,10 @@
 # CODEC_DURATION (seconds, default 15), CLOCK_REQUESTS (per partition,
 # default 300).
 set -euo pipefail
+# Bounded as a whole, whoever runs it (.ci/run runs every *-test.sh as is).
+if [[ -z "${KL_BOUNDED:-}" ]]; then
+    KL_BOUNDED=1 exec timeout -k 30 900 bash "$0" "$@"
+fi
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 # shellcheck source=scripts/ci/services.sh

@@ -46,6 +46,10 @@
 # default 200), SEC_DURATION (seconds of traffic per run, default 15),
 # TANSU_SQL_BIN.
 set -euo pipefail
+# Bounded as a whole, whoever runs it (.ci/run runs every *-test.sh as is).
+if [[ -z "${KL_BOUNDED:-}" ]]; then
+    KL_BOUNDED=1 exec timeout -k 30 900 bash "$0" "$@"
+fi
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 ROOT=$PWD

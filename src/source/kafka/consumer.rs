@@ -508,13 +508,41 @@ pub(super) fn security_problem(code: Option<RDKafkaErrorCode>, reason: &str) -> 
             Some(format!("kafka authentication failed: {reason}"))
         }
         Some(RDKafkaErrorCode::SSL) => Some(format!("kafka TLS failed: {reason}")),
-        _ if reason.contains("SSL handshake failed") || reason.contains("certificate verify failed") => {
+        // A TLS alert from the broker (or its TLS terminator): "tlsv13 alert
+        // certificate required" when it wants a client certificate, "alert
+        // unknown ca" / "bad certificate" when it rejects the one given.
+        _ if reason.contains("SSL handshake failed")
+            || reason.contains("certificate verify failed")
+            || (reason.contains("SSL") && reason.contains(" alert ")) =>
+        {
             Some(format!("kafka TLS failed: {reason}"))
         }
         _ if reason.contains("SASL") && reason.contains("authentication failed") => {
             Some(format!("kafka authentication failed: {reason}"))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod security_tests {
+    use super::*;
+
+    #[test]
+    fn refused_certificates_and_logins_are_named() {
+        let no_cert = "ssl://127.0.0.1:1/bootstrap: Receive failed: error:0A00045C:SSL routines::tlsv13 alert certificate required: SSL alert number 116";
+        assert!(security_problem(Some(RDKafkaErrorCode::BrokerTransportFailure), no_cert)
+            .is_some_and(|p| p.starts_with("kafka TLS failed: ")));
+        let wrong_ca =
+            "ssl://h:1/bootstrap: SSL handshake failed: error:0A000086:SSL routines::certificate verify failed";
+        assert!(security_problem(None, wrong_ca).is_some_and(|p| p.starts_with("kafka TLS failed: ")));
+        let scram = "SASL authentication error: SASL SCRAM authentication failed: broker responded with unknown-user";
+        assert!(security_problem(Some(RDKafkaErrorCode::Authentication), scram)
+            .is_some_and(|p| p.starts_with("kafka authentication failed: ")));
+        assert!(security_problem(None, "sasl_plaintext://h:1/bootstrap: SASL authentication failed: x").is_some());
+        let down = "ssl://h:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused";
+        assert_eq!(security_problem(Some(RDKafkaErrorCode::BrokerTransportFailure), down), None);
+        assert_eq!(security_problem(Some(RDKafkaErrorCode::AllBrokersDown), "1/1 brokers are down"), None);
     }
 }
 

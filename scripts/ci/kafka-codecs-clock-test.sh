@@ -76,9 +76,11 @@ for c in "${CODECS[@]}"; do
     kl_wait_ready "${PORT[$c]}" 60 || { kl_fail "$c: accord not ready within 60 s"; kl_finish; }
 done
 kl_log "codecs: ${CODECS[*]}, $RATE records/s each for ${DURATION}s"
+seed=7
 for c in "${CODECS[@]}"; do
+    seed=$((seed + 1))
     kl_spawn "simulate-$c" "$BIN" simulate --brokers "$B" --topic "codec-$c-$RUN_ID" --rate "$RATE" \
-        --duration "${DURATION}s" --scenario mixed --config "$KL_CATALOG" --seed "$((7 + ${#c}))" \
+        --duration "${DURATION}s" --scenario mixed --config "$KL_CATALOG" --seed "$seed" \
         --report "$KL_ART/simulate-$c-report.json" --kafka "compression.type=$c"
 done
 for c in "${CODECS[@]}"; do

@@ -25,6 +25,8 @@ KL_CONFLUENT_SPEC="${ACCORD_CONFLUENT_KAFKA_SPEC:-confluent-kafka>=2.10,<3}"
 
 KL_PASSED=0
 KL_FAILED=0
+# Set by kl_wait_not_ready_with, read by the scripts.
+export KL_READYZ="" KL_WAITED_MS=0
 KL_NAME=""
 KL_ART=""
 KL_WORK=""
@@ -154,8 +156,11 @@ kl_catalog() {
     local out="$1"
     sed -e '0,/^window = "30s"/s//window = "5s"/' -e '0,/^window = "10s"/s//window = "4s"/' \
         "$KL_ROOT/accord.toml" >"$out"
-    grep -q '^window = "5s"' "$out" && grep -q '^window = "4s"' "$out" && grep -q '^allowed_lateness = "5s"' "$out" \
-        || { echo "accord.toml changed shape: cannot derive the test catalog" >&2; return 1; }
+    if ! grep -q '^window = "5s"' "$out" || ! grep -q '^window = "4s"' "$out" \
+        || ! grep -q '^allowed_lateness = "5s"' "$out"; then
+        echo "accord.toml changed shape: cannot derive the test catalog" >&2
+        return 1
+    fi
     "$KL_BIN" check-config "$out" >/dev/null
 }
 

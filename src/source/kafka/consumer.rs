@@ -524,28 +524,6 @@ pub(super) fn security_problem(code: Option<RDKafkaErrorCode>, reason: &str) -> 
     }
 }
 
-#[cfg(test)]
-mod security_tests {
-    use super::*;
-
-    #[test]
-    fn refused_certificates_and_logins_are_named() {
-        let no_cert = "ssl://127.0.0.1:1/bootstrap: Receive failed: error:0A00045C:SSL routines::tlsv13 alert certificate required: SSL alert number 116";
-        assert!(security_problem(Some(RDKafkaErrorCode::BrokerTransportFailure), no_cert)
-            .is_some_and(|p| p.starts_with("kafka TLS failed: ")));
-        let wrong_ca =
-            "ssl://h:1/bootstrap: SSL handshake failed: error:0A000086:SSL routines::certificate verify failed";
-        assert!(security_problem(None, wrong_ca).is_some_and(|p| p.starts_with("kafka TLS failed: ")));
-        let scram = "SASL authentication error: SASL SCRAM authentication failed: broker responded with unknown-user";
-        assert!(security_problem(Some(RDKafkaErrorCode::Authentication), scram)
-            .is_some_and(|p| p.starts_with("kafka authentication failed: ")));
-        assert!(security_problem(None, "sasl_plaintext://h:1/bootstrap: SASL authentication failed: x").is_some());
-        let down = "ssl://h:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused";
-        assert_eq!(security_problem(Some(RDKafkaErrorCode::BrokerTransportFailure), down), None);
-        assert_eq!(security_problem(Some(RDKafkaErrorCode::AllBrokersDown), "1/1 brokers are down"), None);
-    }
-}
-
 impl ConsumerContext for Ctx {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         self.shared.metrics.rebalances.inc();
@@ -647,4 +625,26 @@ fn run(consumer: Arc<BaseConsumer<Ctx>>, shared: Arc<Shared>, stop: Arc<AtomicBo
     lock(&shared.judges).clear();
     consumer.unsubscribe();
     Ok(())
+}
+
+#[cfg(test)]
+mod security_tests {
+    use super::*;
+
+    #[test]
+    fn refused_certificates_and_logins_are_named() {
+        let no_cert = "ssl://127.0.0.1:1/bootstrap: Receive failed: error:0A00045C:SSL routines::tlsv13 alert certificate required: SSL alert number 116";
+        assert!(security_problem(Some(RDKafkaErrorCode::BrokerTransportFailure), no_cert)
+            .is_some_and(|p| p.starts_with("kafka TLS failed: ")));
+        let wrong_ca =
+            "ssl://h:1/bootstrap: SSL handshake failed: error:0A000086:SSL routines::certificate verify failed";
+        assert!(security_problem(None, wrong_ca).is_some_and(|p| p.starts_with("kafka TLS failed: ")));
+        let scram = "SASL authentication error: SASL SCRAM authentication failed: broker responded with unknown-user";
+        assert!(security_problem(Some(RDKafkaErrorCode::Authentication), scram)
+            .is_some_and(|p| p.starts_with("kafka authentication failed: ")));
+        assert!(security_problem(None, "sasl_plaintext://h:1/bootstrap: SASL authentication failed: x").is_some());
+        let down = "ssl://h:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused";
+        assert_eq!(security_problem(Some(RDKafkaErrorCode::BrokerTransportFailure), down), None);
+        assert_eq!(security_problem(Some(RDKafkaErrorCode::AllBrokersDown), "1/1 brokers are down"), None);
+    }
 }

@@ -4,8 +4,11 @@
 #
 # The builder runs exactly the README's build (`cargo build --release
 # --locked`), so the image holds the same binary. The runtime stage is
-# debian:bookworm-slim (glibc, zlib) plus curl for the compose healthcheck,
-# running as an unprivileged user.
+# debian:bookworm-slim (glibc, zlib) with what librdkafka needs against a
+# production broker (ca-certificates: the system trust store for TLS when no
+# ssl.ca.location is given; libssl3: the OpenSSL runtime it is linked
+# against, for TLS, SASL/SCRAM and OIDC token requests), plus curl for the
+# compose healthcheck, running as an unprivileged user.
 
 FROM rust:1-bookworm AS builder
 WORKDIR /src
@@ -17,7 +20,7 @@ RUN cargo build --release --locked \
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates curl \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin accord
 COPY --from=builder /out/accord /usr/local/bin/accord

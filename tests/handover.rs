@@ -4,8 +4,9 @@
 //! equal `accord replay` of the same records, exactly.
 //!
 //! Runs on librdkafka's mock cluster; with `ACCORD_TEST_BROKERS` it runs
-//! against a real broker (topics created through the admin API, and the
-//! handover topic used, since some brokers drop commit metadata).
+//! against a real broker (test topics created through the admin API), as
+//! `accord run` runs by default: no handover topic is named, accord creates
+//! `<group>.accord-handover` itself.
 
 mod common;
 
@@ -84,14 +85,7 @@ struct Instance {
 }
 
 impl Instance {
-    async fn start(
-        b: &Broker,
-        catalog: &Arc<Catalog>,
-        topic: &str,
-        group: &str,
-        verdicts: &str,
-        handover: Option<&str>,
-    ) -> Instance {
+    async fn start(b: &Broker, catalog: &Arc<Catalog>, topic: &str, group: &str, verdicts: &str) -> Instance {
         let service = Service::new(catalog.clone()).unwrap();
         let metrics = service.metrics.clone();
         let status = service.status.clone();
@@ -102,7 +96,6 @@ impl Instance {
         }
         let kafka = KafkaConfig {
             verdicts_topic: Some(verdicts.to_string()),
-            handover_topic: handover.map(str::to_string),
             commit_interval: Duration::from_millis(300),
             sample_bytes: 0,
             ..KafkaConfig::new(&b.brokers, &[topic], group)
@@ -232,6 +225,32 @@ fn read_verdicts(brokers: &str, topic: &str, expect: usize) -> HashMap<(String, 
     out
 }
 
+/// Handover states in the group's internal topic (which accord created on
+/// a real broker, since no topic was named): the state the next owner
+/// continued from lives there.
+fn handover_states(brokers: &str, group: &str) -> usize {
+    let topic = &accord::source::kafka::internal_topic_names(group)[0];
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("handover-reader-{}", N.fetch_add(1, Ordering::Relaxed)))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
+    c.assign(&tpl).unwrap();
+    let (mut n, t, mut quiet_since) = (0, Instant::now(), Instant::now());
+    while t.elapsed() < Duration::from_secs(30) && quiet_since.elapsed() < Duration::from_secs(2) {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            if m.key().is_some_and(|k| k.starts_with(format!("{group}/").as_bytes())) {
+                n += 1;
+            }
+            quiet_since = Instant::now();
+        }
+    }
+    n
+}
+
 fn sum(a: &BTreeMap<String, f64>, b: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
     let mut out = a.clone();
     for (k, v) in b {
@@ -261,7 +280,6 @@ struct Setup {
     features: Arc<Features>,
     topic: String,
     verdicts: String,
-    handover: Option<String>,
     stream: Vec<SimRecord>,
     base: i64,
 }
@@ -277,9 +295,12 @@ async fn setup() -> Setup {
     let features = Arc::new(Features::new(catalog.clone()));
     let topic = broker.topic("handover-decisions", 4).await;
     let verdicts = broker.topic("handover-verdicts", 1).await;
+    // No handover topic is named: the state goes to the group's internal
+    // topic, which accord creates at start-up on a real broker (the mock
+    // cluster cannot create topics: `Instance::start` makes it there).
     // Brokers refuse offset commits during a rebalance (the mock cluster
-    // does): the handover topic keeps the state regardless.
-    let handover = Some(broker.topic("handover-state", 1).await);
+    // does) and some drop commit metadata (tansu does): that topic keeps the
+    // state regardless.
     // Event times ahead of the wall clock: no partition's watermark moves
     // by wall-clock idleness during the test, so the cut lands with many
     // joins open (20 s windows) and the outcome is deterministic.
@@ -293,7 +314,7 @@ async fn setup() -> Setup {
         9,
     )
     .collect();
-    Setup { broker, catalog, features, topic, verdicts, handover, stream, base }
+    Setup { broker, catalog, features, topic, verdicts, stream, base }
 }
 
 async fn finish(s: &Setup, produced: &mut Vec<(i32, i64, Vec<u8>)>) {
@@ -307,7 +328,7 @@ async fn graceful_restart_judges_every_request_once() {
     let half = s.stream.len() / 2;
     let mut produced = produce(&s.broker.brokers, &s.topic, &s.stream[..half]).await;
 
-    let a = Instance::start(&s.broker, &s.catalog, &s.topic, &group, &s.verdicts, s.handover.as_deref()).await;
+    let a = Instance::start(&s.broker, &s.catalog, &s.topic, &group, &s.verdicts).await;
     let n = produced.len() as u64;
     wait_until("instance A to consume the first half", Duration::from_secs(60), || {
         a.status.records.load(Ordering::Relaxed) >= n
@@ -318,7 +339,7 @@ async fn graceful_restart_judges_every_request_once() {
     let a_metrics = a.stop().await;
     assert_eq!(a_metrics.open_joins.get(), 0, "a stopped instance holds no joins");
 
-    let b = Instance::start(&s.broker, &s.catalog, &s.topic, &group, &s.verdicts, s.handover.as_deref()).await;
+    let b = Instance::start(&s.broker, &s.catalog, &s.topic, &group, &s.verdicts).await;
     produced.extend(produce(&s.broker.brokers, &s.topic, &s.stream[half..]).await);
     finish(&s, &mut produced).await;
     let b_metrics = b.metrics.clone();
@@ -340,6 +361,7 @@ async fn graceful_restart_judges_every_request_once() {
     assert_eq!(verdicts.len() as f64, want, "every judged request is on the verdicts topic");
     let dup: Vec<_> = verdicts.iter().filter(|(_, n)| **n > 1).collect();
     assert!(dup.is_empty(), "duplicated verdicts: {:?}", &dup[..dup.len().min(5)]);
+    assert!(handover_states(&s.broker.brokers, &group) > 0, "handover states in {group}.accord-handover");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,7 +369,7 @@ async fn rebalance_in_and_out_judges_every_request_once() {
     let s = setup().await;
     let group = format!("rebalance-{}", std::process::id());
     let third = s.stream.len() / 3;
-    let a = Instance::start(&s.broker, &s.catalog, &s.topic, &group, &s.verdicts, s.handover.as_deref()).await;
+    let a = Instance::start(&s.broker, &s.catalog, &s.topic, &group, &s.verdicts).await;
     let mut produced = produce(&s.broker.brokers, &s.topic, &s.stream[..third]).await;
     let n1 = produced.len() as u64;
     wait_until("A to consume the first third", Duration::from_secs(60), || {
@@ -356,7 +378,7 @@ async fn rebalance_in_and_out_judges_every_request_once() {
     .await;
 
     // B joins: the group rebalances, A hands over some partitions.
-    let b = Instance::start(&s.broker, &s.catalog, &s.topic, &group, &s.verdicts, s.handover.as_deref()).await;
+    let b = Instance::start(&s.broker, &s.catalog, &s.topic, &group, &s.verdicts).await;
     wait_until("B to get partitions", Duration::from_secs(60), || b.status.assigned.load(Ordering::Relaxed)).await;
     produced.extend(produce(&s.broker.brokers, &s.topic, &s.stream[third..2 * third]).await);
     let n2 = produced.len() as u64;
@@ -390,4 +412,5 @@ async fn rebalance_in_and_out_judges_every_request_once() {
     let verdicts = read_verdicts(&s.broker.brokers, &s.verdicts, want as usize);
     assert_eq!(verdicts.len() as f64, want);
     assert!(verdicts.values().all(|n| *n == 1), "a verdict was produced twice");
+    assert!(handover_states(&s.broker.brokers, &group) > 0, "handover states in {group}.accord-handover");
 }

@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::simulate::{Generator, Report};
-use crate::source::kafka::client_config;
+use crate::source::kafka::{client_config_for, ClientRole};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProduceError {
@@ -28,7 +28,7 @@ pub async fn produce(
     mut gen: Generator,
     cancel: CancellationToken,
 ) -> Result<Report, ProduceError> {
-    let mut cfg = client_config(brokers, properties);
+    let mut cfg = client_config_for(brokers, properties, ClientRole::Producer);
     cfg.set("linger.ms", "5").set("queue.buffering.max.messages", "500000").set("message.timeout.ms", "120000");
     let producer: FutureProducer = cfg.create().map_err(ProduceError::Config)?;
     let start = tokio::time::Instant::now();

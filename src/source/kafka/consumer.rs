@@ -21,6 +21,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -35,7 +36,7 @@ use super::internal::read_handover_topic;
 use super::judge::{Control, JudgeHandle, Released, Slot};
 use super::stream::Stream;
 use super::verdicts::{Producer, VerdictProducer};
-use super::{client_config, KafkaConfig, SourceError, SourceStatus};
+use super::{client_config, client_config_for, ClientRole, KafkaConfig, SourceError, SourceStatus};
 use crate::export::metrics::{lag_gauge, watermark_gauge, Metrics};
 use crate::features::Features;
 use crate::pipeline::Pipeline;
@@ -86,7 +87,7 @@ impl Shared {
         handover_topic: String,
     ) -> Result<Arc<Shared>, SourceError> {
         let producer = |what: &str| -> Result<Arc<Producer>, SourceError> {
-            let mut pc = client_config(&cfg.brokers, &cfg.properties);
+            let mut pc = client_config_for(&cfg.brokers, &cfg.properties, ClientRole::Producer);
             pc.set("linger.ms", "5").set("queue.buffering.max.messages", "200000");
             pc.create().map(Arc::new).map_err(|e| SourceError::Config(format!("{what} producer configuration: {e}")))
         };
@@ -425,6 +426,10 @@ pub struct Ctx {
 }
 
 impl ClientContext for Ctx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        forward_log(level, fac, log_message);
+    }
+
     fn stats(&self, stats: Statistics) {
         // A broker in state UP (not the bootstrap placeholder) means the
         // cluster answers, even if no record arrives.
@@ -461,20 +466,7 @@ impl ClientContext for Ctx {
         }
         // Credentials and certificates do not fix themselves: one clear
         // line (repeated every 30 s while it lasts) and the readyz reason.
-        let problem = match code {
-            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => {
-                Some(format!("kafka authentication failed: {reason}"))
-            }
-            Some(RDKafkaErrorCode::SSL) => Some(format!("kafka TLS failed: {reason}")),
-            _ if reason.contains("SSL handshake failed") || reason.contains("certificate verify failed") => {
-                Some(format!("kafka TLS failed: {reason}"))
-            }
-            _ if reason.contains("SASL") && reason.contains("authentication failed") => {
-                Some(format!("kafka authentication failed: {reason}"))
-            }
-            _ => None,
-        };
-        if let Some(p) = problem {
+        if let Some(p) = security_problem(code, reason) {
             if let Verdict::Log { .. } = lock(&self.shared.auth_errors).check(Instant::now()) {
                 error!("{p}");
             }
@@ -485,6 +477,51 @@ impl ClientContext for Ctx {
         if let Verdict::Log { suppressed } = lock(&self.shared.errors).check(Instant::now()) {
             warn!(%error, reason, suppressed, "kafka client error (logged at most every 10 s)");
         }
+    }
+}
+
+/// librdkafka's log lines, as rust-rdkafka's default context writes them,
+/// except its line for each refused certificate or login: that failure is
+/// also an error event, which gives the one clear (rate-limited) line and the
+/// readyz reason, so the per-attempt line goes to debug.
+pub(super) fn forward_log(level: RDKafkaLogLevel, fac: &str, msg: &str) {
+    if security_problem(None, msg).is_some() {
+        tracing::debug!(target: "librdkafka", "librdkafka: {fac} {msg}");
+        return;
+    }
+    match level {
+        RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+            tracing::error!(target: "librdkafka", "librdkafka: {fac} {msg}")
+        }
+        RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", "librdkafka: {fac} {msg}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(target: "librdkafka", "librdkafka: {fac} {msg}")
+        }
+        RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", "librdkafka: {fac} {msg}"),
+    }
+}
+
+/// The readyz reason for a client error that is a security problem (failed
+/// authentication, a failed TLS handshake), as librdkafka reports them.
+pub(super) fn security_problem(code: Option<RDKafkaErrorCode>, reason: &str) -> Option<String> {
+    match code {
+        Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => {
+            Some(format!("kafka authentication failed: {reason}"))
+        }
+        Some(RDKafkaErrorCode::SSL) => Some(format!("kafka TLS failed: {reason}")),
+        // A TLS alert from the broker (or its TLS terminator): "tlsv13 alert
+        // certificate required" when it wants a client certificate, "alert
+        // unknown ca" / "bad certificate" when it rejects the one given.
+        _ if reason.contains("SSL handshake failed")
+            || reason.contains("certificate verify failed")
+            || (reason.contains("SSL") && reason.contains(" alert ")) =>
+        {
+            Some(format!("kafka TLS failed: {reason}"))
+        }
+        _ if reason.contains("SASL") && reason.contains("authentication failed") => {
+            Some(format!("kafka authentication failed: {reason}"))
+        }
+        _ => None,
     }
 }
 
@@ -535,7 +572,7 @@ pub fn start(
         .set("fetch.queue.backoff.ms", "10")
         // One instance owns partition p of every topic (co-partitioning).
         .set("partition.assignment.strategy", "range");
-    for (k, v) in &cfg.properties {
+    for (k, v) in client_config_for(&cfg.brokers, &cfg.properties, ClientRole::Consumer).config_map().iter() {
         c.set(k, v);
     }
     let consumer: BaseConsumer<Ctx> = c
@@ -589,4 +626,26 @@ fn run(consumer: Arc<BaseConsumer<Ctx>>, shared: Arc<Shared>, stop: Arc<AtomicBo
     lock(&shared.judges).clear();
     consumer.unsubscribe();
     Ok(())
+}
+
+#[cfg(test)]
+mod security_tests {
+    use super::*;
+
+    #[test]
+    fn refused_certificates_and_logins_are_named() {
+        let no_cert = "ssl://127.0.0.1:1/bootstrap: Receive failed: error:0A00045C:SSL routines::tlsv13 alert certificate required: SSL alert number 116";
+        assert!(security_problem(Some(RDKafkaErrorCode::BrokerTransportFailure), no_cert)
+            .is_some_and(|p| p.starts_with("kafka TLS failed: ")));
+        let wrong_ca =
+            "ssl://h:1/bootstrap: SSL handshake failed: error:0A000086:SSL routines::certificate verify failed";
+        assert!(security_problem(None, wrong_ca).is_some_and(|p| p.starts_with("kafka TLS failed: ")));
+        let scram = "SASL authentication error: SASL SCRAM authentication failed: broker responded with unknown-user";
+        assert!(security_problem(Some(RDKafkaErrorCode::Authentication), scram)
+            .is_some_and(|p| p.starts_with("kafka authentication failed: ")));
+        assert!(security_problem(None, "sasl_plaintext://h:1/bootstrap: SASL authentication failed: x").is_some());
+        let down = "ssl://h:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused";
+        assert_eq!(security_problem(Some(RDKafkaErrorCode::BrokerTransportFailure), down), None);
+        assert_eq!(security_problem(Some(RDKafkaErrorCode::AllBrokersDown), "1/1 brokers are down"), None);
+    }
 }

@@ -20,7 +20,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::handover::StreamState;
-use super::{client_config, KafkaConfig, SourceError};
+use super::{client_config_for, ClientRole, KafkaConfig, SourceError};
 
 /// What one internal topic is for and the settings it needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,9 +74,10 @@ pub async fn ensure(cfg: &KafkaConfig, existing: &[String], wanted: &[InternalTo
     if missing.is_empty() {
         return Ok(());
     }
-    let admin: AdminClient<DefaultClientContext> = client_config(&cfg.brokers, &cfg.properties)
-        .create()
-        .map_err(|e| SourceError::Config(format!("kafka admin client configuration: {e}")))?;
+    let admin: AdminClient<DefaultClientContext> =
+        client_config_for(&cfg.brokers, &cfg.properties, ClientRole::Producer)
+            .create()
+            .map_err(|e| SourceError::Config(format!("kafka admin client configuration: {e}")))?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for t in missing {
         let mut created = Err(String::new());
@@ -136,7 +137,7 @@ fn parse_key<'a>(key: &'a str, group: &str) -> Option<(i32, Option<&'a str>)> {
 /// Reads the handover topic to its end: the newest state of each of the
 /// group's streams. Blocking (call it off the async runtime).
 pub fn read_handover_topic(cfg: &KafkaConfig, topic: &str) -> Result<HashMap<i32, StreamState>, KafkaError> {
-    let mut c = client_config(&cfg.brokers, &cfg.properties);
+    let mut c = client_config_for(&cfg.brokers, &cfg.properties, ClientRole::Consumer);
     c.set("group.id", format!("{}-handover-reader", cfg.group))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")

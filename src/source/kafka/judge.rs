@@ -268,6 +268,13 @@ impl Head<'_> {
 
 /// Judges up to `DRAIN_BUDGET` messages of one stream; returns what it
 /// judged and whether messages are left.
+///
+/// A round ends only on a queue found empty (or a merge that must wait):
+/// librdkafka calls a queue's non-empty callback when the queue goes from
+/// empty to non-empty, never for what is added behind an event still in it.
+/// An end-of-partition event or a fetch error is such an event: messages
+/// fetched after it arrive silently, so a round that stopped at it would
+/// leave them unread until the next wake-up, which never comes.
 fn round<C: ConsumerContext + 'static>(
     slot: &mut Slot<C>,
     obs: &mut impl Observer,
@@ -294,10 +301,8 @@ fn round<C: ConsumerContext + 'static>(
             }
             match queues[0].poll(Duration::ZERO) {
                 Some(Ok(m)) => add(stream.judge(0, Msg::of(&m), obs, rejects, Instant::now())),
-                Some(Err(e)) => {
-                    fetch_error(stream, 0, e, errors);
-                    return (judged, false);
-                }
+                // Read on: messages may be queued behind the event.
+                Some(Err(e)) => fetch_error(stream, 0, e, errors),
                 None => {
                     stream.empty(0, false, Instant::now());
                     return (judged, false);
@@ -314,16 +319,20 @@ fn round<C: ConsumerContext + 'static>(
     loop {
         let now = Instant::now();
         for (t, h) in heads.iter_mut().enumerate() {
-            if h.is_some() {
-                continue;
-            }
-            match queues[t].poll(Duration::ZERO) {
-                Some(Ok(m)) => {
-                    let key = stream.merge_key(&Msg::of(&m));
-                    *h = Some((key, Head::Fetched(m)));
+            // Past events (end of partition, errors) to a message or to an
+            // empty queue: messages may be queued behind an event.
+            while h.is_none() {
+                match queues[t].poll(Duration::ZERO) {
+                    Some(Ok(m)) => {
+                        let key = stream.merge_key(&Msg::of(&m));
+                        *h = Some((key, Head::Fetched(m)));
+                    }
+                    Some(Err(e)) => fetch_error(stream, t, e, errors),
+                    None => {
+                        stream.empty(t, false, now);
+                        break;
+                    }
                 }
-                Some(Err(e)) => fetch_error(stream, t, e, errors),
-                None => stream.empty(t, false, now),
             }
         }
         if n == DRAIN_BUDGET {

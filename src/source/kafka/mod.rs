@@ -35,10 +35,12 @@ mod verdicts;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -49,6 +51,7 @@ pub use internal::default_names as internal_topic_names;
 use crate::export::metrics::Metrics;
 use crate::features::Features;
 use crate::join::Observer;
+use crate::ratelimit::{RateLimit, Verdict};
 
 /// What `accord run` needs to reach Kafka.
 #[derive(Debug, Clone)]
@@ -111,6 +114,86 @@ pub fn client_config(brokers: &str, properties: &[(String, String)]) -> ClientCo
     c
 }
 
+/// The kind of librdkafka client a configuration is for (admin clients are
+/// producers to librdkafka).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientRole {
+    Consumer,
+    Producer,
+}
+
+/// Properties only a consumer reads, and only a producer reads (the C and P
+/// columns of librdkafka's CONFIGURATION.md). One `--kafka` list configures
+/// every client of an instance; librdkafka logs a CONFWARN for each property
+/// a client of the other kind was given, so those are left out.
+const CONSUMER_ONLY: &[&str] = &[
+    "group.id",
+    "group.instance.id",
+    "partition.assignment.strategy",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "group.protocol.type",
+    "group.protocol",
+    "group.remote.assignor",
+    "coordinator.query.interval.ms",
+    "max.poll.interval.ms",
+    "enable.auto.commit",
+    "auto.commit.interval.ms",
+    "enable.auto.offset.store",
+    "queued.min.messages",
+    "queued.max.messages.kbytes",
+    "fetch.wait.max.ms",
+    "fetch.queue.backoff.ms",
+    "fetch.message.max.bytes",
+    "max.partition.fetch.bytes",
+    "fetch.max.bytes",
+    "fetch.min.bytes",
+    "fetch.error.backoff.ms",
+    "offset.store.method",
+    "isolation.level",
+    "enable.partition.eof",
+    "check.crcs",
+    "auto.offset.reset",
+];
+const PRODUCER_ONLY: &[&str] = &[
+    "transactional.id",
+    "transaction.timeout.ms",
+    "enable.idempotence",
+    "enable.gapless.guarantee",
+    "queue.buffering.max.messages",
+    "queue.buffering.max.kbytes",
+    "queue.buffering.max.ms",
+    "linger.ms",
+    "message.send.max.retries",
+    "retries",
+    "queue.buffering.backpressure.threshold",
+    "compression.codec",
+    "compression.type",
+    "compression.level",
+    "batch.num.messages",
+    "batch.size",
+    "delivery.report.only.error",
+    "sticky.partitioning.linger.ms",
+    "acks",
+    "request.required.acks",
+    "request.timeout.ms",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "partitioner",
+];
+
+/// [`client_config`] for one kind of client: the properties the other kind
+/// alone reads are left out.
+pub fn client_config_for(brokers: &str, properties: &[(String, String)], role: ClientRole) -> ClientConfig {
+    let other = match role {
+        ClientRole::Consumer => PRODUCER_ONLY,
+        ClientRole::Producer => CONSUMER_ONLY,
+    };
+    let kept: Vec<(String, String)> =
+        properties.iter().filter(|(k, _)| !other.contains(&k.as_str())).cloned().collect();
+    client_config(brokers, &kept)
+}
+
 /// Live state shared with the HTTP server (`/readyz`) and tests.
 #[derive(Default)]
 pub struct SourceStatus {
@@ -142,6 +225,11 @@ impl SourceStatus {
             return Err("no partitions assigned yet".into());
         }
         Ok(())
+    }
+
+    /// The problem set by `set_problem`, if any.
+    pub fn problem(&self) -> Option<String> {
+        self.problem.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn set_problem(&self, problem: impl Into<String>) {
@@ -217,33 +305,52 @@ impl KafkaSource {
     /// while the broker is unreachable; returns the broker's topic names,
     /// or `None` if cancelled first.
     async fn check_topics(&self, cancel: &CancellationToken) -> Result<Option<Vec<String>>, SourceError> {
-        let probe: BaseConsumer = client_config(&self.cfg.brokers, &self.cfg.properties)
-            .create()
-            .map_err(|e| SourceError::Config(format!("kafka client configuration: {e}")))?;
+        let ctx =
+            ProbeCtx { status: self.status.clone(), logged: Mutex::new(RateLimit::every(Duration::from_secs(30))) };
+        let probe: BaseConsumer<ProbeCtx> =
+            client_config_for(&self.cfg.brokers, &self.cfg.properties, ClientRole::Consumer)
+                .create_with_context(ctx)
+                .map_err(|e| SourceError::Config(format!("kafka client configuration: {e}")))?;
         let probe = Arc::new(probe);
         let mut attempt = 0u32;
         loop {
             let c = probe.clone();
             let md = tokio::task::spawn_blocking(move || {
-                c.fetch_metadata(None, Duration::from_secs(5)).map(|md| {
+                let md = c.fetch_metadata(None, Duration::from_secs(5)).map(|md| {
                     md.topics()
                         .iter()
                         .map(|t| (t.name().to_string(), t.error().is_none(), t.partitions().len()))
                         .collect::<Vec<_>>()
-                })
+                });
+                if md.is_err() {
+                    // Serve the client's error events: a refused certificate
+                    // or login is reported there, with librdkafka's reason.
+                    // (A consumed log or statistics event also reads as
+                    // `None`: no early exit.)
+                    for _ in 0..64 {
+                        let _ = c.poll(Duration::ZERO);
+                    }
+                }
+                md
             })
             .await
             .map_err(|e| SourceError::Thread(format!("metadata task: {e}")))?;
             match md {
                 Ok(topics) => {
                     self.status.broker_up.store(true, Ordering::Relaxed);
+                    self.status.clear_problem("kafka authentication");
+                    self.status.clear_problem("kafka TLS");
                     config::check_partition_counts(&self.cfg, &topics)?;
                     return Ok(Some(topics.into_iter().map(|t| t.0).collect()));
                 }
                 Err(e) => {
                     self.status.broker_up.store(false, Ordering::Relaxed);
                     attempt += 1;
-                    warn!(brokers = %self.cfg.brokers, error = %e, attempt, "kafka broker unreachable; retrying (readyz answers 503 meanwhile)");
+                    // A refused certificate or login has its own line
+                    // (`ProbeCtx`); this one would only repeat it vaguely.
+                    if self.status.problem().is_none() {
+                        warn!(brokers = %self.cfg.brokers, error = %e, attempt, "kafka broker unreachable; retrying (readyz answers 503 meanwhile)");
+                    }
                     tokio::select! {
                         _ = cancel.cancelled() => return Ok(None),
                         _ = tokio::time::sleep(Duration::from_secs(2)) => {}
@@ -253,6 +360,33 @@ impl KafkaSource {
         }
     }
 }
+
+/// librdkafka's callbacks for the start-up probe. A broker that refuses
+/// accord's certificate or credentials answers no metadata request, so the
+/// probe is where the operator learns why: the same readyz reason and
+/// rate-limited line as the consumer gives later.
+struct ProbeCtx {
+    status: Arc<SourceStatus>,
+    logged: Mutex<RateLimit>,
+}
+
+impl ClientContext for ProbeCtx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        consumer::forward_log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let Some(p) = consumer::security_problem(error.rdkafka_error_code(), reason) {
+            let log = self.logged.lock().unwrap_or_else(|e| e.into_inner()).check(Instant::now());
+            if let Verdict::Log { .. } = log {
+                tracing::error!("{p}");
+            }
+            self.status.set_problem(p);
+        }
+    }
+}
+
+impl ConsumerContext for ProbeCtx {}
 
 mod config {
     //! Checks of the configuration that need no broker, and of the topic
@@ -322,6 +456,29 @@ mod config {
             let mut c = KafkaConfig::new("b:1", topics, "g");
             c.properties = props.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             c
+        }
+
+        #[test]
+        fn each_kind_of_client_gets_the_properties_it_reads() {
+            let props: Vec<(String, String)> = [
+                ("security.protocol", "SSL"),
+                ("fetch.wait.max.ms", "50"),
+                ("compression.type", "zstd"),
+                ("client.id", "accord"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            let c = super::super::client_config_for("b:1", &props, super::super::ClientRole::Consumer);
+            assert_eq!(c.get("security.protocol"), Some("SSL"));
+            assert_eq!(c.get("fetch.wait.max.ms"), Some("50"));
+            assert_eq!(c.get("compression.type"), None);
+            assert_eq!(c.get("client.id"), Some("accord"));
+            let p = super::super::client_config_for("b:1", &props, super::super::ClientRole::Producer);
+            assert_eq!(p.get("security.protocol"), Some("SSL"));
+            assert_eq!(p.get("fetch.wait.max.ms"), None);
+            assert_eq!(p.get("compression.type"), Some("zstd"));
+            assert_eq!(p.get("bootstrap.servers"), Some("b:1"));
         }
 
         #[test]

@@ -16,9 +16,9 @@ use tracing::{info, warn};
 use crate::catalog::Catalog;
 use crate::export::Metrics;
 use crate::features::Features;
+use crate::http::{router, AppState};
 use crate::join::{Closed, Observer};
-use crate::live::LiveStats;
-use crate::server::{router, AppState};
+use crate::live::{LiveView, LocalFeed};
 use crate::source::kafka::{KafkaConfig, KafkaSource, SourceError, SourceStatus};
 
 /// How long the HTTP server may take to finish in-flight requests.
@@ -49,7 +49,7 @@ pub struct Service {
     pub metrics: Metrics,
     pub status: Arc<SourceStatus>,
     /// Live statistics behind the gate, features API and status page.
-    pub live: LiveStats,
+    pub live: LiveView,
 }
 
 impl Service {
@@ -59,7 +59,7 @@ impl Service {
         metrics.ready.set(0);
         Ok(Service {
             catalog,
-            live: LiveStats::new(features.clone()),
+            live: LiveView::new(features.clone()),
             features,
             metrics,
             status: Arc::new(SourceStatus::default()),
@@ -92,7 +92,9 @@ impl Service {
         });
         info!(%addr, "http listening");
         let source = KafkaSource::new(kafka, self.features.clone(), self.metrics.clone(), self.status.clone());
-        let result = source.run(cancel.clone(), self.live.observer()).await;
+        // Each instance serves what it judged itself: the recorder feeds
+        // this process's view on the source's tick.
+        let result = source.run(cancel.clone(), LocalFeed::new(&self.live)).await;
         // Whatever ended the source ends the service.
         cancel.cancel();
         match tokio::time::timeout(GRACE, server).await {

@@ -36,6 +36,7 @@ use crate::export::metrics::{lag_gauge, watermark_gauge, Metrics, MetricsObserve
 use crate::export::verdicts::verdict_json;
 use crate::features::Features;
 use crate::join::{Closed, Observer, Position};
+use crate::live::LocalFeed;
 use crate::pipeline::Pipeline;
 
 /// What `accord run` needs to reach Kafka.
@@ -688,7 +689,8 @@ impl RejectLog {
 }
 
 /// Consumes until `cancel`, then commits what was judged and leaves the
-/// group. Extra observers (live statistics) see every event.
+/// group. The live statistics' feed sees every event and is flushed to
+/// its view on every tick.
 pub struct KafkaSource {
     cfg: KafkaConfig,
     features: Arc<Features>,
@@ -790,7 +792,7 @@ impl KafkaSource {
     }
 
     /// Runs the source until `cancel`.
-    pub async fn run(self, cancel: CancellationToken, mut extra: impl Observer) -> Result<(), SourceError> {
+    pub async fn run(self, cancel: CancellationToken, mut extra: LocalFeed) -> Result<(), SourceError> {
         let verdicts_producer = match &self.cfg.verdicts_topic {
             Some(_) => Some(self.producer("verdicts")?),
             None => None,
@@ -846,6 +848,8 @@ impl KafkaSource {
                     // prompt.
                     let mut next = Some(msg);
                     let mut budget = DRAIN_BUDGET;
+                    // One clock read per batch for the live statistics.
+                    extra.set_now_ms(chrono::Utc::now().timestamp_millis());
                     // Published once per batch: readers (readyz, tests) poll
                     // this counter, and a per-message atomic add on a line
                     // they keep reading cost more than the rest of the loop.
@@ -906,6 +910,7 @@ impl KafkaSource {
                 }
                 _ = tick.tick() => {
                     let now_ms = chrono::Utc::now().timestamp_millis();
+                    extra.set_now_ms(now_ms);
                     // While the broker is away, partitions are not idle but
                     // cut off: their watermarks must not run with the clock.
                     let broker_up = self.status.broker_up.load(Ordering::Relaxed);
@@ -947,6 +952,7 @@ impl KafkaSource {
                         let ok = shared.commit(consumer.as_ref(), &mut parts, true, CommitMode::Sync);
                         next_commit = Instant::now() + if ok { self.cfg.commit_interval } else { COMMIT_BACKOFF };
                     }
+                    extra.flush();
                 }
             }
         }

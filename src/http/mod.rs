@@ -1,6 +1,12 @@
-//! HTTP API (SPEC §6) on axum: metrics, health and readiness here; the
-//! gate, features and status page routes live in `api` and mount on the
-//! same router.
+//! The HTTP API on axum: metrics, health and readiness here; the gate,
+//! features and divergences APIs in `api`; the status page in `page`.
+//! Handlers answer 400 or 404 with a JSON error for bad requests, never
+//! 500, and read the live view without holding its locks across I/O.
+
+mod api;
+mod page;
+#[cfg(test)]
+mod test_rig;
 
 use std::sync::Arc;
 
@@ -11,7 +17,7 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::export::Metrics;
-use crate::live::LiveStats;
+use crate::live::LiveView;
 use crate::source::kafka::SourceStatus;
 
 /// What every handler may read. Cheap to clone.
@@ -20,7 +26,7 @@ pub struct AppState {
     pub metrics: Metrics,
     pub status: Arc<SourceStatus>,
     /// Live per-feature statistics (gate, features API, status page).
-    pub live: LiveStats,
+    pub live: LiveView,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -28,8 +34,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/", get(crate::status_page::index))
-        .merge(crate::api::routes())
+        .merge(page::routes())
+        .merge(api::routes())
         .with_state(state)
 }
 
@@ -55,44 +61,24 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::{Catalog, Features};
-    use axum::body::Body;
-    use axum::http::Request;
-    use http_body_util::BodyExt;
+    use super::test_rig::Rig;
+    use axum::http::StatusCode;
     use std::sync::atomic::Ordering;
-    use tower::ServiceExt;
-
-    fn state() -> AppState {
-        let cat =
-            Catalog::parse(std::path::Path::new("c.toml"), include_str!("../tests/conformance/catalog.toml")).unwrap();
-        let f = Arc::new(Features::new(Arc::new(cat)));
-        AppState {
-            metrics: Metrics::new(f.clone()).unwrap(),
-            status: Arc::new(SourceStatus::default()),
-            live: LiveStats::new(f),
-        }
-    }
-
-    async fn get(app: Router, path: &str) -> (StatusCode, String) {
-        let r = app.oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
-        let code = r.status();
-        let body = r.into_body().collect().await.unwrap().to_bytes();
-        (code, String::from_utf8(body.to_vec()).unwrap())
-    }
 
     #[tokio::test]
     async fn health_ready_and_metrics() {
-        let s = state();
-        let app = router(s.clone());
-        assert_eq!(get(app.clone(), "/healthz").await.0, StatusCode::OK);
-        let (code, body) = get(app.clone(), "/readyz").await;
+        let r = Rig::new(0);
+        assert_eq!(r.get_text("/healthz").await.0, StatusCode::OK);
+        let (code, body) = r.get_text("/readyz").await;
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
         assert!(body.contains("broker unreachable"));
-        s.status.broker_up.store(true, Ordering::Relaxed);
-        s.status.assigned.store(true, Ordering::Relaxed);
-        assert_eq!(get(app.clone(), "/readyz").await.0, StatusCode::OK);
-        let (code, body) = get(app, "/metrics").await;
+        r.state.status.broker_up.store(true, Ordering::Relaxed);
+        let (code, body) = r.get_text("/readyz").await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("no partitions assigned"));
+        r.state.status.assigned.store(true, Ordering::Relaxed);
+        assert_eq!(r.get_text("/readyz").await.0, StatusCode::OK);
+        let (code, body) = r.get_text("/metrics").await;
         assert_eq!(code, StatusCode::OK);
         assert!(body.contains("# HELP accord_requests_total"));
         assert!(body.contains(r#"accord_build_info{version=""#));

@@ -125,8 +125,8 @@ pub(crate) fn sample_order(a: &Sample, b: &Sample) -> Ordering {
         s.records.iter().map(|r| (r.layer, r.pos, r.ts_ms, r.path as u8, r.raw.as_deref()))
     }
     let cause = |c: CloseCause| c as u8;
-    b.closed_ms
-        .cmp(&a.closed_ms)
+    (b.closed_ms, b.seq)
+        .cmp(&(a.closed_ms, a.seq))
         .then_with(|| a.request_id.cmp(&b.request_id))
         .then_with(|| a.start_ms.cmp(&b.start_ms))
         .then_with(|| (a.verdict, a.path, cause(a.close_cause)).cmp(&(b.verdict, b.path, cause(b.close_cause))))
@@ -159,6 +159,16 @@ fn div_ceil(a: i64, b: i64) -> i64 {
 impl FeatureDelta {
     pub(crate) fn is_empty(&self) -> bool {
         self.buckets.is_empty() && self.lags.is_empty() && self.samples.is_empty()
+    }
+
+    /// Puts pairs and causes in their order and trims the samples, so that
+    /// equal contents compare equal.
+    pub(crate) fn normalize(&mut self) {
+        for b in self.buckets.values_mut() {
+            b.pairs.sort_by_key(|e| e.0);
+            b.causes.sort_by_key(|e| e.0);
+        }
+        trim_samples(&mut self.samples);
     }
 
     /// Adds `o` in (both over the same layer table).

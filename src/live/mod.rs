@@ -55,6 +55,8 @@
 
 mod delta;
 mod recorder;
+#[cfg(test)]
+mod tests;
 mod view;
 mod wire;
 
@@ -102,6 +104,9 @@ pub struct Sample {
     pub start_ms: i64,
     /// Wall-clock time of the close.
     pub closed_ms: i64,
+    /// The order of closes within a millisecond at the judging task that
+    /// kept the sample (later is larger).
+    pub seq: u64,
     pub close_cause: CloseCause,
     pub pairs: Vec<Pair>,
     pub cause: Option<Cause>,

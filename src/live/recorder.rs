@@ -30,6 +30,8 @@ pub struct Recorder {
     slot: i64,
     /// By feature id.
     slots: Vec<FeatureDelta>,
+    /// Samples kept so far: orders closes within a millisecond.
+    seq: u64,
     pairs: Vec<Pair>,
     lags: Vec<(LayerId, i64)>,
 }
@@ -45,6 +47,7 @@ impl Recorder {
             sec: 0,
             slot: 0,
             slots: Vec::new(),
+            seq: 0,
             pairs: Vec::new(),
             lags: Vec::new(),
         };
@@ -77,7 +80,7 @@ impl Recorder {
                 continue;
             }
             let mut f = std::mem::take(f);
-            trim_samples(&mut f.samples);
+            f.normalize();
             d.features.insert(self.features.name(FeatureId::new(i as u16)), f);
         }
         d
@@ -132,7 +135,9 @@ impl Recorder {
                 }
             }
         }
-        if let Some(sample) = sample {
+        if let Some(mut sample) = sample {
+            self.seq += 1;
+            sample.seq = self.seq;
             let samples = &mut self.feature(feature).samples;
             samples.push(sample);
             // Trimmed in batches: the newest MAX_SAMPLES survive either way.
@@ -208,6 +213,7 @@ impl Observer for Recorder {
                 path: j.path,
                 start_ms: c.start_ms,
                 closed_ms: self.now_ms,
+                seq: 0,
                 close_cause: c.cause,
                 pairs: pairs.clone(),
                 cause,
@@ -353,6 +359,7 @@ mod tests {
             path: RequestPath::Mixed,
             start_ms: 0,
             closed_ms,
+            seq: 0,
             close_cause: CloseCause::Complete,
             pairs: vec![],
             cause: None,

@@ -166,3 +166,140 @@ impl Observer for LocalFeed {
         self.recorder.closed(c);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Catalog, LayerSet};
+    use crate::judge::{RequestPath, Verdict};
+    use crate::live::recorder::CloseEvent;
+    use crate::live::MAX_SAMPLES;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    const F0: FeatureId = FeatureId::new(0);
+    const L0: LayerId = LayerId::new(0);
+
+    fn features(toml: &str) -> Arc<Features> {
+        Arc::new(Features::new(Arc::new(Catalog::parse(std::path::Path::new("c.toml"), toml).unwrap())))
+    }
+
+    fn catalog() -> String {
+        include_str!("../../tests/conformance/catalog.toml").to_string()
+    }
+
+    fn manual(features: Arc<Features>, at: i64) -> (LiveView, Arc<AtomicI64>) {
+        let clock = Arc::new(AtomicI64::new(at));
+        let c = clock.clone();
+        (LiveView::with_clock(features, Arc::new(move || c.load(Ordering::Relaxed))), clock)
+    }
+
+    fn agree(lags: &[(LayerId, i64)]) -> CloseEvent<'_> {
+        CloseEvent {
+            verdict: Verdict::Agree,
+            path: RequestPath::Old,
+            missing: LayerSet::EMPTY,
+            pairs: &[],
+            cause: None,
+            lags,
+            sample: None,
+        }
+    }
+
+    #[test]
+    fn ring_stays_bounded_to_an_hour() {
+        let (live, clock) = manual(features(&catalog()), 0);
+        let mut r = live.recorder();
+        for s in 0..7_200i64 {
+            clock.store(s * 1000, Ordering::Relaxed);
+            r.set_now_ms(s * 1000);
+            r.on_close(F0, agree(&[(L0, 5)]));
+            live.apply(r.take());
+        }
+        {
+            let slot = live.slot(F0);
+            let g = lock(&slot);
+            assert!(g.buckets.len() <= 3_602, "{} buckets", g.buckets.len());
+            assert!(g.lags.len() <= 362, "{} slices", g.lags.len());
+        }
+        let now = 7_199_000;
+        let w = live.window(F0, now, MAX_WINDOW_MS);
+        assert_eq!(w.total(), 3_601);
+        assert_eq!(live.window(F0, now, 60_000).total(), 61);
+        // A delta from more than an hour ago changes nothing.
+        let mut old = Recorder::new(live.features().clone(), 0);
+        old.on_close(F0, agree(&[]));
+        assert_eq!(live.apply(old.take()), Applied { features: 1, rejected: 0 });
+        assert_eq!(live.window(F0, now, MAX_WINDOW_MS).total(), 3_601);
+    }
+
+    #[test]
+    fn several_threads_apply_while_readers_read() {
+        let (live, _) = manual(features(&catalog()), 50_000);
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let live = &live;
+                s.spawn(move || {
+                    let mut r = live.recorder();
+                    for i in 0..50 {
+                        r.set_now_ms(50_000 + t * 1_000 + i);
+                        r.on_close(F0, agree(&[(L0, i)]));
+                        r.on_close(FeatureId::new(1), agree(&[]));
+                        live.apply(r.take());
+                        let _ = live.window(F0, 60_000, 60_000);
+                    }
+                });
+            }
+        });
+        let w = live.window(F0, 60_000, 60_000);
+        assert_eq!(w.total(), 200);
+        assert_eq!(w.layers[0].lag_samples, 200);
+        assert_eq!(live.window(FeatureId::new(1), 60_000, 60_000).total(), 200);
+    }
+
+    #[test]
+    fn deltas_of_other_instances_merge_by_feature_and_layer_name() {
+        let tracking = catalog().replace("[monitor]", "[monitor]\nunknown_features = \"track\"");
+        // Another instance tracked a feature this one has not seen, under
+        // the same ids this one gives to other names.
+        let theirs = features(&tracking);
+        assert!(matches!(theirs.resolve("beta"), Resolved::Known(_)));
+        let beta = theirs.lookup("beta").unwrap();
+        let mut r = Recorder::new(theirs.clone(), 10_000);
+        r.on_close(beta, agree(&[]));
+        r.on_close(theirs.lookup("other").unwrap(), agree(&[]));
+
+        let ours = features(&tracking);
+        assert!(matches!(ours.resolve("alpha"), Resolved::Known(_)));
+        let (live, _) = manual(ours.clone(), 10_000);
+        assert_eq!(live.apply(r.take()), Applied { features: 2, rejected: 0 });
+        let id = live.feature_id("beta").expect("tracked here too");
+        assert_ne!(id, beta, "ids differ between instances");
+        assert_eq!(live.window(id, 10_000, 1_000).total(), 1);
+        assert_eq!(live.window(live.feature_id("alpha").unwrap(), 10_000, 1_000).total(), 0);
+        // `other` is `other`, not a new tracked name.
+        assert_eq!(live.window(live.feature_id("other").unwrap(), 10_000, 1_000).total(), 1);
+        assert_eq!(ours.len(), 5, "checkout_v2, search.ranking, other, alpha, beta");
+
+        // Rejected where this instance rejects unknown features.
+        let (strict, _) = manual(features(&catalog()), 10_000);
+        let mut r = Recorder::new(theirs.clone(), 10_000);
+        r.on_close(beta, agree(&[]));
+        r.on_close(F0, agree(&[]));
+        assert_eq!(strict.apply(r.take()), Applied { features: 1, rejected: 1 });
+        assert_eq!(strict.window(F0, 10_000, 1_000).total(), 1);
+    }
+
+    #[test]
+    fn a_local_feed_reaches_the_view_when_flushed() {
+        let (live, _) = manual(features(&catalog()), 5_000);
+        let mut feed = LocalFeed::new(&live);
+        feed.set_now_ms(5_500);
+        feed.record(F0, L0, RecordPath::New, false);
+        assert_eq!(live.window(F0, 6_000, 5_000).layers[0].new, 0);
+        feed.flush();
+        assert_eq!(live.window(F0, 6_000, 5_000).layers[0].new, 1);
+        feed.flush();
+        assert_eq!(live.window(F0, 6_000, 5_000).layers[0].new, 1, "flushed once");
+        assert_eq!(live.samples(F0, MAX_SAMPLES), (vec![], 0));
+    }
+}

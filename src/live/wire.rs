@@ -18,9 +18,7 @@ use hdrhistogram::serialization::{Deserializer, Serializer as _, V2Serializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::delta::{
-    count, trim_samples, Bucket, FeatureDelta, LagSlice, LayerCounts, L_LATE, L_MISSING, L_NEW, L_OLD, L_UNKNOWN,
-};
+use super::delta::{count, Bucket, FeatureDelta, LagSlice, LayerCounts, L_LATE, L_MISSING, L_NEW, L_OLD, L_UNKNOWN};
 use super::{Delta, Sample, SampleRecord, LAG_HIGH_MS};
 use crate::catalog::{LayerId, LayerSet, MAX_LAYERS};
 use crate::explain::{Cause, Direction, Pair};
@@ -174,6 +172,9 @@ struct SampleWire {
     path: String,
     start_ms: i64,
     closed_ms: i64,
+    /// Orders closes within a millisecond at the task that judged them.
+    #[serde(default)]
+    seq: u64,
     close_cause: String,
     #[serde(default)]
     pairs: Vec<PairWire>,
@@ -309,6 +310,7 @@ fn sample_wire(s: &Sample) -> SampleWire {
         path: s.path.as_str().into(),
         start_ms: s.start_ms,
         closed_ms: s.closed_ms,
+        seq: s.seq,
         close_cause: s.close_cause.as_str().into(),
         pairs: s.pairs.iter().map(pair_wire).collect(),
         cause: s.cause.as_ref().map(cause_wire),
@@ -529,6 +531,7 @@ fn sample(w: &SampleWire, layers: &Layers, at: &str) -> Result<Sample, DecodeErr
         path: named(&RequestPath::ALL, RequestPath::as_str, &w.path, at)?,
         start_ms: w.start_ms,
         closed_ms: w.closed_ms,
+        seq: w.seq,
         close_cause: named(&CloseCause::ALL, CloseCause::as_str, &w.close_cause, at)?,
         pairs: w
             .pairs
@@ -575,7 +578,7 @@ fn feature(name: &str, w: &FeatureWire, layers: &Layers) -> Result<FeatureDelta,
     for (i, s) in w.samples.iter().enumerate() {
         f.samples.push(sample(s, layers, &format!("feature {name:?}, sample {i}"))?);
     }
-    trim_samples(&mut f.samples);
+    f.normalize();
     Ok(f)
 }
 
@@ -626,5 +629,190 @@ impl Delta {
     /// version; anything else is an error, never a panic.
     pub fn decode(bytes: &[u8]) -> Result<Delta, DecodeError> {
         decode(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::delta::lag_histogram;
+    use proptest::prelude::*;
+
+    fn valid() -> Vec<u8> {
+        let mut h = lag_histogram();
+        for v in [1, 5, 40, 300, 7_000, 3_600_000, 9_999_999] {
+            h.saturating_record(v);
+        }
+        let hist = histogram_wire(2, &h).v2;
+        format!(
+            r#"{{"v":1,"layers":["frontend","api","worker","analytics"],"features":{{"checkout_v2":{{
+              "buckets":[{{"sec":1800000000,"requests":{{"mixed":{{"diverge":2}},"new":{{"agree":5}}}},
+                "kinds":{{"path_mismatch":2}},"layers":[{{"layer":0,"new":4,"late":1}},{{"layer":3,"missing":1}}],
+                "pairs":[{{"kind":"path_mismatch","upstream":0,"downstream":1,"direction":"upstream_new","requests":2,"exposed":2}}],
+                "causes":[{{"cause":{{"type":"path_split","new":[0],"old":[1,2],"both":[]}},"requests":2,"exposed":2}}]}}],
+              "lags":[{{"slot":180000000,"layers":[{{"layer":2,"v2":"{hist}"}}]}}],
+              "samples":[{{"request_id":"a","verdict":"diverge","path":"mixed","start_ms":1800000000000,
+                "closed_ms":1800000000500,"close_cause":"window","pairs":[{{"kind":"snapshot_skew","upstream":1,"downstream":1}}],
+                "cause":{{"type":"flag_revisions","upstream":1,"downstream":1}},"missing":[3],
+                "records":[{{"layer":1,"offset":7,"ts_ms":1800000000000,"path":"old","raw":"eyJhIjoxfQ=="}}]}}]}}}}}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn reads_what_it_documents() {
+        let d = Delta::decode(&valid()).unwrap();
+        let w = d.window("checkout_v2", 1_800_000_000_999, 1_000).unwrap();
+        assert_eq!((w.total(), w.exposed_agreement()), (7, Some(5.0 / 7.0)));
+        assert_eq!((w.layers[0].new, w.layers[0].late, w.layers[3].missing), (4, 1, 1));
+        assert_eq!(w.pairs[0].pair.direction, Direction::UpstreamNew);
+        assert_eq!(
+            w.causes[0].cause,
+            Cause::PathSplit {
+                new: LayerSet::of(LayerId::new(0)),
+                old: [LayerId::new(1), LayerId::new(2)].into_iter().collect(),
+                both: LayerSet::EMPTY
+            }
+        );
+        let lags = &w.layers[2];
+        assert_eq!(lags.lag_samples, 7);
+        // 1 significant digit: within 6.25 %.
+        assert!(lags.lag_p50_ms.is_some_and(|p| (300..=318).contains(&p)), "{:?}", lags.lag_p50_ms);
+        let s = &d.samples("checkout_v2", 1)[0];
+        assert_eq!(s.records[0].raw.as_deref(), Some(&br#"{"a":1}"#[..]));
+        assert_eq!(s.records[0].pos, Position::new(0, 7));
+        assert_eq!(s.missing, LayerSet::of(LayerId::new(3)));
+        assert_eq!(Delta::decode(&d.encode()).unwrap(), d);
+    }
+
+    #[test]
+    fn sections_and_fields_it_does_not_know_are_ignored() {
+        let text = String::from_utf8(valid()).unwrap();
+        let newer = text.replacen(r#""v":1,"#, r#""v":1,"instance":"accord-7","#, 1).replacen(
+            r#""buckets":"#,
+            r#""old_path_takers":[{"layer":2,"service":"w","build":"b1","records":3}],"buckets":"#,
+            1,
+        );
+        assert_eq!(Delta::decode(newer.as_bytes()).unwrap(), Delta::decode(&valid()).unwrap());
+        // Sections may be absent.
+        let d = Delta::decode(br#"{"v":1,"layers":["a"],"features":{"f":{}}}"#).unwrap();
+        assert!(d.is_empty());
+    }
+
+    #[test]
+    fn another_version_or_broken_content_is_an_error() {
+        let err = |b: &[u8]| Delta::decode(b).unwrap_err();
+        assert!(matches!(err(br#"{"v":2,"layers":{},"features":7}"#), DecodeError::Version { found: 2 }));
+        assert!(matches!(err(br#"{"v":2,"layers":[]}"#), DecodeError::Version { found: 2 }));
+        assert!(matches!(err(b"\x28\xb5\x2f\xfd"), DecodeError::Json(_)));
+        assert!(matches!(err(br#"{"layers":[]}"#), DecodeError::Json(_)));
+        let text = String::from_utf8(valid()).unwrap();
+        let bad = |from: &str, to: &str| {
+            assert!(text.contains(from), "{from}");
+            err(text.replacen(from, to, 1).as_bytes()).to_string()
+        };
+        assert!(bad(r#"{"layer":3,"missing":1}"#, r#"{"layer":4,"missing":1}"#)
+            .contains("layer 4 is not in the layer table"));
+        assert!(bad(r#""kind":"path_mismatch","upstream""#, r#""kind":"nope","upstream""#)
+            .contains("unknown value \"nope\""));
+        assert!(bad(r#""diverge":2"#, r#""maybe":2"#).contains("unknown value"));
+        assert!(bad(r#""type":"path_split""#, r#""type":"sunspots""#).contains("not a live-statistics delta"));
+        assert!(bad(r#""sec":1800000000"#, r#""sec":-9223372036854775808"#).contains("out of range"));
+        assert!(bad(r#""slot":180000000"#, r#""slot":9223372036854775807"#).contains("out of range"));
+        assert!(bad(r#""raw":"eyJhIjoxfQ==""#, r#""raw":"%%%""#).contains("not base64"));
+        assert!(bad(r#""worker","analytics"]"#, r#""worker","api"]"#).contains("listed twice"));
+        let many: Vec<String> = (0..65).map(|i| format!("\"l{i}\"")).collect();
+        assert!(
+            bad(r#"["frontend","api","worker","analytics"]"#, &format!("[{}]", many.join(","))).contains("at most 64")
+        );
+    }
+
+    fn hist_error(bytes: &[u8]) -> String {
+        histogram(&BASE64.encode(bytes), "test").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn hostile_histograms_are_refused_before_hdrhistogram_sees_them() {
+        let mut h = lag_histogram();
+        h.saturating_record(12);
+        let good = BASE64.decode(histogram_wire(0, &h).v2).unwrap();
+        assert_eq!(histogram(&BASE64.encode(&good), "test").unwrap(), h);
+        let header = |payload: &[u8], high: u64| {
+            let mut b = good[..V2_HEADER].to_vec();
+            b[4..8].copy_from_slice(&(payload.len() as u32).to_be_bytes());
+            b[24..32].copy_from_slice(&high.to_be_bytes());
+            b.extend_from_slice(payload);
+            b
+        };
+        // Bounds that would make hdrhistogram allocate for 2^63.
+        assert!(hist_error(&header(&[2], u64::MAX)).contains("bounds"));
+        // A payload length that would make it allocate 4 GiB.
+        let mut long = good.clone();
+        long[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(hist_error(&long).contains("payload length"));
+        // A zig-zag value of i64::MIN: hdrhistogram negates it.
+        assert!(hist_error(&header(&[0xff; 9], LAG_HIGH_MS)).contains("out of range"));
+        // Counts beyond u32, a number cut short, a run past the end.
+        assert!(hist_error(&header(&[0x80, 0x80, 0x80, 0x80, 0x20], LAG_HIGH_MS)).contains("out of range"));
+        assert!(hist_error(&header(&[0x80], LAG_HIGH_MS)).contains("ends inside"));
+        let past_end = [0x81, 0x40, 0x02];
+        assert!(hist_error(&header(&past_end, LAG_HIGH_MS)).contains("histogram"));
+        assert!(hist_error(&good[..V2_HEADER - 1]).contains("V2"));
+        let mut compressed = good.clone();
+        compressed[3] = 0x14;
+        assert!(hist_error(&compressed).contains("V2"));
+    }
+
+    proptest! {
+        /// Decoding arbitrary bytes never panics.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Delta::decode(&bytes);
+        }
+
+        /// Nor does decoding a valid delta with bytes changed, cut or
+        /// inserted anywhere, nor a histogram with its bytes changed.
+        #[test]
+        fn mutated_deltas_never_panic(
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0..3u8), 1..8),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut bytes = valid();
+            for (at, b, how) in &edits {
+                let i = at.index(bytes.len());
+                match how {
+                    0 => bytes[i] = *b,
+                    1 => bytes.insert(i, *b),
+                    _ => { bytes.remove(i); }
+                }
+            }
+            let _ = Delta::decode(&bytes);
+            bytes.truncate(cut.index(bytes.len() + 1));
+            let _ = Delta::decode(&bytes);
+        }
+
+        #[test]
+        fn mutated_histograms_never_panic(
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+            tail in proptest::collection::vec(any::<u8>(), 0..24),
+        ) {
+            let mut h = lag_histogram();
+            for v in [3, 70, 900, 12_000] {
+                h.saturating_record(v);
+            }
+            let mut bytes = BASE64.decode(histogram_wire(0, &h).v2).unwrap();
+            bytes.extend_from_slice(&tail);
+            let n = bytes.len() - V2_HEADER;
+            bytes[4..8].copy_from_slice(&(n as u32).to_be_bytes());
+            // Edits in the payload keep the header valid, so hdrhistogram's
+            // decoder runs on them.
+            for (at, b) in &edits {
+                let i = V2_HEADER + at.index(n.max(1)).min(n.saturating_sub(1));
+                if i < bytes.len() {
+                    bytes[i] = *b;
+                }
+            }
+            let _ = histogram(&BASE64.encode(&bytes), "test");
+        }
     }
 }

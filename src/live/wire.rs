@@ -19,7 +19,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use super::delta::{count, Bucket, FeatureDelta, LagSlice, LayerCounts, L_LATE, L_MISSING, L_NEW, L_OLD, L_UNKNOWN};
-use super::{Delta, Sample, SampleRecord, LAG_HIGH_MS};
+use super::{Delta, Sample, SampleRecord, BUCKET_MS, LAG_HIGH_MS, LAG_SLICE_MS};
 use crate::catalog::{LayerId, LayerSet, MAX_LAYERS};
 use crate::explain::{Cause, Direction, Pair};
 use crate::join::{CloseCause, Position};
@@ -412,8 +412,9 @@ impl Layers {
     }
 }
 
-fn check_time(t: i64, unit_ms: i64, at: &str) -> Result<i64, DecodeError> {
-    if (-MAX_ABS_SEC..=MAX_ABS_SEC).contains(&t.saturating_mul(unit_ms / 1000)) {
+/// A count of `secs_per_unit`-second units since the epoch, checked.
+fn check_time(t: i64, secs_per_unit: i64, at: &str) -> Result<i64, DecodeError> {
+    if (-MAX_ABS_SEC..=MAX_ABS_SEC).contains(&t.saturating_mul(secs_per_unit)) {
         Ok(t)
     } else {
         Err(invalid(at, format!("time {t} is out of range")))
@@ -548,7 +549,7 @@ fn feature(name: &str, w: &FeatureWire, layers: &Layers) -> Result<FeatureDelta,
     let mut f = FeatureDelta::default();
     for b in &w.buckets {
         let at = format!("feature {name:?}, second {}", b.sec);
-        let sec = check_time(b.sec, 1_000, &at)?;
+        let sec = check_time(b.sec, BUCKET_MS / 1000, &at)?;
         let b = bucket(b, layers, &at)?;
         match f.buckets.get_mut(&sec) {
             Some(a) => a.add(b),
@@ -559,7 +560,7 @@ fn feature(name: &str, w: &FeatureWire, layers: &Layers) -> Result<FeatureDelta,
     }
     for s in &w.lags {
         let at = format!("feature {name:?}, lag slot {}", s.slot);
-        let slot = check_time(s.slot, 10_000, &at)?;
+        let slot = check_time(s.slot, LAG_SLICE_MS / 1000, &at)?;
         let mut slice = LagSlice::new(layers.0);
         for h in &s.layers {
             let id = layers.id(h.layer, &at)?;

@@ -294,9 +294,10 @@ fn replay_live(catalog: &Arc<Catalog>, buf: &[u8], sample_bytes: usize) -> usize
     let reader = std::io::Cursor::new(buf);
     let mut pipeline = Pipeline::new(features.clone(), sample_bytes);
     let metrics = Metrics::new(features.clone()).expect("metrics");
-    let live = accord::live::LiveStats::new(features);
-    let mut obs = (metrics.observer(), live.observer());
+    let live = accord::live::LiveView::new(features);
+    let mut obs = (metrics.observer(), live.recorder());
     replay_stream(reader, &mut pipeline, &mut obs, "bench").expect("in-memory replay");
+    live.apply(obs.1.take());
     metrics.render().len()
 }
 

@@ -56,6 +56,19 @@ pub enum CloseCause {
     EndOfStream,
 }
 
+impl CloseCause {
+    pub const ALL: [CloseCause; 4] =
+        [CloseCause::Complete, CloseCause::Window, CloseCause::Evicted, CloseCause::EndOfStream];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseCause::Complete => "complete",
+            CloseCause::Window => "window",
+            CloseCause::Evicted => "evicted",
+            CloseCause::EndOfStream => "end_of_stream",
+        }
+    }
+}
+
 /// Where a record came from within its stream: the index of its source
 /// (the topic among the stream's topics; the file of a merged replay), its
 /// offset there (Kafka offset; line number) and its index among the

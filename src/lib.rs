@@ -4,14 +4,21 @@
 //! [`features`] id → [`join`] per request → [`judge`] at close →
 //! [`export`] as metrics, summaries and verdicts. [`pipeline`] strings the
 //! stages together for one stream; [`replay`] drives it from files.
+//!
+//! The read side: [`explain`] tells a divergent request in words, [`live`]
+//! keeps windowed statistics (mergeable deltas, a recorder per judging
+//! task, the view the APIs read), [`gate`] decides a rollout gate, and
+//! [`http`] serves the APIs and the status page from read models built in
+//! `views`.
 
-pub mod api;
 pub mod catalog;
 pub mod decode;
 pub mod demo;
+pub mod explain;
 pub mod export;
 pub mod features;
 pub mod fuzzing;
+pub mod gate;
 pub mod http;
 pub mod join;
 pub mod judge;
@@ -19,11 +26,11 @@ pub mod live;
 pub mod pipeline;
 pub(crate) mod ratelimit;
 pub mod replay;
-pub mod server;
 pub mod service;
 pub mod simulate;
 pub mod source;
-pub mod status_page;
+mod text;
+mod views;
 
 pub use catalog::Catalog;
 pub use features::Features;

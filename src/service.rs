@@ -16,10 +16,9 @@ use tracing::{info, warn};
 use crate::catalog::Catalog;
 use crate::export::Metrics;
 use crate::features::Features;
-use crate::http::{serve, ServeOptions};
+use crate::http::{router, serve, AppState, ServeOptions};
 use crate::join::{Closed, Observer};
-use crate::live::LiveStats;
-use crate::server::{router, AppState};
+use crate::live::LiveView;
 use crate::source::kafka::{KafkaConfig, KafkaSource, SourceError, SourceStatus};
 
 /// How long the HTTP server may take to finish in-flight requests.
@@ -50,7 +49,7 @@ pub struct Service {
     pub metrics: Metrics,
     pub status: Arc<SourceStatus>,
     /// Live statistics behind the gate, features API and status page.
-    pub live: LiveStats,
+    pub live: LiveView,
     /// TLS, authentication, timeouts and limits of the HTTP server.
     pub http: ServeOptions,
 }
@@ -62,7 +61,7 @@ impl Service {
         metrics.ready.set(0);
         Ok(Service {
             catalog,
-            live: LiveStats::new(features.clone()),
+            live: LiveView::new(features.clone()),
             features,
             metrics,
             status: Arc::new(SourceStatus::default()),
@@ -93,8 +92,9 @@ impl Service {
         let server = tokio::spawn(serve(listener, app, self.http.clone(), cancel.clone()));
         info!(%addr, "http listening");
         let source = KafkaSource::new(kafka, self.features.clone(), self.metrics.clone(), self.status.clone());
-        let live = self.live.clone();
-        let result = source.run(cancel.clone(), move || live.observer()).await;
+        // Every instance publishes what it judged to the stats topic and
+        // serves the view merged from every instance's share.
+        let result = source.run(cancel.clone(), self.live.clone()).await;
         // Whatever ended the source ends the service.
         cancel.cancel();
         // `serve` bounds its own drain by `http.grace`; this is a backstop.

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use accord::http::{router, AppState};
 use accord::http::{serve, ServeOptions, WebConfig};
-use accord::server::{router, AppState};
 use accord::{Catalog, Features};
 use axum::routing::get;
 use axum::Router;
@@ -111,7 +111,7 @@ fn app() -> App {
     let state = AppState {
         metrics: accord::export::Metrics::new(features.clone()).unwrap(),
         status: Arc::new(accord::source::kafka::SourceStatus::default()),
-        live: accord::live::LiveStats::new(features),
+        live: accord::live::LiveView::new(features),
     };
     state.status.broker_up.store(true, Ordering::Relaxed);
     state.status.assigned.store(true, Ordering::Relaxed);

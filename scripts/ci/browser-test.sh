@@ -82,8 +82,9 @@ rid=$(grep -oE '<details class="req" data-key="[^"]+"' "$PAGE" | head -1 \
 require "rendered page shows a divergent request" test -n "$rid"
 check "request id $rid shown" grep -q -- "<code class=\"rid\">$rid</code>" "$PAGE"
 check "the divergent request shows its records" grep -q 'class="rec"' "$PAGE"
-# The script ran and refreshed from the JSON APIs (status line set by JS).
-check "the page refreshed itself from the JSON APIs" grep -q 'every 5 s' "$PAGE"
+# The script ran and refreshed the page (status line set by the script once
+# it fetched and swapped in /status/content).
+check "the page refreshed itself" grep -q 'every 5 s' "$PAGE"
 # Self-contained: no external assets.
 no_external_assets() { ! grep -Eq '<(script|img|link)[^>]+(src|href)="https?://' "$PAGE"; }
 check "the page references no external assets" no_external_assets

@@ -91,6 +91,12 @@ pub struct Metrics {
     pub replayed_suppressed: IntCounter,
     /// Per topic of a stream: how often the stream stopped waiting for it.
     pub topic_waits_expired: IntCounterVec,
+    /// Bytes of live-view shares this instance published.
+    pub stats_bytes: IntCounter,
+    /// Seconds since the oldest stream's newest share in the global view.
+    pub view_age: Gauge,
+    /// Instances whose shares the global view holds.
+    pub view_instances: IntGauge,
     pub ready: IntGauge,
     // catalog
     pub feature_info: IntGaugeVec,
@@ -142,6 +148,30 @@ impl Metrics {
                 c
             },
             commits: counter_vec(&r, "accord_kafka_commits_total", "Offset commits by result.", &["result"])?,
+            stats_bytes: {
+                let c = IntCounter::new(
+                    "accord_stats_published_bytes_total",
+                    "Bytes of live-view statistics this instance published to the stats topic.",
+                )?;
+                r.register(Box::new(c.clone()))?;
+                c
+            },
+            view_age: {
+                let g = Gauge::new(
+                    "accord_view_age_seconds",
+                    "Seconds since the oldest partition's newest statistics in the global live view.",
+                )?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
+            view_instances: {
+                let g = IntGauge::new(
+                    "accord_view_instances",
+                    "Instances of the consumer group whose statistics the global live view holds.",
+                )?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
             topic_waits_expired: counter_vec(
                 &r,
                 "accord_stream_topic_waits_expired_total",

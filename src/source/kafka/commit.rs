@@ -1,11 +1,13 @@
 //! Committing: an offset is never committed ahead of what it promises.
 //!
-//! In order: the verdicts produced so far are flushed; each stream's
-//! handover state is written to the handover topic (one record per flush:
-//! some brokers, tansu among them, report a wrong high watermark for
-//! multi-record batches, and the reader stops at the high watermark); the
-//! offsets are committed with the state as each topic partition's commit
-//! metadata. A failed step stops the round; it is retried later.
+//! In order: the verdicts produced so far are flushed; this instance's
+//! share of the live view is published (see `stats`: the statistics taken
+//! with the states); each stream's handover state is written to the
+//! handover topic (one record per flush: some brokers, tansu among them,
+//! report a wrong high watermark for multi-record batches, and the reader
+//! stops at the high watermark); the offsets are committed with the state
+//! as each topic partition's commit metadata. A failed step stops the
+//! round; it is retried later.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -68,25 +70,24 @@ pub struct Sinks<'a> {
 pub enum CommitError {
     #[error("verdicts not delivered: {0}")]
     Verdicts(rdkafka::error::KafkaError),
+    #[error("cannot publish the live view's statistics to {topic}: {source}")]
+    Stats { topic: String, source: rdkafka::error::KafkaError },
     #[error("cannot write the handover state to {topic}: {source}")]
     Handover { topic: String, source: rdkafka::error::KafkaError },
     #[error("offset commit failed: {0}")]
     Offsets(rdkafka::error::KafkaError),
 }
 
-/// Carries out a plan. Blocking: runs on the consumer thread.
-pub fn execute<C: ConsumerContext>(
-    plan: &Plan,
-    sinks: &Sinks<'_>,
-    consumer: &BaseConsumer<C>,
-    mode: CommitMode,
-) -> Result<(), CommitError> {
-    if plan.offsets.is_empty() {
-        return Ok(());
+/// Step 1: every verdict produced so far is delivered. Blocking.
+pub fn flush_verdicts(sinks: &Sinks<'_>) -> Result<(), CommitError> {
+    match sinks.verdicts {
+        Some(v) => v.flush(FLUSH_TIMEOUT).map_err(CommitError::Verdicts),
+        None => Ok(()),
     }
-    if let Some(v) = sinks.verdicts {
-        v.flush(FLUSH_TIMEOUT).map_err(CommitError::Verdicts)?;
-    }
+}
+
+/// Step 3 (after the share, step 2): the handover states. Blocking.
+pub fn write_handover(plan: &Plan, sinks: &Sinks<'_>) -> Result<(), CommitError> {
     for (key, body) in &plan.records {
         let handover = |source| CommitError::Handover { topic: sinks.handover_topic.to_string(), source };
         sinks
@@ -94,6 +95,18 @@ pub fn execute<C: ConsumerContext>(
             .send(BaseRecord::to(sinks.handover_topic).key(key).payload(body))
             .map_err(|(e, _)| handover(e))?;
         sinks.handover.flush(FLUSH_TIMEOUT).map_err(handover)?;
+    }
+    Ok(())
+}
+
+/// Step 4: the offsets, each with its stream's state as metadata.
+pub fn commit_offsets<C: ConsumerContext>(
+    plan: &Plan,
+    consumer: &BaseConsumer<C>,
+    mode: CommitMode,
+) -> Result<(), CommitError> {
+    if plan.offsets.is_empty() {
+        return Ok(());
     }
     let mut tpl = TopicPartitionList::new();
     for (topic, p, offset, meta) in &plan.offsets {

@@ -30,15 +30,17 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 use tracing::{error, info, warn};
 
-use super::commit::{self, Sinks, COMMIT_BACKOFF};
+use super::commit::{self, CommitError, Sinks, COMMIT_BACKOFF};
 use super::handover::StreamState;
 use super::internal::read_handover_topic;
 use super::judge::{Control, JudgeHandle, Released, Slot};
+use super::stats::{Publisher, ReaderState};
 use super::stream::Stream;
 use super::verdicts::{Producer, VerdictProducer};
 use super::{client_config, client_config_for, ClientRole, KafkaConfig, SourceError, SourceStatus};
 use crate::export::metrics::{lag_gauge, watermark_gauge, Metrics};
 use crate::features::Features;
+use crate::live::{Delta, LiveView};
 use crate::pipeline::Pipeline;
 use crate::ratelimit::{RateLimit, Verdict};
 
@@ -72,6 +74,14 @@ pub struct Shared {
     consumer: OnceLock<Weak<BaseConsumer<Ctx>>>,
     errors: Mutex<RateLimit>,
     auth_errors: Mutex<RateLimit>,
+    /// The live view this instance serves, and its share of it.
+    view: LiveView,
+    publisher: Publisher,
+    stats_topic: String,
+    /// Statistics taken but not yet published (a failed round).
+    pending_stats: Mutex<Delta>,
+    /// What the stats topic reader has seen.
+    reader: Arc<ReaderState>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -85,6 +95,8 @@ impl Shared {
         metrics: &Metrics,
         status: &Arc<SourceStatus>,
         handover_topic: String,
+        view: LiveView,
+        stats: (Publisher, String, Arc<ReaderState>),
     ) -> Result<Arc<Shared>, SourceError> {
         let producer = |what: &str| -> Result<Arc<Producer>, SourceError> {
             let mut pc = client_config_for(&cfg.brokers, &cfg.properties, ClientRole::Producer);
@@ -108,6 +120,11 @@ impl Shared {
             consumer: OnceLock::new(),
             errors: Mutex::new(RateLimit::every(Duration::from_secs(10))),
             auth_errors: Mutex::new(RateLimit::every(Duration::from_secs(30))),
+            pending_stats: Mutex::new(Delta::new(features.catalog().layers.clone())),
+            view,
+            publisher: stats.0,
+            stats_topic: stats.1,
+            reader: stats.2,
         }))
     }
 
@@ -126,10 +143,44 @@ impl Shared {
         Sinks { verdicts: self.verdicts.as_deref(), handover: &self.handover, handover_topic: &self.handover_topic }
     }
 
-    /// Commits `states`; returns whether they are persisted.
-    fn commit(&self, consumer: &BaseConsumer<Ctx>, states: &[(i32, StreamState)], only_changed: bool) -> bool {
+    /// One commit round for `states` and the statistics taken with them
+    /// (`delta`); returns whether the states are persisted. A periodic
+    /// round (`heartbeat`) publishes a share even when nothing changed: it
+    /// tells the view this instance is alive and which streams it owns.
+    fn commit(
+        &self,
+        consumer: &BaseConsumer<Ctx>,
+        states: &[(i32, StreamState)],
+        delta: Delta,
+        only_changed: bool,
+        heartbeat: bool,
+    ) -> bool {
         let plan = commit::plan(&self.cfg.group, states, &lock(&self.committed), only_changed);
-        match commit::execute(&plan, &self.sinks(), consumer, CommitMode::Sync) {
+        let sinks = self.sinks();
+        // Statistics not yet published (an earlier round failed) go with
+        // this round's: none is lost, none is published twice.
+        let mut pending = lock(&self.pending_stats);
+        pending.merge(delta);
+        let publish = heartbeat || !pending.is_empty() || !plan.offsets.is_empty();
+        let round = commit::flush_verdicts(&sinks)
+            .and_then(|()| {
+                if !publish {
+                    return Ok(());
+                }
+                let now = chrono::Utc::now().timestamp_millis();
+                match self.publisher.publish(&pending, states, now) {
+                    Ok(bytes) => {
+                        self.metrics.stats_bytes.inc_by(bytes as u64);
+                        *pending = Delta::new(self.features.catalog().layers.clone());
+                        Ok(())
+                    }
+                    Err(source) => Err(CommitError::Stats { topic: self.stats_topic.clone(), source }),
+                }
+            })
+            .and_then(|()| commit::write_handover(&plan, &sinks))
+            .and_then(|()| commit::commit_offsets(&plan, consumer, CommitMode::Sync));
+        drop(pending);
+        match round {
             Ok(()) => {
                 if !plan.offsets.is_empty() {
                     self.metrics.commits.with_label_values(&["ok"]).inc();
@@ -148,8 +199,9 @@ impl Shared {
         }
     }
 
-    /// The handover state of every stream, from every judging thread.
-    fn snapshot(&self) -> Vec<(i32, StreamState)> {
+    /// The handover state of every stream and the statistics taken with
+    /// them, from every judging thread.
+    fn snapshot(&self) -> (Vec<(i32, StreamState)>, Delta) {
         let judges = lock(&self.judges);
         let mut replies = Vec::new();
         for j in judges.iter() {
@@ -158,12 +210,29 @@ impl Shared {
                 replies.push(rx);
             }
         }
-        replies
-            .into_iter()
-            .filter_map(|rx| rx.recv_timeout(JUDGE_REPLY).ok())
-            .flatten()
-            .filter_map(|(p, st)| st.map(|s| (p, s)))
-            .collect()
+        let mut delta = Delta::new(self.features.catalog().layers.clone());
+        let mut states = Vec::new();
+        for snap in replies.into_iter().filter_map(|rx| rx.recv_timeout(JUDGE_REPLY).ok()).flatten() {
+            delta.merge(snap.delta);
+            if let Some(st) = snap.state {
+                states.push((snap.partition, st));
+            }
+        }
+        (states, delta)
+    }
+
+    /// Takes streams back with their final states and statistics.
+    fn release_with_states(&self, partitions: &[i32]) -> (Vec<Released>, Vec<(i32, StreamState)>, Delta) {
+        let mut released = self.release(partitions);
+        let mut delta = Delta::new(self.features.catalog().layers.clone());
+        let mut states = Vec::new();
+        for r in &mut released {
+            delta.merge(std::mem::take(&mut r.delta));
+            if let Some(st) = r.state.clone() {
+                states.push((r.stream.partition, st));
+            }
+        }
+        (released, states, delta)
     }
 
     /// Takes streams back from their judging threads.
@@ -197,10 +266,8 @@ impl Shared {
         partitions.sort_unstable();
         partitions.dedup();
         lock(&self.refused).retain(|p| !partitions.contains(p));
-        let released = self.release(&partitions);
-        let states: Vec<(i32, StreamState)> =
-            released.iter().filter_map(|r| r.state.clone().map(|s| (r.stream.partition, s))).collect();
-        let persisted = self.commit(consumer, &states, false);
+        let (released, states, delta) = self.release_with_states(&partitions);
+        let persisted = self.commit(consumer, &states, delta, false, false);
         let n = released.len();
         for r in released {
             // Their open joins now belong to the next owner.
@@ -252,6 +319,18 @@ impl Shared {
             }
             Err(e) => warn!(error = %e, "cannot read committed offsets"),
         }
+        // The stats topic's shares carry every owner's states too, written
+        // just before the handover topic: read it up to its end first.
+        let caught_up = self.reader_ends().is_some_and(|ends| self.reader.wait_for(&ends, Duration::from_secs(10)));
+        if !caught_up {
+            warn!(topic = %self.stats_topic, "the stats topic reader has not caught up; handover states from commits and the handover topic only");
+        }
+        for e in tpl.elements() {
+            if let Some(st) = self.reader.state(e.partition()) {
+                let prev = out.remove(&e.partition());
+                out.insert(e.partition(), StreamState::newest(prev, st));
+            }
+        }
         match read_handover_topic(&self.cfg, &self.handover_topic) {
             Ok(states) => {
                 for (p, st) in states {
@@ -264,6 +343,20 @@ impl Shared {
             Err(e) => warn!(error = %e, topic = %self.handover_topic, "cannot read the handover topic"),
         }
         out
+    }
+
+    /// The stats topic's end, now (blocking).
+    fn reader_ends(&self) -> Option<HashMap<i32, i64>> {
+        let probe = client_config_for(&self.cfg.brokers, &self.cfg.properties, ClientRole::Consumer)
+            .create::<BaseConsumer>()
+            .ok()?;
+        let md = probe.fetch_metadata(Some(&self.stats_topic), Duration::from_secs(5)).ok()?;
+        let mut out = HashMap::new();
+        for p in md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())) {
+            let (_, high) = probe.fetch_watermarks(&self.stats_topic, p, Duration::from_secs(5)).ok()?;
+            out.insert(p, high);
+        }
+        Some(out)
     }
 
     /// The assign callback, before the assignment is applied: builds each
@@ -369,7 +462,8 @@ impl Shared {
             }
             self.metrics.open_joins.add(stream.open_joins() as i64);
             let gauges = self.cfg.topics.iter().map(|t| watermark_gauge(&self.metrics, t, p)).collect();
-            if judges[j].send(Control::Add(Box::new(Slot::new(stream, queues, wake, gauges)))) {
+            let slot = Slot::new(stream, queues, wake, gauges, self.view.recorder());
+            if judges[j].send(Control::Add(Box::new(slot))) {
                 judges[j].streams += 1;
                 owner.insert(p, j);
             }
@@ -604,18 +698,20 @@ fn run(consumer: Arc<BaseConsumer<Ctx>>, shared: Arc<Shared>, stop: Arc<AtomicBo
             }
         }
         if shared.status.broker_up.load(Ordering::Relaxed) && Instant::now() >= next_commit {
-            let states = shared.snapshot();
-            let ok = shared.commit(&consumer, &states, true);
+            let (states, delta) = shared.snapshot();
+            let ok = shared.commit(&consumer, &states, delta, true, true);
+            if let Some(f) = shared.view.freshness(chrono::Utc::now().timestamp_millis()) {
+                shared.metrics.view_age.set(f.age_seconds.unwrap_or(f64::NAN));
+                shared.metrics.view_instances.set(f.instances as i64);
+            }
             next_commit = Instant::now() + if ok { interval } else { COMMIT_BACKOFF };
         }
     }
     // Shutdown: every stream's final state is committed; open joins are
     // not judged here, the next owner replays them.
     let owned: Vec<i32> = lock(&shared.owner).keys().copied().collect();
-    let released = shared.release(&owned);
-    let states: Vec<(i32, StreamState)> =
-        released.iter().filter_map(|r| r.state.clone().map(|s| (r.stream.partition, s))).collect();
-    shared.commit(&consumer, &states, false);
+    let (released, states, delta) = shared.release_with_states(&owned);
+    shared.commit(&consumer, &states, delta, false, true);
     for r in &released {
         shared.metrics.open_joins.sub(r.stream.open_joins() as i64);
     }

@@ -27,6 +27,7 @@ use super::merge::{choose, Choice};
 use super::stream::{Judged, Msg, Stream};
 use super::SourceStatus;
 use crate::join::Observer;
+use crate::live::{Delta, Recorder};
 use crate::ratelimit::{RateLimit, Verdict};
 
 /// Messages handled per stream before the thread looks at its other
@@ -54,10 +55,19 @@ pub struct Slot<C: ConsumerContext + 'static> {
     routed: VecDeque<(usize, OwnedMessage)>,
     /// When the merge may stop waiting for a topic.
     wait_until: Option<Instant>,
+    /// The stream's live statistics since its last share (taken with its
+    /// handover state, so a share covers what the state covers).
+    recorder: Recorder,
 }
 
 impl<C: ConsumerContext + 'static> Slot<C> {
-    pub fn new(stream: Stream, queues: Vec<PartitionQueue<C>>, wake: Arc<AtomicBool>, wm_gauges: Vec<Gauge>) -> Self {
+    pub fn new(
+        stream: Stream,
+        queues: Vec<PartitionQueue<C>>,
+        wake: Arc<AtomicBool>,
+        wm_gauges: Vec<Gauge>,
+        recorder: Recorder,
+    ) -> Self {
         let n = queues.len();
         Slot {
             stream,
@@ -67,14 +77,30 @@ impl<C: ConsumerContext + 'static> Slot<C> {
             parked: (0..n).map(|_| None).collect(),
             routed: VecDeque::new(),
             wait_until: None,
+            recorder,
         }
     }
+
+    /// The stream's handover state and its live statistics since the last
+    /// snapshot, taken together.
+    fn snapshot(&mut self) -> Snapshot {
+        Snapshot { partition: self.stream.partition, state: self.stream.handover(), delta: self.recorder.take() }
+    }
+}
+
+/// What a commit round takes of one stream.
+pub struct Snapshot {
+    pub partition: i32,
+    pub state: Option<StreamState>,
+    pub delta: Delta,
 }
 
 /// A stream handed back by its thread.
 pub struct Released {
     pub stream: Stream,
     pub state: Option<StreamState>,
+    /// Its live statistics since the last snapshot.
+    pub delta: Delta,
 }
 
 pub enum Control<C: ConsumerContext + 'static> {
@@ -84,9 +110,9 @@ pub enum Control<C: ConsumerContext + 'static> {
         partitions: Vec<i32>,
         reply: Sender<Vec<Released>>,
     },
-    /// The handover state of every stream, for a commit.
+    /// The handover state and statistics of every stream, for a commit.
     Snapshot {
-        reply: Sender<Vec<(i32, Option<StreamState>)>>,
+        reply: Sender<Vec<Snapshot>>,
     },
     Routed {
         partition: i32,
@@ -163,8 +189,8 @@ fn run<C: ConsumerContext + 'static>(rx: Receiver<Control<C>>, ctx: Context, obs
                     while i < slots.len() {
                         if partitions.contains(&slots[i].stream.partition) {
                             let mut slot = slots.swap_remove(i);
-                            let state = slot.stream.handover();
-                            out.push(Released { stream: slot.stream, state });
+                            let Snapshot { state, delta, .. } = slot.snapshot();
+                            out.push(Released { stream: slot.stream, state, delta });
                         } else {
                             i += 1;
                         }
@@ -172,8 +198,8 @@ fn run<C: ConsumerContext + 'static>(rx: Receiver<Control<C>>, ctx: Context, obs
                     let _ = reply.send(out);
                 }
                 Ok(Control::Snapshot { reply }) => {
-                    let states = slots.iter_mut().map(|s| (s.stream.partition, s.stream.handover())).collect();
-                    let _ = reply.send(states);
+                    let snaps = slots.iter_mut().map(Slot::snapshot).collect();
+                    let _ = reply.send(snaps);
                 }
                 Ok(Control::Routed { partition, topic, msg }) => {
                     if let Some(s) = slots.iter_mut().find(|s| s.stream.partition == partition) {
@@ -194,6 +220,8 @@ fn run<C: ConsumerContext + 'static>(rx: Receiver<Control<C>>, ctx: Context, obs
         let mut handled = 0u64;
         let mut suppressed = 0u64;
         let mut wake_at = next_tick;
+        // One clock read per loop for the live statistics' buckets.
+        let now_ms = chrono::Utc::now().timestamp_millis();
         for slot in &mut slots {
             let due = slot.wait_until.is_some_and(|w| Instant::now() >= w);
             if !(slot.wake.swap(false, Ordering::AcqRel) || due) {
@@ -202,6 +230,7 @@ fn run<C: ConsumerContext + 'static>(rx: Receiver<Control<C>>, ctx: Context, obs
                 }
                 continue;
             }
+            slot.recorder.set_now_ms(now_ms);
             let (j, more) = round(slot, obs, &mut rejects, &mut errors);
             handled += j.live + j.suppressed;
             suppressed += j.suppressed;
@@ -226,7 +255,8 @@ fn run<C: ConsumerContext + 'static>(rx: Receiver<Control<C>>, ctx: Context, obs
             let now_ms = chrono::Utc::now().timestamp_millis();
             let broker_up = ctx.status.broker_up.load(Ordering::Relaxed);
             for slot in &mut slots {
-                slot.stream.tick(now, now_ms, broker_up, obs);
+                slot.recorder.set_now_ms(now_ms);
+                slot.stream.tick(now, now_ms, broker_up, &mut (&mut *obs, &mut slot.recorder));
                 let wm = slot.stream.watermark();
                 if wm != i64::MIN {
                     for g in &slot.wm_gauges {
@@ -281,8 +311,11 @@ fn round<C: ConsumerContext + 'static>(
     rejects: &mut RateLimit,
     errors: &mut RateLimit,
 ) -> (Judged, bool) {
-    let Slot { stream, queues, parked, routed, wait_until, .. } = slot;
+    let Slot { stream, queues, parked, routed, wait_until, recorder, .. } = slot;
     *wait_until = None;
+    // Every event also goes to the stream's own live statistics.
+    let mut both = (obs, recorder);
+    let obs = &mut both;
     let mut judged = Judged::default();
     let mut add = |j: Judged| {
         judged.live += j.live;

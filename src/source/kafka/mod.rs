@@ -30,6 +30,7 @@ mod handover;
 mod internal;
 mod judge;
 mod merge;
+mod stats;
 mod stream;
 mod verdicts;
 
@@ -50,7 +51,7 @@ pub use internal::default_names as internal_topic_names;
 
 use crate::export::metrics::Metrics;
 use crate::features::Features;
-use crate::join::Observer;
+use crate::live::LiveView;
 use crate::ratelimit::{RateLimit, Verdict};
 
 /// What `accord run` needs to reach Kafka.
@@ -262,49 +263,71 @@ impl KafkaSource {
     }
 
     /// Runs the source until `cancel`.
-    pub async fn run<O, F>(self, cancel: CancellationToken, extra: F) -> Result<(), SourceError>
-    where
-        O: Observer + Send + 'static,
-        F: Fn() -> O,
-    {
+    pub async fn run(self, cancel: CancellationToken, view: LiveView) -> Result<(), SourceError> {
         config::check(&self.cfg)?;
-        let Some(existing) = self.check_topics(&cancel).await? else {
+        let Some((existing, streams)) = self.check_topics(&cancel).await? else {
             return Ok(());
         };
         let handover = internal::InternalTopic::handover(&self.cfg);
         let stats = internal::InternalTopic::stats(&self.cfg);
-        internal::ensure(&self.cfg, &existing, &[handover.clone(), stats]).await?;
+        internal::ensure(&self.cfg, &existing, &[handover.clone(), stats.clone()]).await?;
         info!(
             topic = %handover.name,
             "handover state lives in the offset commits' metadata and in topic {:?} (keyed {}/<partition>)",
             handover.name,
             self.cfg.group
         );
-        let shared = consumer::Shared::new(&self.cfg, &self.features, &self.metrics, &self.status, handover.name)?;
+        // The global view: every instance's share of `streams` streams,
+        // none older than a few commit intervals.
+        let fresh_ms = (5 * self.cfg.commit_interval.as_millis() as i64).max(10_000);
+        view.expect_streams(streams, fresh_ms);
+        let instance = stats::instance_id();
+        let kafka = |e: KafkaError| SourceError::Config(format!("stats topic client configuration: {e}"));
+        let publisher = stats::Publisher::new(&self.cfg, stats.name.clone(), instance.clone()).map_err(kafka)?;
+        let reader = stats::Reader::new(&self.cfg, stats.name.clone(), &instance).map_err(kafka)?;
+        let reader_state = reader.state.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader =
+            reader.start(view.clone(), stop.clone()).map_err(|e| SourceError::Thread(format!("stats reader: {e}")))?;
+        info!(topic = %stats.name, %instance, streams, "live view: publishing this instance's share and reading every instance's");
+        let shared = consumer::Shared::new(
+            &self.cfg,
+            &self.features,
+            &self.metrics,
+            &self.status,
+            handover.name,
+            view,
+            (publisher, stats.name, reader_state),
+        )?;
         let mut judges = Vec::new();
         for i in 0..self.cfg.judge_threads.max(1) {
-            let verdicts = shared.verdict_observer();
-            let obs = (self.metrics.observer(), (extra(), verdicts));
+            let obs = (self.metrics.observer(), shared.verdict_observer());
             let ctx = judge::Context { status: shared.status(), metrics: self.metrics.clone() };
             judges.push(judge::spawn(i, ctx, obs).map_err(|e| SourceError::Thread(format!("judging thread: {e}")))?);
         }
-        let stop = Arc::new(AtomicBool::new(false));
         let worker = consumer::start(shared, judges, stop.clone())?;
         info!(topics = ?self.cfg.topics, group = %self.cfg.group, brokers = %self.cfg.brokers, threads = self.cfg.judge_threads.max(1), "consuming");
         cancel.cancelled().await;
-        stop.store(true, Ordering::Release);
         info!("shutting down: committing judged offsets");
-        tokio::task::spawn_blocking(move || worker.join())
-            .await
-            .map_err(|e| SourceError::Thread(format!("consumer thread: {e}")))?
-            .map_err(|_| SourceError::Thread("consumer thread panicked".into()))?
+        let consumer_stop = stop.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            consumer_stop.store(true, Ordering::Release);
+            let r = worker.join();
+            let _ = reader.join();
+            r
+        })
+        .await
+        .map_err(|e| SourceError::Thread(format!("consumer thread: {e}")))?
+        .map_err(|_| SourceError::Thread("consumer thread panicked".into()))?;
+        result
     }
 
     /// Checks that every topic exists and that their partition counts are
     /// equal (records of one request must meet in one stream). Retries
-    /// while the broker is unreachable; returns the broker's topic names,
-    /// or `None` if cancelled first.
-    async fn check_topics(&self, cancel: &CancellationToken) -> Result<Option<Vec<String>>, SourceError> {
+    /// while the broker is unreachable; returns the broker's topic names and
+    /// the number of streams (the topics' partition count), or `None` if
+    /// cancelled first.
+    async fn check_topics(&self, cancel: &CancellationToken) -> Result<Option<(Vec<String>, usize)>, SourceError> {
         let ctx =
             ProbeCtx { status: self.status.clone(), logged: Mutex::new(RateLimit::every(Duration::from_secs(30))) };
         let probe: BaseConsumer<ProbeCtx> =
@@ -341,7 +364,8 @@ impl KafkaSource {
                     self.status.clear_problem("kafka authentication");
                     self.status.clear_problem("kafka TLS");
                     config::check_partition_counts(&self.cfg, &topics)?;
-                    return Ok(Some(topics.into_iter().map(|t| t.0).collect()));
+                    let streams = topics.iter().find(|t| self.cfg.topics.contains(&t.0)).map_or(0, |t| t.2);
+                    return Ok(Some((topics.into_iter().map(|t| t.0).collect(), streams)));
                 }
                 Err(e) => {
                     self.status.broker_up.store(false, Ordering::Relaxed);

@@ -1,30 +1,35 @@
-//! `GET /`: the human status page (SPEC §6). One self-contained HTML
-//! document (`status_page.html`: inline CSS and JS, no external assets).
+//! `GET /`: the human status page, and `GET /status/content`: its content
+//! as an HTML fragment. One self-contained document (`status_page.html`:
+//! inline CSS and a small script, no external assets).
 //!
-//! The server renders the full content, so a page loaded without
-//! JavaScript (or a headless screenshot) already shows every feature;
-//! the script then refreshes it every few seconds from the JSON APIs
-//! (`/api/v1/features`, `/api/v1/features/{f}/divergences`). Both
-//! renderers produce the same markup: when changing one, change the
-//! other (`render*` here, `render*` in the template's script).
+//! The markup is produced here and nowhere else: the page is rendered on
+//! the server, so it shows every feature without JavaScript (and in a
+//! headless screenshot); the script refreshes it every 5 s by fetching the
+//! same content as a fragment and swapping it in, keeping the divergent
+//! requests a reader opened.
 
 use std::fmt::Write;
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
 use serde_json::Value;
 
-use crate::api::{
-    feature_views, human_window, pct, pct1, sample_views, FeatureView, LayerView, RecordView, SampleView,
-};
-use crate::live::{LiveStats, DEFAULT_WINDOW_MS};
-use crate::server::AppState;
+use super::AppState;
+use crate::decode::format_rfc3339_ms;
+use crate::live::{LiveView, DEFAULT_WINDOW_MS};
+use crate::text::{dur, human_window, num, pct, pct1};
+use crate::views::{feature_views, sample_views, FeatureView, LayerView, RecordView, SampleView};
 
 /// Divergent requests shown per feature.
-pub const PAGE_SAMPLES: usize = 5;
+const PAGE_SAMPLES: usize = 5;
 
 const TEMPLATE: &str = include_str!("status_page.html");
+
+/// The header that carries the time a fragment was rendered at.
+const GENERATED: &str = "x-accord-generated";
 
 /// Record fields whose disagreement explains a divergence; highlighted
 /// when two records of a request carry different values.
@@ -47,23 +52,45 @@ const FIELD_ORDER: &[&str] = &[
     "build",
 ];
 
-pub async fn index(State(s): State<AppState>) -> Response {
+pub(super) fn routes() -> Router<AppState> {
+    Router::new().route("/", get(index)).route("/status/content", get(fragment))
+}
+
+async fn index(State(s): State<AppState>) -> Response {
     let now = s.live.now_ms();
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], render(&s.live, now))
         .into_response()
 }
 
-/// The whole page at `now_ms`.
-pub fn render(live: &LiveStats, now_ms: i64) -> String {
-    let views = feature_views(live, now_ms, DEFAULT_WINDOW_MS);
-    let samples: Vec<Vec<SampleView>> =
-        live.features().ids().take(views.len()).map(|id| sample_views(live, id, PAGE_SAMPLES).0).collect();
-    let layers = &live.features().catalog().layers;
-    let updated = format!("updated {} UTC", crate::decode::format_rfc3339_ms(now_ms).get(11..19).unwrap_or(""));
-    TEMPLATE.replace("<!--UPDATED-->", &updated).replace("<!--CONTENT-->", &render_content(&views, layers, &samples))
+async fn fragment(State(s): State<AppState>) -> Response {
+    let now = s.live.now_ms();
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8".to_string()),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+            (header::HeaderName::from_static(GENERATED), format_rfc3339_ms(now)),
+        ],
+        content(&s.live, now),
+    )
+        .into_response()
 }
 
-pub fn esc(s: &str) -> String {
+/// The whole page at `now_ms`.
+pub(crate) fn render(live: &LiveView, now_ms: i64) -> String {
+    let updated = format!("updated {} UTC", time_of(&format_rfc3339_ms(now_ms)));
+    TEMPLATE.replace("<!--UPDATED-->", &updated).replace("<!--CONTENT-->", &content(live, now_ms))
+}
+
+/// The page's content at `now_ms`: every feature, the features × layers
+/// grid and each feature's newest divergent requests.
+pub(crate) fn content(live: &LiveView, now_ms: i64) -> String {
+    let (ids, views): (Vec<_>, Vec<_>) = feature_views(live, now_ms, DEFAULT_WINDOW_MS).into_iter().unzip();
+    let samples: Vec<Vec<SampleView>> = ids.into_iter().map(|id| sample_views(live, id, PAGE_SAMPLES).0).collect();
+    render_content(&views, &live.features().catalog().layers, &samples)
+}
+
+/// Text for HTML content and attribute values.
+pub(crate) fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -76,31 +103,6 @@ pub fn esc(s: &str) -> String {
         }
     }
     o
-}
-
-/// `1234567` → `1,234,567`.
-pub fn num(n: u64) -> String {
-    let s = n.to_string();
-    let mut o = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            o.push(',');
-        }
-        o.push(c);
-    }
-    o
-}
-
-/// Seconds as `0 ms`, `85 ms`, `1.2 s`, `2m 5s`.
-pub fn dur(s: f64) -> String {
-    if s < 1.0 {
-        format!("{} ms", (s * 1000.0).round() as i64)
-    } else if s < 60.0 {
-        format!("{:.1} s", s)
-    } else {
-        let t = s.round() as i64;
-        format!("{}m {}s", t / 60, t % 60)
-    }
 }
 
 fn opt_pct(x: Option<f64>) -> String {
@@ -289,7 +291,7 @@ fn render_layer_cell(l: &LayerView) -> String {
 
 fn render_samples(v: &FeatureView, samples: &[SampleView]) -> String {
     let mut o = format!(
-        "<div class=\"feature-samples\"><h3>{f} <a href=\"{d}?limit=100\">JSON</a></h3>",
+        "<div class=\"feature-samples\" data-feature=\"{f}\"><h3>{f} <a href=\"{d}?limit=100\">JSON</a></h3>",
         f = esc(&v.feature),
         d = esc(&v.links.divergences)
     );
@@ -310,7 +312,7 @@ fn time_of(rfc3339: &str) -> &str {
 /// One divergent request; `open` shows its records (the newest of each
 /// feature starts open, marked `data-auto` so the script can tell it from
 /// one a reader opened).
-pub fn render_sample(feature: &str, s: &SampleView, open: bool) -> String {
+fn render_sample(feature: &str, s: &SampleView, open: bool) -> String {
     let why = &s.explanation;
     let more = format!(
         " <span class=\"more\">{} divergence{}</span>",
@@ -432,17 +434,95 @@ fn render_record(r: &RecordView, diff: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::test_rig::{Rig, Story};
+    use axum::http::StatusCode;
+
+    const EXTERNAL: [&str; 6] = ["src=\"http", "href=\"http", "src=\"//", "<link", "@import", "url("];
+
+    #[tokio::test]
+    async fn status_page_renders_every_feature_and_divergent_request_without_external_assets() {
+        let mut r = Rig::new(1 << 20);
+        r.feed(Story::AgreeNew, 5);
+        r.feed(Story::Fake, 2);
+        let (code, html) = r.get_text("/").await;
+        assert_eq!(code, StatusCode::OK);
+        assert!(html.starts_with("<!doctype html>"));
+        for needle in [
+            "checkout_v2",
+            "search.ranking",
+            "req-0007",
+            "frontend took the new path and api did not advertise v2",
+            "<mark>  &quot;api_capability&quot;: &quot;v1&quot;,</mark>",
+            "pill inconclusive",
+            "early signal: exposed agreement so far 71.4% &lt; 99.9%",
+            "/api/v1/gates/checkout_v2",
+            "/api/v1/features/checkout_v2/divergences",
+            // What the browser test looks for.
+            "<h3>checkout_v2</h3>",
+            "<h3>search.ranking</h3>",
+            "<details class=\"req\" data-key=\"checkout_v2/req-0007\" open data-auto=\"1\">",
+            "<code class=\"rid\">req-0007</code>",
+            "<div class=\"rec\">",
+            "updated 00:00:00 UTC",
+        ] {
+            assert!(html.contains(needle), "status page lacks {needle}");
+        }
+        // Newest first; the older divergent request is listed, closed.
+        assert!(html.contains("<details class=\"req\" data-key=\"checkout_v2/req-0006\"><summary>"));
+        assert!(html.contains("No divergent request kept yet."), "search.ranking has none");
+        assert!(!html.contains("<!--CONTENT-->") && !html.contains("<!--UPDATED-->"));
+        for external in EXTERNAL {
+            assert!(!html.contains(external), "external asset: {external}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_refresh_fragment_is_the_pages_content() {
+        let mut r = Rig::new(1 << 20);
+        r.feed(Story::Fake, 3);
+        let (code, page) = r.get_text("/").await;
+        assert_eq!(code, StatusCode::OK);
+        let req = axum::http::Request::get("/status/content").body(axum::body::Body::empty()).unwrap();
+        let (code, headers, fragment) = r.request(req).await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+        assert_eq!(headers["cache-control"], "no-store");
+        assert_eq!(headers[GENERATED], "2027-01-01T00:00:00.000Z");
+        assert!(fragment.starts_with("<section class=\"cards\">"), "{fragment}");
+        assert!(!fragment.contains("<html") && !fragment.contains("<script"));
+        assert!(page.contains(&format!("<main id=\"content\">{fragment}</main>")), "one renderer for both");
+        // The script renders nothing itself: it fetches the fragment.
+        let script = &page[page.find("<script>").unwrap()..];
+        assert!(script.contains("fetch(\"/status/content\""));
+        assert!(script.contains("every \" + (REFRESH_MS / 1000) + \" s") && script.contains("REFRESH_MS = 5000"));
+        for markup in ["class=\\\"card", "<details", "<td", "rec-head"] {
+            assert!(!script.contains(markup), "the script renders {markup}");
+        }
+    }
+
+    #[tokio::test]
+    async fn hostile_record_content_is_escaped() {
+        let mut r = Rig::new(1 << 20);
+        let id = "<script>alert('id')</script>&amp;\"";
+        r.feed_one(Story::Fake, id, &[r#""note":"</pre><img src=x onerror=alert(1)>""#, r#""<x-evil>":"x""#]);
+        r.flush();
+        let (_, html) = r.get_text("/").await;
+        let body = &html[..html.find("<script>\n\"use strict\"").unwrap()];
+        for raw in ["<script>alert", "<img src=x", "</pre><img", "<x-evil>"] {
+            assert!(!body.contains(raw), "unescaped {raw}");
+        }
+        let id_esc = "&lt;script&gt;alert(&#39;id&#39;)&lt;/script&gt;&amp;amp;&quot;";
+        assert!(body.contains(&format!("<code class=\"rid\">{id_esc}</code>")), "request id shown escaped");
+        assert!(body.contains(&format!("data-key=\"checkout_v2/{id_esc}\"")));
+        assert!(body.contains("&quot;note&quot;: &quot;&lt;/pre&gt;&lt;img src=x onerror=alert(1)&gt;&quot;"));
+        assert!(body.contains("&quot;&lt;x-evil&gt;&quot;: &quot;x&quot;"));
+        for external in EXTERNAL {
+            assert!(!html.contains(external), "external asset: {external}");
+        }
+    }
 
     #[test]
-    fn formatting() {
-        assert_eq!(num(0), "0");
-        assert_eq!(num(999), "999");
-        assert_eq!(num(1000), "1,000");
-        assert_eq!(num(1234567), "1,234,567");
-        assert_eq!(dur(0.0), "0 ms");
-        assert_eq!(dur(0.085), "85 ms");
-        assert_eq!(dur(1.25), "1.2 s");
-        assert_eq!(dur(125.0), "2m 5s");
+    fn escaping() {
         assert_eq!(esc("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
     }
 }

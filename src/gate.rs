@@ -1,0 +1,371 @@
+//! The rollout gate: `proceed`, `hold` or `inconclusive` for one feature
+//! over a window, with the figures and the reasons behind it (see
+//! docs/gate.md). [`evaluate`] is pure: window statistics in, the answer
+//! out.
+//!
+//! Over the closed joins of the feature whose close fell in the window:
+//! - `exposed_requests`: joins on the `new` or `mixed` path, any verdict;
+//! - `exposed_agreement`: `agree` / exposed joins whose verdict is not
+//!   `incomplete`; `null` when there is none;
+//! - `incomplete_ratio`: `incomplete` joins / all closed joins (any path);
+//!   `null` when none closed;
+//! - `inconclusive` when `exposed_requests < min_samples` (or every exposed
+//!   join was incomplete and incompleteness alone does not hold); else
+//!   `hold` when `exposed_agreement < min_agreement` or `incomplete_ratio >
+//!   max_incomplete`; else `proceed`. Equal to a threshold passes.
+//!
+//! Parameters are validated strictly ([`ParamError`]): a typo must not
+//! silently loosen a gate.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::catalog::{FeatureSpec, LayerId};
+use crate::decode::format_rfc3339_ms;
+use crate::judge::{DivergenceKind, RequestPath, Verdict};
+use crate::live::{Freshness, WindowStats, DEFAULT_WINDOW_MS, MAX_WINDOW_MS};
+use crate::text::{human_window, pct_pair, plural};
+
+/// Gate thresholds and window.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct GateParams {
+    #[serde(skip)]
+    pub window_ms: i64,
+    pub min_samples: u64,
+    pub min_agreement: f64,
+    pub max_incomplete: f64,
+}
+
+impl Default for GateParams {
+    fn default() -> Self {
+        GateParams { window_ms: DEFAULT_WINDOW_MS, min_samples: 200, min_agreement: 0.999, max_incomplete: 0.01 }
+    }
+}
+
+/// The gate's decision (not to be confused with a decision *record*).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GateDecision {
+    Proceed,
+    Hold,
+    Inconclusive,
+}
+
+impl GateDecision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateDecision::Proceed => "proceed",
+            GateDecision::Hold => "hold",
+            GateDecision::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// The gate's answer: the contract's fields first, then context.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateView {
+    pub feature: String,
+    pub decision: GateDecision,
+    pub exposed_agreement: Option<f64>,
+    pub exposed_requests: u64,
+    pub incomplete_ratio: Option<f64>,
+    /// Requests (any path) with at least one divergence of each kind.
+    pub divergences: BTreeMap<&'static str, u64>,
+    pub reasons: Vec<String>,
+    pub window_seconds: u64,
+    /// All closed requests of the feature in the window.
+    pub requests: u64,
+    /// Exposed requests that count towards exposed agreement (not incomplete).
+    pub exposed_judged: u64,
+    pub thresholds: GateParams,
+    pub evaluated_at: String,
+    /// How complete and fresh the consumer group's view is (`accord run`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub view: Option<Freshness>,
+}
+
+/// Requests with at least one divergence of each kind, by kind name.
+pub fn divergence_counts(w: &WindowStats) -> BTreeMap<&'static str, u64> {
+    DivergenceKind::ALL.iter().map(|k| (k.as_str(), w.kinds[*k as usize])).collect()
+}
+
+/// Decides the gate of one feature over a window.
+pub fn evaluate(
+    name: &str,
+    spec: &FeatureSpec,
+    w: &WindowStats,
+    p: &GateParams,
+    layer: &dyn Fn(LayerId) -> String,
+    now_ms: i64,
+) -> GateView {
+    let win = human_window(p.window_ms);
+    let total = w.total();
+    let exposed = w.exposed();
+    let judged = w.exposed_judged();
+    let agreement = w.exposed_agreement();
+    let incomplete = w.incomplete_ratio();
+    // Divergent exposed requests by leading explanation: the counts add up.
+    let mut exposed_causes: Vec<(u64, String)> =
+        w.causes.iter().filter(|c| c.exposed > 0).map(|c| (c.exposed, c.cause.explain(layer, spec))).collect();
+    exposed_causes.sort_by_key(|p| std::cmp::Reverse(p.0));
+    let degraded = w.exposed_verdicts(Verdict::Degraded);
+    let where_ = |n: u64, what: &str| format!("{} where {what}", plural(n, "request", "requests"));
+
+    let mut reasons = Vec::new();
+    let agreement_low = agreement.is_some_and(|a| a < p.min_agreement);
+    let incomplete_high = incomplete.is_some_and(|r| r > p.max_incomplete);
+    let decision = if exposed < p.min_samples {
+        if total == 0 {
+            reasons.push(format!(
+                "no request of {name} closed in the last {win}: no traffic, or no layer logs decision records for it"
+            ));
+        } else {
+            reasons.push(format!(
+                "only {} (new or mixed path) closed in the last {win}; the gate needs at least {} (min_samples)",
+                plural(exposed, "exposed request", "exposed requests"),
+                p.min_samples
+            ));
+            let old = w.path(RequestPath::Old) + w.path(RequestPath::Unknown);
+            if old > 0 {
+                reasons.push(format!(
+                    "{} took no new path; exposed agreement ignores them",
+                    plural(old, "request", "requests")
+                ));
+            }
+        }
+        if let (true, Some(a)) = (agreement_low, agreement) {
+            let (a, t) = pct_pair(a, p.min_agreement);
+            let mut r = format!("early signal: exposed agreement so far {a} < {t}");
+            if let Some((n, what)) = exposed_causes.first() {
+                r.push_str(&format!(": {}", where_(*n, what)));
+            }
+            reasons.push(r);
+        }
+        GateDecision::Inconclusive
+    } else {
+        if let (true, Some(a)) = (agreement_low, agreement) {
+            let (a_s, t_s) = pct_pair(a, p.min_agreement);
+            let head = format!("exposed agreement {a_s} < {t_s} over {win}");
+            match exposed_causes.first() {
+                Some((n, what)) => reasons.push(format!("{head}: {}", where_(*n, what))),
+                None if degraded > 0 => reasons.push(format!(
+                    "{head}: {} degraded (a layer saw the flag on and fell back to the old path)",
+                    plural(degraded, "exposed request", "exposed requests")
+                )),
+                None => reasons.push(head),
+            }
+            for (n, what) in exposed_causes.iter().skip(1).take(3) {
+                reasons.push(format!("also {}", where_(*n, what)));
+            }
+            if degraded > 0 && !exposed_causes.is_empty() {
+                reasons.push(format!(
+                    "also {} degraded (a layer saw the flag on and fell back to the old path)",
+                    plural(degraded, "exposed request", "exposed requests")
+                ));
+            }
+            reasons.push(format!("{} of {judged} judged exposed requests did not agree", judged - w.exposed_agree()));
+        }
+        if let (true, Some(r)) = (incomplete_high, incomplete) {
+            let (r_s, m_s) = pct_pair(r, p.max_incomplete);
+            let mut missing: Vec<(u64, String)> = w
+                .layers
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.missing > 0)
+                .map(|(i, l)| (l.missing, layer(LayerId::new(i as u8))))
+                .collect();
+            missing.sort_by_key(|m| std::cmp::Reverse(m.0));
+            let mut r = format!(
+                "{r_s} of requests incomplete > {m_s} allowed over {win} ({} of {total})",
+                w.verdict(Verdict::Incomplete)
+            );
+            if !missing.is_empty() {
+                let list: Vec<String> = missing
+                    .iter()
+                    .map(|(n, l)| format!("{l} never reported for {}", plural(*n, "request", "requests")))
+                    .collect();
+                r.push_str(&format!(": {}", list.join(", ")));
+            }
+            reasons.push(r);
+        }
+        if !reasons.is_empty() {
+            GateDecision::Hold
+        } else if let Some(a) = agreement {
+            let (a_s, t_s) = pct_pair(a, p.min_agreement);
+            reasons.push(format!("exposed agreement {a_s} ≥ {t_s} over {win} ({judged} judged exposed requests)"));
+            let r = incomplete.unwrap_or(0.0);
+            let (r_s, m_s) = pct_pair(r, p.max_incomplete);
+            reasons.push(format!("incomplete requests {r_s} ≤ {m_s}"));
+            if let Some((n, what)) = exposed_causes.first() {
+                reasons.push(format!("within tolerance: {}", where_(*n, what)));
+            }
+            GateDecision::Proceed
+        } else {
+            reasons.push(format!(
+                "all {exposed} exposed requests in the last {win} were incomplete: no agreement can be measured"
+            ));
+            GateDecision::Inconclusive
+        }
+    };
+    GateView {
+        feature: name.to_string(),
+        decision,
+        exposed_agreement: agreement,
+        exposed_requests: exposed,
+        incomplete_ratio: incomplete,
+        divergences: divergence_counts(w),
+        reasons,
+        window_seconds: (p.window_ms / 1000) as u64,
+        requests: total,
+        exposed_judged: judged,
+        thresholds: *p,
+        evaluated_at: format_rfc3339_ms(now_ms),
+        view: None,
+    }
+}
+
+/// The gate over the consumer group's view: when some partition's share is
+/// missing or stale, the figures cover part of the traffic, so the gate is
+/// `inconclusive` whatever they say, with the reason first.
+pub fn with_freshness(mut g: GateView, view: Option<Freshness>) -> GateView {
+    if let Some(problem) = view.as_ref().and_then(Freshness::problem) {
+        g.decision = GateDecision::Inconclusive;
+        g.reasons.insert(0, problem);
+    }
+    g.view = view;
+    g
+}
+
+// ------------------------------------------------------------ parameters --
+
+/// A gate or window parameter that does not parse or is out of range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ParamError {
+    #[error("window {value:?} is not a duration ({reason}); use e.g. 30s, 5m or 1h")]
+    WindowSyntax { value: String, reason: String },
+    #[error("window must be at least 1s")]
+    WindowZero,
+    #[error("window {0:?} is longer than 1h, the longest window live statistics keep")]
+    WindowTooLong(String),
+    #[error("window {0:?} must be a whole number of seconds")]
+    WindowFraction(String),
+    #[error("min_samples must be a non-negative integer, got {0:?}")]
+    MinSamples(String),
+    #[error("{name} must be between 0 and 1 (a fraction, e.g. 0.999), got {value:?}")]
+    RatioRange { name: &'static str, value: String },
+    #[error("{name} must be a number between 0 and 1, got {value:?}")]
+    RatioSyntax { name: &'static str, value: String },
+}
+
+/// A window: humantime, whole seconds, from 1s to 1h.
+pub fn parse_window(s: &str) -> Result<i64, ParamError> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| ParamError::WindowSyntax { value: s.to_string(), reason: e.to_string() })?;
+    if d.is_zero() {
+        return Err(ParamError::WindowZero);
+    }
+    if d > Duration::from_millis(MAX_WINDOW_MS as u64) {
+        return Err(ParamError::WindowTooLong(s.to_string()));
+    }
+    if d.subsec_nanos() != 0 {
+        return Err(ParamError::WindowFraction(s.to_string()));
+    }
+    Ok(d.as_millis() as i64)
+}
+
+fn parse_ratio(name: &'static str, s: &str) -> Result<f64, ParamError> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        Ok(_) => Err(ParamError::RatioRange { name, value: s.to_string() }),
+        Err(_) => Err(ParamError::RatioSyntax { name, value: s.to_string() }),
+    }
+}
+
+/// The gate's query parameters, by name.
+pub const PARAMS: [&str; 4] = ["window", "min_samples", "min_agreement", "max_incomplete"];
+
+/// Parses the gate's parameters (missing ones take defaults); `get` looks
+/// one up by name.
+pub fn parse_params<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<GateParams, ParamError> {
+    let mut p = GateParams::default();
+    if let Some(w) = get("window") {
+        p.window_ms = parse_window(w)?;
+    }
+    if let Some(n) = get("min_samples") {
+        p.min_samples = n.trim().parse::<u64>().map_err(|_| ParamError::MinSamples(n.to_string()))?;
+    }
+    if let Some(a) = get("min_agreement") {
+        p.min_agreement = parse_ratio("min_agreement", a)?;
+    }
+    if let Some(m) = get("max_incomplete") {
+        p.max_incomplete = parse_ratio("max_incomplete", m)?;
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::LayerStats;
+
+    fn spec() -> FeatureSpec {
+        let cat =
+            crate::Catalog::parse(std::path::Path::new("c.toml"), include_str!("../tests/conformance/catalog.toml"))
+                .unwrap();
+        cat.features[0].clone()
+    }
+
+    fn stats(agree_new: u64, diverge_mixed: u64, incomplete_new: u64) -> WindowStats {
+        let mut w = WindowStats::empty(DEFAULT_WINDOW_MS, 4);
+        w.requests[RequestPath::New as usize][Verdict::Agree as usize] = agree_new;
+        w.requests[RequestPath::Mixed as usize][Verdict::Diverge as usize] = diverge_mixed;
+        w.requests[RequestPath::New as usize][Verdict::Incomplete as usize] = incomplete_new;
+        w.layers[3] = LayerStats { missing: incomplete_new, ..LayerStats::default() };
+        w
+    }
+
+    fn gate(w: &WindowStats, p: GateParams) -> GateView {
+        let layer = |l: LayerId| ["frontend", "api", "worker", "analytics"][l.index()].to_string();
+        evaluate("checkout_v2", &spec(), w, &p, &layer, 0)
+    }
+
+    #[test]
+    fn thresholds_pass_when_equal() {
+        let p = GateParams { min_samples: 1000, ..GateParams::default() };
+        assert_eq!(gate(&stats(999, 1, 0), p).decision, GateDecision::Proceed);
+        assert_eq!(gate(&stats(998, 1, 0), p).decision, GateDecision::Inconclusive);
+        let p = GateParams { min_samples: 10, max_incomplete: 0.1, ..GateParams::default() };
+        assert_eq!(gate(&stats(9, 0, 1), p).decision, GateDecision::Proceed);
+        let g = gate(&stats(8, 0, 2), p);
+        assert_eq!(g.decision, GateDecision::Hold);
+        assert_eq!(
+            g.reasons,
+            ["20% of requests incomplete > 10% allowed over 5m (2 of 10): analytics never reported for 2 requests"]
+        );
+    }
+
+    #[test]
+    fn parameters_parse_strictly_with_typed_errors() {
+        let q = |pairs: &'static [(&'static str, &'static str)]| {
+            parse_params(move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| *v))
+        };
+        assert_eq!(q(&[]), Ok(GateParams::default()));
+        let p = q(&[("window", "1m"), ("min_samples", "5"), ("min_agreement", "0"), ("max_incomplete", "1")]).unwrap();
+        assert_eq!((p.window_ms, p.min_samples, p.min_agreement, p.max_incomplete), (60_000, 5, 0.0, 1.0));
+        assert_eq!(q(&[("window", "0s")]), Err(ParamError::WindowZero));
+        assert_eq!(q(&[("window", "61m")]), Err(ParamError::WindowTooLong("61m".into())));
+        assert_eq!(q(&[("window", "1500ms")]), Err(ParamError::WindowFraction("1500ms".into())));
+        assert!(matches!(q(&[("window", "abc")]), Err(ParamError::WindowSyntax { .. })));
+        assert_eq!(q(&[("min_samples", "-1")]), Err(ParamError::MinSamples("-1".into())));
+        assert_eq!(
+            q(&[("min_agreement", "NaN")]),
+            Err(ParamError::RatioRange { name: "min_agreement", value: "NaN".into() })
+        );
+        assert_eq!(
+            q(&[("max_incomplete", "x")]).unwrap_err().to_string(),
+            "max_incomplete must be a number between 0 and 1, got \"x\""
+        );
+    }
+}

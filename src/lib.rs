@@ -9,6 +9,7 @@ pub mod api;
 pub mod catalog;
 pub mod decode;
 pub mod demo;
+pub mod exit;
 pub mod export;
 pub mod features;
 pub mod fuzzing;

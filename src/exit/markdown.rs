@@ -182,3 +182,110 @@ pub fn render_markdown(r: &ExitReview) -> String {
     }
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exit::review::{LayerReview, OtherTakers, RevisionReview, Taker};
+
+    fn sample(status: Status) -> ExitReview {
+        ExitReview {
+            feature: "checkout_v2".into(),
+            owner: "payments".into(),
+            class: "state-machine".into(),
+            expires: Some("2027-01-31".into()),
+            days_left: Some(61),
+            window_seconds: 3600,
+            from: Some("2026-11-20T09:42:03.120Z".into()),
+            to: Some("2026-11-20T10:42:03.120Z".into()),
+            requests: 5210,
+            min_samples: 200,
+            status,
+            blockers: vec![
+                "worker: fulfilment-worker build 2026.11.12-1a2b3c4 took the old path for 1,204 records, last at \
+                 2026-11-20T10:42:03.120Z"
+                    .into(),
+                "3 requests were incomplete: an expected layer never reported".into(),
+            ],
+            layers: vec![LayerReview {
+                layer: "worker".into(),
+                records: 1400,
+                new_ratio: Some(0.91),
+                old_ratio: Some(0.09),
+                unknown_ratio: Some(0.0),
+                old_path_takers: vec![Taker {
+                    service: "evil|svc<script>*x*".into(),
+                    build: "[link](http://x)\nnext".into(),
+                    records: 1204,
+                    last_seen: "2026-11-20T10:42:03.120Z".into(),
+                }],
+                old_path_other: Some(OtherTakers {
+                    takers: 3,
+                    more: false,
+                    records: 12,
+                    last_seen: "2026-11-20T10:00:00.000Z".into(),
+                }),
+                stale_share: Some(0.12),
+                stale_share_range: None,
+                adoption_lag_seconds: Some(60.0),
+            }],
+            divergent_requests: [("path_mismatch".to_string(), 118)].into(),
+            incomplete_requests: 3,
+            revisions: vec![RevisionReview {
+                revision: "r42".into(),
+                first_seen: "2026-11-20T09:41:03.120Z".into(),
+                last_seen: "2026-11-20T10:42:03.120Z".into(),
+                records: [("worker".to_string(), 700)].into(),
+            }],
+            current_revision: Some("r42".into()),
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn what_to_do_next_comes_first_then_the_figures() {
+        let m = render_markdown(&sample(Status::NotReady));
+        assert!(m.starts_with("# Exit review: checkout_v2 — not ready\n"), "{m}");
+        let order: Vec<usize> =
+            ["## What to do next", "## Layers", "## Old path by service and build", "## Requests", "## Revisions"]
+                .iter()
+                .map(|h| m.find(h).unwrap_or_else(|| panic!("{h} missing:\n{m}")))
+                .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{m}");
+        assert!(m.contains("planned removal **2027-01-31** (61 days left)"));
+        assert!(m.contains(
+            "1. worker: fulfilment-worker build 2026.11.12-1a2b3c4 took the old path for 1,204 records, last at \
+             2026-11-20T10:42:03.120Z\n2. 3 requests were incomplete"
+        ));
+        assert!(m.contains("| worker | 1,400 | 91% | 9% | 0% | 12% | 60 s |"), "{m}");
+        assert!(m.contains("| 3 others | | 12 | 2026-11-20T10:00:00.000Z |"), "{m}");
+        assert!(m.contains("divergent, by kind: path_mismatch 118."), "{m}");
+        assert!(m.contains("| r42 | 2026-11-20T09:41:03.120Z | 2026-11-20T10:42:03.120Z | 700 |"), "{m}");
+    }
+
+    #[test]
+    fn names_from_records_cannot_break_the_document() {
+        let m = render_markdown(&sample(Status::NotReady));
+        let row = m.lines().find(|l| l.contains("evil")).unwrap();
+        assert_eq!(row, r"| evil\|svc\<script\>\*x\* | \[link\](http://x) next | 1,204 | 2026-11-20T10:42:03.120Z |");
+        // Five unescaped cell separators: four cells.
+        assert_eq!(row.replace(r"\|", "").matches('|').count(), 5);
+        assert_eq!(md("checkout_v2 _x_ a\\b"), r"checkout_v2 \_x\_ a\\b");
+    }
+
+    #[test]
+    fn ready_and_insufficient_say_so() {
+        let mut r = sample(Status::Ready);
+        r.blockers.clear();
+        let m = render_markdown(&r);
+        assert!(m.starts_with("# Exit review: checkout_v2 — ready to remove\n"));
+        assert!(m.contains("The flag can be deleted."));
+        let mut r = sample(Status::InsufficientData);
+        r.blockers = vec!["only 150 requests closed in the window; at least 200 are needed".into()];
+        r.days_left = Some(-3);
+        let m = render_markdown(&r);
+        assert!(m.starts_with("# Exit review: checkout_v2 — not enough data\n"));
+        assert!(m.contains("1. only 150 requests closed in the window; at least 200 are needed"));
+        assert!(m.contains("(overdue by 3 days)"));
+    }
+}

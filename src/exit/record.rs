@@ -128,3 +128,71 @@ impl Observer for ExitRecorder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use crate::export::summary::Summary;
+    use crate::pipeline::Pipeline;
+
+    fn features() -> Arc<Features> {
+        let path = std::path::Path::new("accord.toml");
+        Arc::new(Features::new(Arc::new(Catalog::parse(path, include_str!("../../accord.toml")).unwrap())))
+    }
+
+    #[test]
+    fn every_valid_record_is_evidence_late_ones_included() {
+        let rec = |id: &str, layer: &str, ts: &str, flow: &str, extra: &str| {
+            format!(
+                r#"{{"request_id":"{id}","layer":"{layer}","feature":"checkout_v2","ts":"2026-11-20T10:{ts}Z","selected_flow":"{flow}"{extra}}}"#
+            )
+        };
+        let text = [
+            rec("a", "frontend", "00:00.000", "v2", r#","flags_revision":"r1","service":"web","build":"1""#),
+            rec("a", "worker", "00:00.500", "v1", r#","service":"fw","build":"7""#),
+            // Moves the watermark far ahead: request a closes.
+            rec("b", "frontend", "05:00.000", "v2", ""),
+            // Late: its join closed. Still evidence, on the old path.
+            rec("a", "analytics", "00:01.000", "v1", r#","flags_revision":"r0""#),
+            "not json".to_string(),
+            rec("c", "frontend", "05:00.000", "v2", r#","feature":"nope""#),
+        ]
+        .join("\n");
+        let f = features();
+        let mut p = Pipeline::new(f.clone(), 0);
+        let mut obs = (ExitRecorder::new(f.clone()), (RequestTally::default(), Summary::new(f.clone())));
+        crate::replay::replay_stream(text.as_bytes(), &mut p, &mut obs, "t").unwrap();
+        let summary = obs.1 .1.report();
+        assert_eq!(summary.late, 1);
+        let id = FeatureId::new(0);
+        let agg = obs.0.get(id).unwrap();
+        let records: u64 = agg.layers().values().map(|l| l.records()).sum();
+        assert_eq!(records, summary.records);
+        assert_eq!(agg.layers()["analytics"].paths, [0, 1, 0]);
+        let takers: Vec<_> = agg.layers()["analytics"].takers().collect();
+        assert_eq!(takers, [("unknown", "unknown", crate::exit::Seen { records: 1, last_ms: 1_795_168_801_000 })]);
+        assert_eq!(agg.revisions().iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["r0", "r1"]);
+        assert_eq!(obs.1 .0.get(id), RequestCounts { requests: 2, divergent: 1, incomplete: 1, by_kind: [1, 0, 0, 0] });
+        // `take` hands everything over once.
+        assert_eq!(obs.0.take().len(), 1);
+        assert!(obs.0.get(id).is_none());
+    }
+
+    #[test]
+    fn an_archive_recorder_keeps_one_feature() {
+        let f = features();
+        let mut r = ExitRecorder::for_archive(f.clone(), FeatureId::new(1));
+        let mut p = Pipeline::new(f, 0);
+        let text = concat!(
+            r#"{"request_id":"a","layer":"api","feature":"checkout_v2","ts":1,"selected_flow":"v2"}"#,
+            "\n",
+            r#"{"request_id":"a","layer":"api","feature":"search.ranking","ts":1,"selected_flow":"ltr"}"#,
+        );
+        crate::replay::replay_stream(text.as_bytes(), &mut p, &mut r, "t").unwrap();
+        let all = r.take();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].0, FeatureId::new(1));
+        assert_eq!(all[0].1.budget(), crate::exit::ARCHIVE_SECONDS);
+    }
+}

@@ -408,6 +408,32 @@ pub fn review(
             super::agg::MAX_REVISIONS
         ));
     }
+    if let Some(c) = cur {
+        let cs = c.span();
+        // "First seen last" within a window: an instance stuck on an old
+        // snapshot that reappears after the window began makes its revision
+        // look newest. Say so when another revision is busier and lasted as
+        // long.
+        let rival = agg
+            .revisions()
+            .iter()
+            .filter(|r| r.name != c.name)
+            .map(|r| (r, r.span()))
+            .filter(|(_, s)| s.records > cs.records && s.last_ms >= cs.last_ms)
+            .max_by(|a, b| a.1.records.cmp(&b.1.records).then_with(|| natural_cmp(&a.0.name, &b.0.name)));
+        if let Some((r, s)) = rival {
+            notes.push(format!(
+                "revision {} (first seen at {}) carried more records than the current revision {} ({} against {})                  and was seen until the end: {} may come from instances stuck on an older snapshot that reappeared                  after the window began; stale shares and adoption lags are measured against {}",
+                r.name,
+                format_rfc3339_ms(s.first_ms),
+                c.name,
+                count(s.records),
+                count(cs.records),
+                c.name,
+                c.name
+            ));
+        }
+    }
     let status = if problem {
         Status::NotReady
     } else if requests.requests < p.min_samples {
@@ -747,6 +773,27 @@ new_flow = "v2"
         // r7 at the same millisecond as r10 counts as another revision.
         assert_eq!(layer(&r, "api").stale_share, Some(0.5));
         assert_eq!(r.revisions.iter().map(|x| x.revision.as_str()).collect::<Vec<_>>(), ["r9", "r7", "r10"]);
+    }
+
+    #[test]
+    fn a_stuck_old_revision_that_looks_current_is_noted() {
+        let mut a = ExitAgg::new();
+        for i in 0..10 {
+            a.add("api", &ev(New, t(f64::from(i)), None, None, Some("r42")));
+        }
+        // One frontend instance still on r41, first met 4 ms into the window.
+        a.add("frontend", &ev(New, t(0.004), None, None, Some("r41")));
+        a.add("frontend", &ev(New, t(5.0), None, None, Some("r41")));
+        let r = run(&a, enough());
+        assert_eq!(r.current_revision.as_deref(), Some("r41"));
+        assert_eq!(r.notes.len(), 1, "{:?}", r.notes);
+        assert!(r.notes[0].starts_with(
+            "revision r42 (first seen at 2026-11-20T10:00:00.000Z) carried more records than the current revision \
+             r41 (10 against 2)"
+        ));
+        // Once r42 stops, nothing is said.
+        a.add("frontend", &ev(New, t(20.0), None, None, Some("r41")));
+        assert!(run(&a, enough()).notes.is_empty());
     }
 
     #[test]

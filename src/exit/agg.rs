@@ -420,12 +420,10 @@ pub fn natural_cmp(a: &str, b: &str) -> Ordering {
             while j < y.len() && y[j].is_ascii_digit() {
                 j += 1;
             }
-            let trim = |d: &[u8]| {
-                let z = d.iter().take_while(|c| **c == b'0').count();
-                d[z..].to_vec()
-            };
-            let (dx, dy) = (trim(&x[si..i]), trim(&y[sj..j]));
-            let o = dx.len().cmp(&dy.len()).then_with(|| dx.cmp(&dy));
+            let trim = |d: &'_ [u8]| -> usize { d.iter().take_while(|c| **c == b'0').count() };
+            let (dx, dy) = (&x[si..i], &y[sj..j]);
+            let (dx, dy) = (&dx[trim(dx)..], &dy[trim(dy)..]);
+            let o = dx.len().cmp(&dy.len()).then_with(|| dx.cmp(dy));
             if o != Ordering::Equal {
                 return o;
             }
@@ -820,6 +818,19 @@ pub(crate) mod tests {
         }
         prop_assert_eq!(aggs.pop().unwrap(), whole);
         Ok(())
+    }
+
+    proptest! {
+        /// A total order that agrees with equality, so revisions have one
+        /// canonical order.
+        #[test]
+        fn natural_order_is_total(a in "[r0-9.-]{0,6}", b in "[r0-9.-]{0,6}", c in "[r0-9.-]{0,6}") {
+            prop_assert_eq!(natural_cmp(&a, &b), natural_cmp(&b, &a).reverse());
+            prop_assert_eq!(natural_cmp(&a, &b) == Ordering::Equal, a == b);
+            if natural_cmp(&a, &b).is_le() && natural_cmp(&b, &c).is_le() {
+                prop_assert!(natural_cmp(&a, &c).is_le());
+            }
+        }
     }
 
     proptest! {

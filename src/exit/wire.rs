@@ -376,6 +376,24 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Whatever records built it, an aggregate decodes to itself.
+        #[test]
+        fn every_aggregate_round_trips(
+            recs in prop_oneof![
+                crate::exit::agg::tests::recs(crate::exit::agg::tests::DENSE, 300),
+                crate::exit::agg::tests::recs(crate::exit::agg::tests::REVISIONS, 300),
+                crate::exit::agg::tests::recs(crate::exit::agg::tests::TAKERS, 600),
+            ],
+            budget in prop_oneof![1usize..20, 100usize..200],
+        ) {
+            let n = crate::exit::agg::tests::all_names();
+            let mut a = ExitAgg::with_budget(budget);
+            crate::exit::agg::tests::add_all(&mut a, recs.iter(), &n);
+            prop_assert_eq!(ExitAgg::decode(&a.encode()).unwrap(), a);
+        }
+
         /// Arbitrary bytes, and valid encodings with bytes flipped, never
         /// panic; what decodes merges and encodes without panicking.
         #[test]

@@ -27,9 +27,9 @@ pub const MS_DETAIL: usize = 16;
 /// Longer service, build and revision names are cut (at a character
 /// boundary) to this many bytes.
 pub const MAX_NAME_BYTES: usize = 128;
-/// `(layer, second)` entries kept per revision by [`ExitAgg::new`]: an
-/// hour of event time for four layers.
-pub const LIVE_SECONDS: usize = 16_384;
+/// Seconds kept per layer and revision by [`ExitAgg::for_live`]: an hour
+/// of event time and eight minutes for late and early records.
+pub const LIVE_SECONDS_PER_LAYER: usize = 4_096;
 /// `(layer, second)` entries kept per revision by [`ExitAgg::for_archive`]:
 /// twelve days of event time for four layers.
 pub const ARCHIVE_SECONDS: usize = 1 << 22;
@@ -471,9 +471,16 @@ impl Default for ExitAgg {
 }
 
 impl ExitAgg {
-    /// For the live view: [`LIVE_SECONDS`] per revision.
+    /// The live view's bound for four layers (the default catalog's).
     pub fn new() -> Self {
-        ExitAgg::with_budget(LIVE_SECONDS)
+        ExitAgg::for_live(4)
+    }
+
+    /// For the live view of a catalog with `layers` layers:
+    /// [`LIVE_SECONDS_PER_LAYER`] seconds per layer and revision, so an hour
+    /// of evidence is kept whole whatever the layers.
+    pub fn for_live(layers: usize) -> Self {
+        ExitAgg::with_budget(layers.clamp(1, crate::catalog::MAX_LAYERS) * LIVE_SECONDS_PER_LAYER)
     }
 
     /// For `accord report`: [`ARCHIVE_SECONDS`] per revision.
@@ -567,9 +574,21 @@ impl ExitAgg {
         }
     }
 
+    /// Merges several aggregates (a window's time buckets) into one, with
+    /// the smallest budget among them; [`ExitAgg::new`] for none.
+    pub fn merged(parts: impl IntoIterator<Item = ExitAgg>) -> ExitAgg {
+        let mut parts = parts.into_iter();
+        let Some(mut acc) = parts.next() else { return ExitAgg::new() };
+        for p in parts {
+            acc.merge(p);
+        }
+        acc
+    }
+
     /// Adds everything `o` holds: the result does not depend on the order
     /// of merges and adds, only on the records (and on the smaller budget
-    /// of the two).
+    /// of the two: start a window from one of its parts, or use
+    /// [`ExitAgg::merged`], not from an aggregate with a smaller budget).
     pub fn merge(&mut self, o: ExitAgg) {
         if o.budget < self.budget {
             self.budget = o.budget;
@@ -680,6 +699,17 @@ pub(crate) mod tests {
         a.add("api", &ev(RecordPath::New, 50_000, None, None, Some("r0")));
         assert_eq!(a.layers["api"].dropped.records, 3);
         assert!(a.revisions_dropped());
+    }
+
+    #[test]
+    fn budgets_follow_the_layers_and_merged_keeps_the_smallest() {
+        assert_eq!(ExitAgg::for_live(6).budget(), 6 * LIVE_SECONDS_PER_LAYER);
+        assert_eq!(ExitAgg::new().budget(), 4 * LIVE_SECONDS_PER_LAYER);
+        let mut a = ExitAgg::for_live(6);
+        a.add("api", &ev(RecordPath::New, 1, None, None, Some("r")));
+        let m = ExitAgg::merged([a.clone(), ExitAgg::for_archive()]);
+        assert_eq!(m, a);
+        assert_eq!(ExitAgg::merged([]), ExitAgg::new());
     }
 
     #[test]

@@ -27,17 +27,19 @@
 //!   second with the exact count at each of the [`MS_DETAIL`] lowest
 //!   distinct milliseconds of that second. At most `budget` `(layer,
 //!   second)` entries per revision are kept, the latest ones (the
-//!   *horizon* rises past the earliest): [`LIVE_SECONDS`] for the live
-//!   view (an hour of four layers), [`ARCHIVE_SECONDS`] for an archive.
+//!   *horizon* rises past the earliest): [`LIVE_SECONDS_PER_LAYER`] per
+//!   layer for the live view (an hour), [`ARCHIVE_SECONDS`] for an archive
+//!   (twelve days of four layers).
 //!
 //! # Bound
 //! An aggregate holds at most `layers × (MAX_TAKERS + 2)` taker and span
 //! entries plus `MAX_REVISIONS × budget × (1 + MS_DETAIL)` counters, and
 //! names of at most [`MAX_NAME_BYTES`] bytes: it grows with layers,
 //! services and builds, revisions and event-time seconds, never with
-//! requests. With the live budget that is at most 16 × 16,384 seconds ×
-//! about 170 bytes (45 MB) per feature for an adversarial stream; a real
-//! hour of four layers and two revisions at any rate stays under 5 MB.
+//! requests. With the live budget that is at most 16 revisions × 4,096
+//! seconds × about 170 bytes (11 MB) per layer and feature for an
+//! adversarial stream; a real hour of four layers and two revisions at any
+//! rate stays under 5 MB.
 //!
 //! # Exactness
 //! Record counts, paths, takers, first and last seen times and adoption
@@ -58,7 +60,7 @@ mod review;
 mod wire;
 
 pub use agg::{
-    natural_cmp, ExitAgg, LayerAgg, RevAgg, RevLayer, Second, Seen, Span, ARCHIVE_SECONDS, LIVE_SECONDS,
+    natural_cmp, ExitAgg, LayerAgg, RevAgg, RevLayer, Second, Seen, Span, ARCHIVE_SECONDS, LIVE_SECONDS_PER_LAYER,
     MAX_NAME_BYTES, MAX_REVISIONS, MAX_TAKERS, MS_DETAIL, UNKNOWN,
 };
 pub use markdown::{md, render_markdown};

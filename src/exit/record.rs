@@ -86,9 +86,10 @@ pub struct ExitRecorder {
 }
 
 impl ExitRecorder {
-    /// Every feature, with the live view's bound ([`ExitAgg::new`]).
+    /// Every feature, with the live view's bound ([`ExitAgg::for_live`]).
     pub fn new(features: Arc<Features>) -> Self {
-        ExitRecorder { features, only: None, budget: ExitAgg::new().budget(), aggs: Vec::new() }
+        let budget = ExitAgg::for_live(features.catalog().layers.len()).budget();
+        ExitRecorder { features, only: None, budget, aggs: Vec::new() }
     }
 
     /// One feature, with the archive's bound ([`ExitAgg::for_archive`]).

@@ -1006,5 +1006,5 @@ new_flow = "v2"
     }
 
     const MAX_REVS: usize = crate::exit::MAX_REVISIONS;
-    const LIVE_BUDGET: usize = crate::exit::LIVE_SECONDS;
+    const LIVE_BUDGET: usize = 4 * crate::exit::LIVE_SECONDS_PER_LAYER;
 }

@@ -388,9 +388,19 @@ pub fn review(
             plural(requests.incomplete, "request was", "requests were")
         ));
     }
-    blockers.extend(stale_blockers);
     let problem = any_old || !blockers.is_empty();
-    if requests.requests < p.min_samples {
+    // A layer on a superseded snapshot is something to act on, but not by
+    // itself a reason to keep the flag: the status is decided by paths,
+    // divergences, incomplete requests and the sample alone. When nothing
+    // else blocks, stale layers are notes (a window that holds a revision
+    // change always shows some stale share while layers adopt it).
+    let few = requests.requests < p.min_samples;
+    if problem || few {
+        blockers.extend(stale_blockers);
+    } else {
+        notes.splice(0..0, stale_blockers);
+    }
+    if few {
         blockers.push(match requests.requests {
             0 => format!("no request closed in the window; at least {} are needed", count(p.min_samples)),
             n => format!(
@@ -412,18 +422,21 @@ pub fn review(
         let cs = c.span();
         // "First seen last" within a window: an instance stuck on an old
         // snapshot that reappears after the window began makes its revision
-        // look newest. Say so when another revision is busier and lasted as
-        // long.
+        // look newest. Say so when another revision was busier, lasted as
+        // long, and is numbered after it (`r42` after `r41`): with names
+        // that are not numbered this says nothing either way.
         let rival = agg
             .revisions()
             .iter()
-            .filter(|r| r.name != c.name)
+            .filter(|r| natural_cmp(&r.name, &c.name).is_gt())
             .map(|r| (r, r.span()))
             .filter(|(_, s)| s.records > cs.records && s.last_ms >= cs.last_ms)
             .max_by(|a, b| a.1.records.cmp(&b.1.records).then_with(|| natural_cmp(&a.0.name, &b.0.name)));
         if let Some((r, s)) = rival {
             notes.push(format!(
-                "revision {} (first seen at {}) carried more records than the current revision {} ({} against {})                  and was seen until the end: {} may come from instances stuck on an older snapshot that reappeared                  after the window began; stale shares and adoption lags are measured against {}",
+                "revision {} (first seen at {}) carried more records than the current revision {} ({} against {}) \
+                 and was seen until the end: {} may come from instances stuck on an older snapshot that reappeared \
+                 after the window began; stale shares and adoption lags are measured against {}",
                 r.name,
                 format_rfc3339_ms(s.first_ms),
                 c.name,
@@ -436,7 +449,7 @@ pub fn review(
     }
     let status = if problem {
         Status::NotReady
-    } else if requests.requests < p.min_samples {
+    } else if few {
         Status::InsufficientData
     } else {
         Status::Ready
@@ -749,16 +762,24 @@ new_flow = "v2"
                 },
             ]
         );
+        let stale = [
+            "frontend: 33.3% of its records since revision r42 was first seen at 2026-11-20T10:00:10.500Z carried \
+             another revision; it first evaluated r42 0.5 s later",
+            "worker: 100% of its records since revision r42 was first seen at 2026-11-20T10:00:10.500Z carried \
+             another revision; it never evaluated r42",
+        ];
+        // Stale layers alone do not keep the flag: they are notes.
+        assert_eq!(r.status, Status::Ready);
+        assert!(r.blockers.is_empty());
+        assert_eq!(r.notes, stale);
+        // With another blocker they are blockers too, after it.
+        let r = run(&revisions_example(), RequestCounts { incomplete: 1, ..enough() });
         assert_eq!(r.status, Status::NotReady);
-        assert_eq!(
-            r.blockers,
-            [
-                "frontend: 33.3% of its records since revision r42 was first seen at 2026-11-20T10:00:10.500Z \
-                 carried another revision; it first evaluated r42 0.5 s later",
-                "worker: 100% of its records since revision r42 was first seen at 2026-11-20T10:00:10.500Z carried \
-                 another revision; it never evaluated r42",
-            ]
-        );
+        assert_eq!(r.blockers[1..], stale);
+        assert!(r.notes.is_empty());
+        let r = run(&revisions_example(), RequestCounts { requests: 20, ..RequestCounts::default() });
+        assert_eq!(r.status, Status::InsufficientData);
+        assert_eq!(r.blockers[..2], stale);
     }
 
     #[test]
@@ -786,14 +807,15 @@ new_flow = "v2"
         a.add("frontend", &ev(New, t(5.0), None, None, Some("r41")));
         let r = run(&a, enough());
         assert_eq!(r.current_revision.as_deref(), Some("r41"));
-        assert_eq!(r.notes.len(), 1, "{:?}", r.notes);
-        assert!(r.notes[0].starts_with(
+        assert_eq!(r.notes.len(), 2, "{:?}", r.notes);
+        assert!(r.notes[0].starts_with("api: 100% of its records since revision r41"), "{:?}", r.notes);
+        assert!(r.notes[1].starts_with(
             "revision r42 (first seen at 2026-11-20T10:00:00.000Z) carried more records than the current revision \
              r41 (10 against 2)"
         ));
         // Once r42 stops, nothing is said.
         a.add("frontend", &ev(New, t(20.0), None, None, Some("r41")));
-        assert!(run(&a, enough()).notes.is_empty());
+        assert_eq!(run(&a, enough()).notes.len(), 1);
     }
 
     #[test]
@@ -814,18 +836,14 @@ new_flow = "v2"
         let exact = run(&mk(5.016), enough());
         let w = layer(&exact, "worker");
         assert_eq!((w.stale_share, w.stale_share_range), (Some(4.0 / 6.0), None));
-        assert!(exact.notes.is_empty());
+        assert_eq!(exact.notes.len(), 1, "only the stale layer: {:?}", exact.notes);
         // At 5.018 the four spilled records may lie on either side (truly
         // two are after): the share lies in [0/2, 4/6].
         let inexact = run(&mk(5.018), enough());
         let w = layer(&inexact, "worker");
         assert_eq!((w.stale_share, w.stale_share_range), (Some(4.0 / 6.0), Some((0.0, 4.0 / 6.0))));
-        assert!(inexact.notes[0].starts_with("worker: the stale share is between 0% and 66.7%"), "{:?}", inexact.notes);
-        assert!(
-            inexact.blockers[0].starts_with("worker: between 0% and 66.7% of its records"),
-            "{:?}",
-            inexact.blockers
-        );
+        assert!(inexact.notes[0].starts_with("worker: between 0% and 66.7% of its records"), "{:?}", inexact.notes);
+        assert!(inexact.notes[1].starts_with("worker: the stale share is between 0% and 66.7%"), "{:?}", inexact.notes);
         assert_eq!(w.adoption_lag_seconds, Some(0.982));
     }
 
@@ -872,7 +890,7 @@ new_flow = "v2"
         ] {
             assert!(v.get(key).is_some(), "{key}");
         }
-        assert_eq!(v["status"], "not_ready");
+        assert_eq!(v["status"], "ready");
         let l = &v["layers"][0];
         for key in [
             "layer",

@@ -145,6 +145,28 @@ pub trait Observer {
     fn ignored(&mut self, _items: u64) {}
     /// The number of open joins changed by `delta`.
     fn open_joins(&mut self, _delta: i64) {}
+    /// What the flag exit review needs of a valid record, late ones
+    /// included (borrowed from the record: nothing is allocated for
+    /// observers that ignore it).
+    fn evidence(&mut self, _e: &Evidence<'_>) {}
+}
+
+/// One valid record as the flag exit review sees it. Late records are
+/// evidence too: a decision that arrived after its request was judged was
+/// still taken, on the path it names, by the service and build it names;
+/// leaving it out would hide exactly the slow consumers and queued jobs
+/// that keep a flag alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Evidence<'a> {
+    pub feature: FeatureId,
+    pub layer: LayerId,
+    pub path: RecordPath,
+    /// Event time, epoch milliseconds.
+    pub ts_ms: i64,
+    pub service: Option<&'a str>,
+    pub build: Option<&'a str>,
+    /// `flags_revision`.
+    pub revision: Option<&'a str>,
 }
 
 /// One validated record, ready to join.
@@ -756,6 +778,10 @@ impl<A: Observer, B: Observer> Observer for (A, B) {
         self.0.ignored(n);
         self.1.ignored(n);
     }
+    fn evidence(&mut self, e: &Evidence<'_>) {
+        self.0.evidence(e);
+        self.1.evidence(e);
+    }
 }
 
 /// An observer that may be absent (the verdicts topic is optional).
@@ -795,6 +821,11 @@ impl<T: Observer> Observer for Option<T> {
             o.ignored(n)
         }
     }
+    fn evidence(&mut self, e: &Evidence<'_>) {
+        if let Some(o) = self {
+            o.evidence(e)
+        }
+    }
 }
 
 impl<T: Observer + ?Sized> Observer for &mut T {
@@ -818,6 +849,9 @@ impl<T: Observer + ?Sized> Observer for &mut T {
     }
     fn ignored(&mut self, n: u64) {
         (**self).ignored(n)
+    }
+    fn evidence(&mut self, e: &Evidence<'_>) {
+        (**self).evidence(e)
     }
 }
 

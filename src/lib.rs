@@ -14,6 +14,7 @@
 pub mod catalog;
 pub mod decode;
 pub mod demo;
+pub mod exit;
 pub mod explain;
 pub mod export;
 pub mod features;

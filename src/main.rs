@@ -6,9 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use accord::exit::{render_markdown, ExitAgg, ExitRecorder, RequestTally, ReviewParams, ReviewWindow};
 use accord::export::summary::Summary;
 use accord::export::verdicts::VerdictWriter;
 use accord::export::Metrics;
+use accord::features::Resolved;
 use accord::http::{ServeOptions, WebConfig};
 use accord::replay::{replay, ReplayOptions, Source};
 use accord::service::{cancel_on_signals, Service, ServiceError};
@@ -42,6 +44,25 @@ enum Cmd {
         format: Format,
         /// All files form one stream, merged in event-time order (archives
         /// kept per layer or per service); without it each file is a stream.
+        #[arg(long)]
+        merge: bool,
+    },
+    /// The flag exit review of FEATURE over archived decision records (the
+    /// whole archive is the window): who still takes the old path, can the flag go?
+    Report {
+        /// The feature to review (a catalog key).
+        feature: String,
+        /// Files to judge, like replay; `-` reads standard input.
+        #[arg(required = true)]
+        files: Vec<String>,
+        #[arg(long, env = "ACCORD_CONFIG", default_value = "accord.toml")]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Markdown)]
+        format: ReportFormat,
+        /// Closed requests needed before the flag can be called ready.
+        #[arg(long, default_value_t = accord::exit::DEFAULT_MIN_SAMPLES)]
+        min_samples: u64,
+        /// All files form one stream, merged in event-time order (as replay --merge).
         #[arg(long)]
         merge: bool,
     },
@@ -205,6 +226,12 @@ fn parse_sample_bytes(s: &str) -> Result<usize, String> {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Markdown,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum Format {
     Summary,
     Prometheus,
@@ -311,6 +338,60 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Cmd::Report { feature, files, config, format, min_samples, merge } => {
+            let catalog = match load_catalog(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            if catalog.feature(&feature).is_none() {
+                eprintln!("accord: feature {feature:?} is not in the catalog {}", config.display());
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            let sources = match sources(&files) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let params = ReviewParams {
+                window: ReviewWindow::Archive,
+                now_ms: chrono::Utc::now().timestamp_millis(),
+                min_samples,
+            };
+            finish(run_report(&sources, catalog, &feature, format, ReplayOptions { merge }, &params))
+        }
+    }
+}
+
+/// Replay's inputs; a missing file is bad usage (the checks of the replay
+/// command, for the report).
+fn sources(files: &[String]) -> Result<Vec<Source>, ExitCode> {
+    let sources: Vec<Source> = files.iter().map(|f| Source::parse(f)).collect();
+    for s in &sources {
+        if let Source::File(p) = s {
+            if !p.is_file() {
+                eprintln!("accord: {}: no such file", p.display());
+                return Err(ExitCode::from(EXIT_CONFIG));
+            }
+        }
+    }
+    Ok(sources)
+}
+
+/// The exit code of a report (as replay's: a closed pipe is not an error).
+fn finish(res: anyhow::Result<()>) -> ExitCode {
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        // `accord replay ... | head` is not an error.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("accord: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -466,6 +547,35 @@ fn run_replay(sources: &[Source], catalog: Arc<Catalog>, format: Format, opts: R
             replay(sources, &features, opts, &mut w)?;
             w.finish()?;
         }
+    }
+    Ok(())
+}
+
+/// Judges the archive like replay, collecting the exit review's evidence of
+/// `feature` and its closed requests, and prints the review.
+fn run_report(
+    sources: &[Source],
+    catalog: Arc<Catalog>,
+    feature: &str,
+    format: ReportFormat,
+    opts: ReplayOptions,
+    params: &ReviewParams,
+) -> anyhow::Result<()> {
+    let features = Arc::new(Features::new(catalog.clone()));
+    let (Resolved::Known(id), Some(spec)) = (features.resolve(feature), catalog.feature(feature)) else {
+        anyhow::bail!("feature {feature:?} is not in the catalog");
+    };
+    let mut obs = (ExitRecorder::for_archive(features.clone(), id), RequestTally::default());
+    replay(sources, &features, opts, &mut obs)?;
+    let agg = obs.0.take().into_iter().find(|(f, _)| *f == id).map_or_else(ExitAgg::for_archive, |(_, a)| a);
+    let review = accord::exit::review(&agg, &obs.1.get(id), spec, &catalog.layers, params);
+    let mut out = std::io::stdout().lock();
+    match format {
+        ReportFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &review)?;
+            writeln!(out)?;
+        }
+        ReportFormat::Markdown => out.write_all(render_markdown(&review).as_bytes())?,
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::catalog::{Catalog, FeatureSpec, LayerId};
 use crate::decode::{decode, Record, Reject};
 use crate::features::{FeatureId, Features, Resolved};
-use crate::join::{Input, JoinEngine, Limits, Observer, Position};
+use crate::join::{Evidence, Input, JoinEngine, Limits, Observer, Position};
 use crate::judge::facts;
 use crate::judge::revisions::Revisions;
 
@@ -104,6 +104,15 @@ impl Pipeline {
                 obs.stale_revision(v.feature, v.layer);
             }
         }
+        obs.evidence(&Evidence {
+            feature: v.feature,
+            layer: v.layer,
+            path: f.path,
+            ts_ms,
+            service: v.record.service.as_deref(),
+            build: v.record.build.as_deref(),
+            revision: v.record.flags_revision.as_deref(),
+        });
         let key: Cow<'_, str> = if v.other {
             Cow::Owned(format!("{}/{}", v.record.feature, v.record.request_id))
         } else {

@@ -111,6 +111,10 @@ struct RunArgs {
     /// created at start-up when missing).
     #[arg(long, env = "ACCORD_STATS_TOPIC")]
     stats_topic: Option<String>,
+    /// The name this instance publishes its share of the live view under
+    /// (default: the host name and process id).
+    #[arg(long, env = "ACCORD_INSTANCE_ID")]
+    instance_id: Option<String>,
     /// Judging threads (default: the number of cores).
     #[arg(long, env = "ACCORD_JUDGE_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     judge_threads: Option<u16>,
@@ -294,6 +298,7 @@ fn main() -> ExitCode {
                     commit_interval: args.commit_interval,
                     sample_bytes: args.sample_buffer_bytes,
                     judge_threads: args.judge_threads.map_or(defaults.judge_threads, usize::from),
+                    instance_id: args.instance_id,
                     ..defaults
                 };
                 service.run(kafka, listener, cancel).await

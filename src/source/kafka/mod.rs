@@ -74,6 +74,9 @@ pub struct KafkaConfig {
     pub sample_bytes: usize,
     /// Judging threads (streams are spread over them).
     pub judge_threads: usize,
+    /// The name this instance publishes its share of the live view under
+    /// (default: host name and process id).
+    pub instance_id: Option<String>,
 }
 
 impl KafkaConfig {
@@ -90,6 +93,7 @@ impl KafkaConfig {
             commit_interval: Duration::from_secs(1),
             sample_bytes: 64 << 20,
             judge_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            instance_id: None,
         }
     }
 }
@@ -281,7 +285,7 @@ impl KafkaSource {
         // none older than a few commit intervals.
         let fresh_ms = (5 * self.cfg.commit_interval.as_millis() as i64).max(10_000);
         view.expect_streams(streams, fresh_ms);
-        let instance = stats::instance_id();
+        let instance = self.cfg.instance_id.clone().unwrap_or_else(stats::instance_id);
         let kafka = |e: KafkaError| SourceError::Config(format!("stats topic client configuration: {e}"));
         let publisher = stats::Publisher::new(&self.cfg, stats.name.clone(), instance.clone()).map_err(kafka)?;
         let reader = stats::Reader::new(&self.cfg, stats.name.clone(), &instance).map_err(kafka)?;

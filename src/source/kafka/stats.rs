@@ -222,10 +222,12 @@ impl Reader {
         });
         let mut tpl = TopicPartitionList::new();
         for e in start.elements() {
-            // No record that recent: start at the end.
+            // A lookup that finds nothing (no record that recent, or a
+            // broker that cannot look offsets up by time): from the start;
+            // the view drops what is older than an hour as it applies it.
             let o = match e.offset() {
-                Offset::Offset(o) => Offset::Offset(o),
-                _ => Offset::End,
+                Offset::Offset(o) if o >= 0 => Offset::Offset(o),
+                _ => Offset::Beginning,
             };
             tpl.add_partition_offset(&self.topic, e.partition(), o)?;
         }

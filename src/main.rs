@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use accord::decode::InputFormat;
 use accord::export::summary::Summary;
 use accord::export::verdicts::VerdictWriter;
 use accord::export::Metrics;
@@ -43,6 +44,10 @@ enum Cmd {
         /// kept per layer or per service); without it each file is a stream.
         #[arg(long)]
         merge: bool,
+        /// What each line is: an accord decision record, or one OTLP/JSON
+        /// export request (logs or traces) as the Collector's file exporter writes it.
+        #[arg(long, env = "ACCORD_INPUT_FORMAT", default_value = "accord", value_parser = parse_line_format)]
+        input_format: InputFormat,
     },
     /// Validate a catalog file; prints one line per problem.
     CheckConfig { file: PathBuf },
@@ -126,6 +131,14 @@ struct SimulateArgs {
     /// Extra librdkafka property, KEY=VALUE (repeatable).
     #[arg(long = "kafka", value_parser = parse_kv)]
     kafka: Vec<(String, String)>,
+}
+
+/// Replay reads lines, so only the JSON formats.
+fn parse_line_format(s: &str) -> Result<InputFormat, String> {
+    match s.parse::<InputFormat>()? {
+        f @ (InputFormat::Accord | InputFormat::OtlpJson) => Ok(f),
+        f => Err(format!("{f} is binary; replay reads JSON lines (accord | otlp_json)")),
+    }
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -215,7 +228,7 @@ fn main() -> ExitCode {
             accord::demo::demo(accord::demo::DemoOptions { listen, rate, partitions }, cancel).await
         }),
         Cmd::Simulate(args) => simulate(args),
-        Cmd::Replay { files, config, format, merge } => {
+        Cmd::Replay { files, config, format, merge, input_format } => {
             let catalog = match load_catalog(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -229,7 +242,7 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            match run_replay(&sources, catalog, format, ReplayOptions { merge }) {
+            match run_replay(&sources, catalog, format, ReplayOptions { merge, format: input_format }) {
                 Ok(()) => ExitCode::SUCCESS,
                 // `accord replay ... | head` is not an error.
                 Err(e)

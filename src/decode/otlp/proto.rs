@@ -1,0 +1,261 @@
+//! OTLP protobuf: one `ExportLogsServiceRequest` or
+//! `ExportTraceServiceRequest` per message (the Collector's Kafka
+//! exporter's default `otlp_proto` encoding).
+//!
+//! A small zero-copy walker over the protobuf wire format (prost's
+//! varint and field-key primitives): a length-delimited field is a
+//! subslice of the message, walked only when accord reads something in it,
+//! so strings are borrowed and skipped content costs one length check.
+//! Decoding into the generated `opentelemetry-proto` types instead would
+//! allocate every string, attribute and item of the message (measured in
+//! `benches/pipeline.rs`, group `otlp`).
+//!
+//! Field numbers follow `opentelemetry/proto/{collector/,}{logs,trace}/v1`
+//! and `common/v1`, `resource/v1`.
+
+use prost::encoding::{decode_varint, skip_field, DecodeContext, WireType};
+
+use super::{AnyVal, Builder, Signal, Target};
+
+/// Not a valid export request.
+#[derive(Debug)]
+pub(crate) struct Malformed;
+
+impl From<prost::DecodeError> for Malformed {
+    fn from(_: prost::DecodeError) -> Self {
+        Malformed
+    }
+}
+
+/// A field's value as it is on the wire.
+#[derive(Debug, Clone, Copy)]
+enum Wire<'a> {
+    Varint(u64),
+    Fixed64(u64),
+    Bytes(&'a [u8]),
+    Fixed32,
+}
+
+/// The fields of one message, in wire order; groups (a deprecated wire
+/// type no OTLP field uses) are skipped like any unknown field.
+struct Fields<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Fields<'a> {
+    fn of(buf: &'a [u8]) -> Self {
+        Fields { buf }
+    }
+
+    #[inline]
+    fn next(&mut self) -> Result<Option<(u32, Wire<'a>)>, Malformed> {
+        loop {
+            if self.buf.is_empty() {
+                return Ok(None);
+            }
+            let key = decode_varint(&mut self.buf)?;
+            if key > u64::from(u32::MAX) || key >> 3 == 0 {
+                return Err(Malformed);
+            }
+            let tag = (key >> 3) as u32;
+            let wire = match key & 7 {
+                0 => Wire::Varint(decode_varint(&mut self.buf)?),
+                1 => {
+                    let (v, rest) = self.buf.split_first_chunk::<8>().ok_or(Malformed)?;
+                    self.buf = rest;
+                    Wire::Fixed64(u64::from_le_bytes(*v))
+                }
+                2 => {
+                    let len = decode_varint(&mut self.buf)?;
+                    if len > self.buf.len() as u64 {
+                        return Err(Malformed);
+                    }
+                    let (v, rest) = self.buf.split_at(len as usize);
+                    self.buf = rest;
+                    Wire::Bytes(v)
+                }
+                3 => {
+                    skip_field(WireType::StartGroup, tag, &mut self.buf, DecodeContext::default())?;
+                    continue;
+                }
+                5 => {
+                    let (_, rest) = self.buf.split_first_chunk::<4>().ok_or(Malformed)?;
+                    self.buf = rest;
+                    Wire::Fixed32
+                }
+                _ => return Err(Malformed),
+            };
+            return Ok(Some((tag, wire)));
+        }
+    }
+}
+
+/// The field of a known number must have its declared wire type.
+fn bytes(w: Wire<'_>) -> Result<&[u8], Malformed> {
+    match w {
+        Wire::Bytes(b) => Ok(b),
+        _ => Err(Malformed),
+    }
+}
+
+fn fixed64(w: Wire<'_>) -> Result<u64, Malformed> {
+    match w {
+        Wire::Fixed64(v) => Ok(v),
+        _ => Err(Malformed),
+    }
+}
+
+fn string(w: Wire<'_>) -> Result<&str, Malformed> {
+    std::str::from_utf8(bytes(w)?).map_err(|_| Malformed)
+}
+
+/// A 16-byte trace id; any other length, or all zeros, is no trace (the
+/// OTLP specification asks receivers to treat an invalid id as absent).
+fn trace_id(w: Wire<'_>) -> Result<Option<[u8; 16]>, Malformed> {
+    Ok(<[u8; 16]>::try_from(bytes(w)?).ok().filter(|t| *t != [0; 16]))
+}
+
+/// Parses one message of `signal` into `b`.
+pub(crate) fn parse<'a>(buf: &'a [u8], signal: Signal, b: &mut Builder<'a>) -> Result<(), Malformed> {
+    b.signal = Some(signal);
+    let mut f = Fields::of(buf);
+    while let Some((tag, w)) = f.next()? {
+        // ExportLogsServiceRequest.resource_logs / ExportTraceServiceRequest.resource_spans
+        if tag == 1 {
+            resource_group(bytes(w)?, signal, b)?;
+        }
+    }
+    Ok(())
+}
+
+/// `ResourceLogs` / `ResourceSpans`: 1 resource, 2 scope_logs / scope_spans.
+fn resource_group<'a>(buf: &'a [u8], signal: Signal, b: &mut Builder<'a>) -> Result<(), Malformed> {
+    let r = b.new_ctx();
+    let mut f = Fields::of(buf);
+    while let Some((tag, w)) = f.next()? {
+        match tag {
+            1 => resource(bytes(w)?, r, b)?,
+            2 => scope_group(bytes(w)?, signal, r, b)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `Resource`: 1 attributes.
+fn resource<'a>(buf: &'a [u8], r: u32, b: &mut Builder<'a>) -> Result<(), Malformed> {
+    let mut f = Fields::of(buf);
+    while let Some((tag, w)) = f.next()? {
+        if tag == 1 {
+            key_value(bytes(w)?, Target::Ctx(r), b)?;
+        }
+    }
+    Ok(())
+}
+
+/// `ScopeLogs` / `ScopeSpans`: 2 log_records / spans.
+fn scope_group<'a>(buf: &'a [u8], signal: Signal, r: u32, b: &mut Builder<'a>) -> Result<(), Malformed> {
+    let mut f = Fields::of(buf);
+    while let Some((tag, w)) = f.next()? {
+        if tag == 2 {
+            match signal {
+                Signal::Logs => log_record(bytes(w)?, r, b)?,
+                Signal::Traces => span(bytes(w)?, r, b)?,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `LogRecord`: 1 time_unix_nano, 5 body, 6 attributes, 9 trace_id,
+/// 11 observed_time_unix_nano, 12 event_name.
+fn log_record<'a>(buf: &'a [u8], r: u32, b: &mut Builder<'a>) -> Result<(), Malformed> {
+    let i = b.start_item(r, None);
+    let mut event_name = "";
+    let mut f = Fields::of(buf);
+    while let Some((tag, w)) = f.next()? {
+        match tag {
+            1 => b.item(i).time_ns = fixed64(w)?,
+            5 => b.item(i).body = any_value(bytes(w)?)?,
+            6 => key_value(bytes(w)?, Target::Item(i), b)?,
+            9 => b.item(i).trace = trace_id(w)?,
+            11 => b.item(i).observed_ns = fixed64(w)?,
+            12 => event_name = string(w)?,
+            _ => {}
+        }
+    }
+    b.end_log(i, event_name);
+    Ok(())
+}
+
+/// `Span`: 1 trace_id, 9 attributes, 11 events.
+fn span<'a>(buf: &'a [u8], r: u32, b: &mut Builder<'a>) -> Result<(), Malformed> {
+    let s = b.new_ctx();
+    let mut f = Fields::of(buf);
+    while let Some((tag, w)) = f.next()? {
+        match tag {
+            1 => b.ctxs[s as usize].trace = trace_id(w)?,
+            9 => key_value(bytes(w)?, Target::Ctx(s), b)?,
+            11 => event(bytes(w)?, r, s, b)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `Span.Event`: 1 time_unix_nano, 2 name, 3 attributes.
+fn event<'a>(buf: &'a [u8], r: u32, s: u32, b: &mut Builder<'a>) -> Result<(), Malformed> {
+    let i = b.start_item(r, Some(s));
+    let mut name = "";
+    let mut f = Fields::of(buf);
+    while let Some((tag, w)) = f.next()? {
+        match tag {
+            1 => b.item(i).time_ns = fixed64(w)?,
+            2 => name = string(w)?,
+            3 => key_value(bytes(w)?, Target::Item(i), b)?,
+            _ => {}
+        }
+    }
+    b.end_event(i, name);
+    Ok(())
+}
+
+/// `KeyValue`: 1 key, 2 value. The value of an attribute accord does not
+/// read is not walked.
+fn key_value<'a>(buf: &'a [u8], t: Target, b: &mut Builder<'a>) -> Result<(), Malformed> {
+    let (mut key, mut value): (&[u8], Option<&'a [u8]>) = (&[], None);
+    let mut f = Fields::of(buf);
+    while let Some((tag, w)) = f.next()? {
+        match tag {
+            1 => key = bytes(w)?,
+            2 => value = Some(bytes(w)?),
+            _ => {}
+        }
+    }
+    let mask = b.map.mask(key);
+    if mask != 0 {
+        if let Some(v) = any_value(value.unwrap_or(&[]))? {
+            b.set(t, mask, v);
+        }
+    }
+    Ok(())
+}
+
+/// `AnyValue` (a oneof: the last field wins; `None` when empty):
+/// 1 string, 2 bool, 3 int, 4 double, 5 array, 6 kvlist, 7 bytes.
+fn any_value(buf: &[u8]) -> Result<Option<AnyVal<'_>>, Malformed> {
+    let mut v = None;
+    let mut f = Fields::of(buf);
+    while let Some((tag, w)) = f.next()? {
+        v = Some(match (tag, w) {
+            (1, w) => AnyVal::Str(string(w)?.into()),
+            (2, Wire::Varint(n)) => AnyVal::Bool(n != 0),
+            (3, Wire::Varint(n)) => AnyVal::Int(n as i64),
+            (4, Wire::Fixed64(n)) => AnyVal::Double(f64::from_bits(n)),
+            (5..=7, Wire::Bytes(_)) => AnyVal::Other,
+            (1..=7, _) => return Err(Malformed),
+            _ => continue,
+        });
+    }
+    Ok(v)
+}

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::catalog::Catalog;
 use crate::service::{Service, ServiceError};
-use crate::simulate::{Generator, Scenario, Timing};
+use crate::simulate::{Generator, Messages, Scenario, Timing};
 use crate::source::kafka::KafkaConfig;
 use crate::source::produce::produce;
 
@@ -46,6 +46,13 @@ expect = ["api", "analytics"]
 optional = ["frontend"]
 window = "4s"
 new_flow = "ltr"
+
+[otel]
+request_id = "trace_id"
+[otel.layers]
+"web-spa" = "frontend"
+"checkout-api" = "api"
+"fulfilment-worker" = "worker"
 "#;
 
 pub const DEMO_TOPIC: &str = "decisions";
@@ -90,7 +97,7 @@ pub async fn demo(opts: DemoOptions, cancel: CancellationToken) -> Result<(), Se
     let producer_cancel = cancel.child_token();
     let producer = {
         let brokers = brokers.clone();
-        tokio::spawn(async move { produce(&brokers, &[], DEMO_TOPIC, gen, producer_cancel).await })
+        tokio::spawn(async move { produce(&brokers, &[], DEMO_TOPIC, Messages::accord(gen), producer_cancel).await })
     };
     let kafka = KafkaConfig {
         brokers,

@@ -12,7 +12,7 @@ use accord::export::verdicts::VerdictWriter;
 use accord::export::Metrics;
 use accord::replay::{replay, ReplayOptions, Source};
 use accord::service::{cancel_on_signals, Service, ServiceError};
-use accord::simulate::{Generator, Scenario, Timing};
+use accord::simulate::{Generator, Messages, Scenario, Timing};
 use accord::source::kafka::KafkaConfig;
 use accord::{Catalog, Features};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -114,9 +114,16 @@ struct SimulateArgs {
     duration: std::time::Duration,
     #[arg(long, value_enum, default_value_t = Scenario::Mixed)]
     scenario: Scenario,
-    /// Write JSON lines here (`-` for stdout) instead of producing to Kafka, as fast as possible.
+    /// Write the messages here (`-` for stdout) instead of producing to Kafka, as fast as
+    /// possible: one per line for the JSON formats; for the protobuf formats each
+    /// message preceded by its length as a protobuf varint (length-delimited).
     #[arg(long, conflicts_with = "brokers")]
     output: Option<String>,
+    /// What to send: accord records, or the same decisions as OpenFeature
+    /// flag-evaluation events in OTLP export requests (several per message,
+    /// one message per trace id, keyed by trace id).
+    #[arg(long, env = "ACCORD_OUTPUT_FORMAT", default_value = "accord")]
+    output_format: InputFormat,
     /// Catalog whose windows the late stories respect.
     #[arg(long, env = "ACCORD_CONFIG", default_value = "accord.toml")]
     config: PathBuf,
@@ -284,17 +291,21 @@ fn block_on(fut: impl std::future::Future<Output = Result<(), ServiceError>>) ->
 }
 
 fn simulate(args: SimulateArgs) -> ExitCode {
-    // The catalog only tells the windows; without one, use SPEC defaults.
-    let timing = match Catalog::load(&args.config) {
-        Ok(c) => Timing {
-            window_ms: c.feature("checkout_v2").map_or(c.window_ms, |f| f.window_ms),
-            allowed_lateness_ms: c.allowed_lateness_ms,
-        },
+    // The catalog only tells the windows and how OpenTelemetry events map
+    // (its [otel] section); without one, use the defaults.
+    let (timing, otel) = match Catalog::load(&args.config) {
+        Ok(c) => (
+            Timing {
+                window_ms: c.feature("checkout_v2").map_or(c.window_ms, |f| f.window_ms),
+                allowed_lateness_ms: c.allowed_lateness_ms,
+            },
+            c.otel,
+        ),
         Err(e) if args.config.exists() => {
             eprintln!("accord: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
-        Err(_) => Timing { window_ms: 30_000, allowed_lateness_ms: 5_000 },
+        Err(_) => (Timing { window_ms: 30_000, allowed_lateness_ms: 5_000 }, Default::default()),
     };
     let base = match &args.start {
         None => chrono::Utc::now().timestamp_millis(),
@@ -307,15 +318,25 @@ fn simulate(args: SimulateArgs) -> ExitCode {
         },
     };
     let gen = Generator::new(args.scenario, timing, args.rate, args.duration.as_millis() as i64, base, args.seed);
+    let gen = Messages::new(gen, args.output_format, &otel, args.seed);
     let report = if let Some(out) = &args.output {
         let mut gen = gen;
+        let binary = matches!(args.output_format, InputFormat::OtlpProtoLogs | InputFormat::OtlpProtoTraces);
         let res = (|| -> std::io::Result<()> {
             let sink: Box<dyn Write> =
                 if out == "-" { Box::new(std::io::stdout().lock()) } else { Box::new(std::fs::File::create(out)?) };
             let mut w = std::io::BufWriter::with_capacity(1 << 20, sink);
-            for r in gen.by_ref() {
-                w.write_all(r.json.as_bytes())?;
-                w.write_all(b"\n")?;
+            let mut len = Vec::with_capacity(10);
+            for m in gen.by_ref() {
+                if binary {
+                    len.clear();
+                    prost::encoding::encode_varint(m.payload.len() as u64, &mut len);
+                    w.write_all(&len)?;
+                    w.write_all(&m.payload)?;
+                } else {
+                    w.write_all(&m.payload)?;
+                    w.write_all(b"\n")?;
+                }
             }
             w.flush()
         })();
@@ -323,7 +344,7 @@ fn simulate(args: SimulateArgs) -> ExitCode {
             eprintln!("accord: cannot write {out}: {e}");
             return ExitCode::FAILURE;
         }
-        gen.report
+        gen.report()
     } else {
         let brokers = args.brokers.clone().unwrap_or_default();
         let topic = args.topic.clone();

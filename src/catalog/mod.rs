@@ -233,7 +233,7 @@ struct RawCatalog {
     #[serde(default)]
     feature: Vec<Spanned<RawFeature>>,
     #[serde(default)]
-    otel: Option<Spanned<otel::RawOtel>>,
+    otel: Option<otel::RawOtel>,
 }
 
 #[derive(Deserialize, Default)]

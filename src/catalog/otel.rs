@@ -61,8 +61,8 @@ impl Default for OtelConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawOtel {
     request_id: Option<Spanned<String>>,
-    layers: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
-    attributes: Option<Spanned<RawAttributes>>,
+    layers: Option<BTreeMap<String, Spanned<String>>>,
+    attributes: Option<RawAttributes>,
 }
 
 #[derive(Deserialize, Default)]
@@ -81,10 +81,9 @@ fn valid_attribute_name(s: &str) -> bool {
 
 impl Validator<'_> {
     /// Validates `[otel]` against the layers of `cat` (already built).
-    pub(super) fn otel(&mut self, raw: Option<Spanned<RawOtel>>, cat: &Catalog) -> OtelConfig {
+    pub(super) fn otel(&mut self, raw: Option<RawOtel>, cat: &Catalog) -> OtelConfig {
         let mut out = OtelConfig::default();
         let Some(raw) = raw else { return out };
-        let raw = raw.into_inner();
         if let Some(rid) = &raw.request_id {
             let v = rid.get_ref();
             match v.strip_prefix("attribute:") {
@@ -103,7 +102,7 @@ impl Validator<'_> {
             }
         }
         if let Some(layers) = &raw.layers {
-            for (service, layer) in layers.get_ref() {
+            for (service, layer) in layers {
                 let field = format!("otel.layers.{service:?}");
                 if service.is_empty() {
                     self.err(layer.span(), field, "service name must not be empty");
@@ -119,7 +118,6 @@ impl Validator<'_> {
             }
         }
         if let Some(attrs) = raw.attributes {
-            let attrs = attrs.into_inner();
             for (v, field, slot) in [
                 (attrs.selected_flow, "otel.attributes.selected_flow", &mut out.selected_flow),
                 (attrs.api_capability, "otel.attributes.api_capability", &mut out.api_capability),
@@ -183,7 +181,7 @@ mod tests {
         let e = parse("[otel]\n[otel.layers]\n\"web-spa\" = \"frontend\"\n\"mobile\" = \"phone\"\n").unwrap_err();
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(
-            e[0].starts_with("accord.toml:14: otel.layers.\"mobile\": unknown layer \"phone\" (monitor.layers: frontend, api, worker)"),
+            e[0].starts_with("accord.toml:13: otel.layers.\"mobile\": unknown layer \"phone\" (monitor.layers: frontend, api, worker)"),
             "{}",
             e[0]
         );

@@ -51,8 +51,8 @@ pub struct Encoder {
 pub struct Encoded {
     pub key: String,
     pub payload: Vec<u8>,
-    /// Evaluations it holds.
-    pub evaluations: usize,
+    /// The batch's records it holds, by index, in message order.
+    pub order: Vec<usize>,
 }
 
 /// A deterministic, valid (non-zero) trace id for a request id, so the
@@ -111,23 +111,25 @@ impl Encoder {
     /// Encodes one batch (records in emit order) into export requests, one
     /// per trace id and signal, in the order of their first record.
     pub fn encode_batch(&mut self, batch: &[Record<'_>]) -> Vec<Encoded> {
-        let mut groups: Vec<([u8; 16], Signal, Vec<&Record<'_>>)> = Vec::new();
-        for r in batch {
+        let mut groups: Vec<([u8; 16], Signal, Vec<usize>)> = Vec::new();
+        for (i, r) in batch.iter().enumerate() {
             let trace = trace_id_of(&r.request_id);
             let signal = self.signal(&r.layer);
             match groups.iter_mut().find(|(t, s, _)| *t == trace && *s == signal) {
-                Some(g) => g.2.push(r),
-                None => groups.push((trace, signal, vec![r])),
+                Some(g) => g.2.push(i),
+                None => groups.push((trace, signal, vec![i])),
             }
         }
         groups
             .into_iter()
-            .map(|(trace, signal, recs)| {
+            .map(|(trace, signal, idx)| {
+                let order: Vec<usize> = Self::by_service(batch, &idx).into_iter().flatten().collect();
+                let recs: Vec<&Record<'_>> = order.iter().map(|&i| &batch[i]).collect();
                 let payload = match signal {
                     Signal::Logs => self.logs(trace, &recs),
                     Signal::Traces => self.traces(trace, &recs),
                 };
-                Encoded { key: hex(&trace), payload, evaluations: recs.len() }
+                Encoded { key: hex(&trace), payload, order }
             })
             .collect()
     }
@@ -136,13 +138,26 @@ impl Encoder {
         self.format == InputFormat::OtlpJson
     }
 
-    /// Records grouped by their service (one resource each), in order.
-    fn by_service<'r, 'a>(recs: &[&'r Record<'a>]) -> Vec<Vec<&'r Record<'a>>> {
+    /// Record indexes grouped by service (one resource each), in order.
+    fn by_service(batch: &[Record<'_>], idx: &[usize]) -> Vec<Vec<usize>> {
+        let mut out: Vec<Vec<usize>> = Vec::new();
+        for &i in idx {
+            match out.iter_mut().find(|g| batch[g[0]].service == batch[i].service) {
+                Some(g) => g.push(i),
+                None => out.push(vec![i]),
+            }
+        }
+        out
+    }
+
+    /// Consecutive records of one service (the message order makes them
+    /// consecutive), one resource each.
+    fn runs<'r, 'a>(recs: &[&'r Record<'a>]) -> Vec<Vec<&'r Record<'a>>> {
         let mut out: Vec<Vec<&Record<'_>>> = Vec::new();
         for r in recs {
-            match out.iter_mut().find(|g| g[0].service == r.service) {
-                Some(g) => g.push(r),
-                None => out.push(vec![r]),
+            match out.last_mut() {
+                Some(g) if g[0].service == r.service => g.push(r),
+                _ => out.push(vec![r]),
             }
         }
         out
@@ -225,15 +240,18 @@ impl Encoder {
         body
     }
 
-    /// Event time in nanoseconds, with sub-millisecond digits accord drops.
+    /// Event time in nanoseconds, with sub-millisecond digits accord drops
+    /// (0: no time).
     fn nanos(&mut self, r: &Record<'_>) -> u64 {
-        let ms = r.ts_ms.unwrap_or(0).max(0) as u64;
-        ms * 1_000_000 + self.rng.gen_range(0..1_000_000)
+        match r.ts_ms {
+            Some(ms) if ms > 0 => ms as u64 * 1_000_000 + self.rng.gen_range(0..1_000_000),
+            _ => 0,
+        }
     }
 
     fn logs(&mut self, trace: [u8; 16], recs: &[&Record<'_>]) -> Vec<u8> {
         let mut resource_logs = Vec::new();
-        for group in Self::by_service(recs) {
+        for group in Self::runs(recs) {
             let mut log_records = Vec::with_capacity(group.len() + 1);
             for r in &group {
                 if self.rng.gen_bool(0.05) {
@@ -264,8 +282,11 @@ impl Encoder {
                 let t = self.nanos(r);
                 // Some SDKs leave the event time unset and stamp only the
                 // observed time.
-                let (time_unix_nano, observed_time_unix_nano) =
-                    if self.rng.gen_bool(0.2) { (0, t) } else { (t, t + self.rng.gen_range(0..50_000_000)) };
+                let (time_unix_nano, observed_time_unix_nano) = match t {
+                    0 => (0, 0),
+                    t if self.rng.gen_bool(0.2) => (0, t),
+                    t => (t, t + self.rng.gen_range(0..50_000_000)),
+                };
                 log_records.push(LogRecord {
                     time_unix_nano,
                     observed_time_unix_nano,
@@ -295,7 +316,7 @@ impl Encoder {
 
     fn traces(&mut self, trace: [u8; 16], recs: &[&Record<'_>]) -> Vec<u8> {
         let mut resource_spans = Vec::new();
-        for group in Self::by_service(recs) {
+        for group in Self::runs(recs) {
             let mut spans = Vec::with_capacity(group.len());
             for r in &group {
                 let new_names = self.rng.gen_bool(0.6);

@@ -124,7 +124,7 @@ fn records(ds: &[Decision]) -> Vec<String> {
                 r += &format!(r#","selected_flow":"{}""#, ["v1", "v2", "ltr"][f as usize]);
             }
             if let Some(p) = d.payload {
-                r += &[r#","job_payload_version":1"#, r#","job_payload_version":2"#, r#","job_payload_version":"v3""#]
+                r += [r#","job_payload_version":1"#, r#","job_payload_version":2"#, r#","job_payload_version":"v3""#]
                     [p as usize];
             }
             if let Some(f) = d.flag {

@@ -428,6 +428,57 @@ mod tests {
         }
     }
 
+    /// OTLP/JSON lines: evaluations without a time follow the per-file
+    /// rule (head ones take the file's first time), several evaluations of
+    /// one line are judged in order, and merged files still merge.
+    #[test]
+    fn opentelemetry_lines_follow_the_event_time_rules() {
+        let features = features();
+        let line = |ts: Option<&str>, evals: &[(&str, &str)]| {
+            let items: Vec<String> = evals
+                .iter()
+                .map(|(trace, svc)| {
+                    let time = ts.map(|t| format!(r#","timeUnixNano":"{t}000000""#)).unwrap_or_default();
+                    format!(
+                        r#"{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"{svc}"}}}}]}},"scopeLogs":[{{"logRecords":[{{"traceId":"{trace}","eventName":"feature_flag.evaluation"{time},"attributes":[{{"key":"feature_flag.key","value":{{"stringValue":"checkout_v2"}}}},{{"key":"accord.selected_flow","value":{{"stringValue":"v2"}}}}]}}]}}]}}"#
+                    )
+                })
+                .collect();
+            format!(r#"{{"resourceLogs":[{}]}}"#, items.join(","))
+        };
+        let t = |i: u8| format!("{i:032x}");
+        // Request 1: two layers on a head line without time, two with it.
+        let text = [
+            line(None, &[(&t(1), "frontend"), (&t(1), "api")]),
+            line(Some("1795168800000"), &[(&t(1), "worker"), (&t(1), "analytics"), (&t(2), "frontend")]),
+            "not json".to_string(),
+            line(None, &[(&t(2), "api")]),
+            line(Some("1795168801000"), &[(&t(2), "worker")]),
+        ]
+        .join("\n");
+        let run = |merge: bool| {
+            let mut summary = Summary::new(features.clone());
+            let mut p = Pipeline::new(features.clone(), 0);
+            if merge {
+                let (a, b) = text.split_at(text.find("not json").unwrap());
+                let readers = [a.as_bytes(), b.as_bytes()].map(|f| Lines::new(Trickle(f, 5), 16, "m".into()));
+                replay_merged(readers.into(), InputFormat::OtlpJson, i64::MAX / 4, &mut p, &mut summary).unwrap();
+            } else {
+                let lines = Lines::new(Trickle(text.as_bytes(), 9), 16, "t".into());
+                replay_lines(lines, InputFormat::OtlpJson, i64::MAX / 4, &mut p, &mut summary).unwrap();
+            }
+            summary.report()
+        };
+        for merge in [false, true] {
+            let s = run(merge);
+            let f = &s.features["checkout_v2"];
+            assert_eq!(s.records, 7, "merge {merge}");
+            assert_eq!(s.late, 0, "merge {merge}");
+            assert_eq!(f.requests, 2, "merge {merge}");
+            assert_eq!(s.rejected.values().sum::<u64>(), 1, "merge {merge}: {:?}", s.rejected);
+        }
+    }
+
     #[test]
     fn one_file_merged_is_the_file() {
         let text = stream();

@@ -54,6 +54,17 @@ impl InputFormat {
         self != InputFormat::Accord
     }
 
+    /// Splits a `--topic NAME[:FORMAT]` argument. Kafka topic names never
+    /// hold a `:` (they are `[A-Za-z0-9._-]`), so the last one separates
+    /// the format.
+    pub fn split_topic(arg: &str) -> Result<(&str, Option<InputFormat>), String> {
+        match arg.rsplit_once(':') {
+            None => Ok((arg, None)),
+            Some((topic, format)) if !topic.is_empty() => Ok((topic, Some(format.parse()?))),
+            Some(_) => Err(format!("expected TOPIC[:FORMAT], got {arg:?}")),
+        }
+    }
+
     /// Messages larger than this are rejected unparsed as `too_large`.
     pub fn max_message_bytes(self) -> usize {
         if self.is_otlp() {
@@ -779,6 +790,24 @@ mod tests {
         assert_eq!(rej(r#"{"request_id":"a","layer":"api","feature":"f","flag_state":1}"#), Reject::InvalidField);
         assert_eq!(rej(r#"{"request_id":"a","layer":7,"feature":"f"}"#), Reject::InvalidField);
         assert_eq!(rej(r#"{"request_id":"a","layer":"api","feature":"f","service":{}}"#), Reject::InvalidField);
+    }
+
+    #[test]
+    fn input_formats_parse_by_name_and_per_topic() {
+        for f in InputFormat::ALL {
+            assert_eq!(f.as_str().parse::<InputFormat>(), Ok(f));
+            assert_eq!(<InputFormat as clap::ValueEnum>::from_str(f.as_str(), false), Ok(f));
+        }
+        assert!("otlp".parse::<InputFormat>().unwrap_err().contains("otlp_proto_logs"));
+        assert_eq!(InputFormat::split_topic("decisions"), Ok(("decisions", None)));
+        assert_eq!(
+            InputFormat::split_topic("otlp_spans:otlp_proto_traces"),
+            Ok(("otlp_spans", Some(InputFormat::OtlpProtoTraces)))
+        );
+        assert!(InputFormat::split_topic("otlp_spans:proto").is_err());
+        assert!(InputFormat::split_topic(":accord").is_err());
+        assert_eq!(InputFormat::OtlpJson.max_message_bytes(), 4 << 20);
+        assert_eq!(InputFormat::Accord.max_message_bytes(), 64 << 10);
     }
 
     #[test]

@@ -256,4 +256,5 @@ fn simulated_opentelemetry_output_judges_like_accord_output() {
         assert_eq!(code, 2, "{err}");
         assert!(err.contains("replay reads JSON lines"), "{err}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -290,7 +290,10 @@ impl<'de> Visitor<'de> for LogRecord<'_, 'de> {
                 "observedTimeUnixNano" | "observed_time_unix_nano" => b.item(i).observed_ns = m.next_value_seed(U64)?,
                 "traceId" | "trace_id" => b.item(i).trace = m.next_value_seed(TraceId)?,
                 "eventName" | "event_name" => event_name = m.next_value::<Option<Text<'de>>>()?,
-                "body" => b.item(i).body = m.next_value_seed(Any)?,
+                "body" => {
+                    let v = m.next_value_seed(Any)?;
+                    b.set_body(i, v);
+                }
                 "attributes" => m.next_value_seed(Attributes { b: &mut *b, t: Target::Item(i) })?,
                 _ => {
                     m.next_value::<IgnoredAny>()?;

@@ -24,7 +24,6 @@
 //! checked for framing only (JSON syntax; protobuf lengths and wire types).
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 use hashbrown::HashMap;
 
@@ -83,21 +82,32 @@ enum Slot {
 
 const SLOTS: usize = Slot::ServiceVersion as usize + 1;
 
-type Slots<'a> = [Option<AnyVal<'a>>; SLOTS];
+/// Per slot, the index of its value in the message's values ([`NONE`]:
+/// absent): items stay small, so collecting them moves little.
+type Slots = [u32; SLOTS];
+
+const NONE: u32 = u32::MAX;
 
 /// The attributes at one level of the lookup order (resource or span).
-#[derive(Debug, Default)]
-pub(crate) struct Ctx<'a> {
-    slots: Slots<'a>,
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    slots: Slots,
     /// A span's trace id (`None`: absent or invalid).
     trace: Option<[u8; 16]>,
 }
 
+impl Default for Ctx {
+    fn default() -> Self {
+        Ctx { slots: [NONE; SLOTS], trace: None }
+    }
+}
+
 /// One evaluation: a log record or span event.
 #[derive(Debug)]
-pub(crate) struct Item<'a> {
-    slots: Slots<'a>,
-    body: Option<AnyVal<'a>>,
+pub(crate) struct Item {
+    slots: Slots,
+    /// A log record's body (index into the values, or [`NONE`]).
+    body: u32,
     /// Log record `timeUnixNano` / span event `timeUnixNano` (0: absent).
     time_ns: u64,
     /// Log record `observedTimeUnixNano` (0: absent).
@@ -110,11 +120,11 @@ pub(crate) struct Item<'a> {
     hex_at: u32,
 }
 
-impl<'a> Item<'a> {
+impl Item {
     fn new(resource: u32, span: Option<u32>) -> Self {
         Item {
-            slots: Default::default(),
-            body: None,
+            slots: [NONE; SLOTS],
+            body: NONE,
             time_ns: 0,
             observed_ns: 0,
             trace: None,
@@ -133,6 +143,9 @@ pub struct Mapping {
     /// Attribute name → the slots it fills (a bit per [`Slot`]; a name
     /// may fill several, e.g. a flow attribute that is also the variant).
     names: Vec<(Box<str>, u16)>,
+    /// Bit `n` set: some name is `n` bytes long (most keys are rejected on
+    /// their length alone).
+    lengths: u64,
     request_id_attribute: bool,
     layers: HashMap<Box<str>, Box<str>>,
 }
@@ -165,12 +178,16 @@ impl Mapping {
             }
         };
         let layers = cfg.layers.iter().map(|(s, l)| (s.as_str().into(), l.as_str().into())).collect();
-        Mapping { names, request_id_attribute, layers }
+        let lengths = names.iter().fold(0u64, |m, (n, _)| m | (1u64 << n.len().min(63)));
+        Mapping { names, lengths, request_id_attribute, layers }
     }
 
     /// The slots an attribute fills (0: accord does not read it).
     #[inline]
     fn mask(&self, key: &[u8]) -> u16 {
+        if self.lengths & (1u64 << key.len().min(63)) == 0 {
+            return 0;
+        }
         for (name, mask) in &self.names {
             if name.len() == key.len() && name.as_bytes() == key {
                 return *mask;
@@ -185,7 +202,7 @@ impl Mapping {
         if bytes.len() > MAX_MESSAGE_BYTES {
             return Err(Reject::TooLarge);
         }
-        let mut b = Builder::new(self);
+        let mut b = Builder::new(self, bytes.len());
         match signal {
             None => json::parse(bytes, &mut b).map_err(|_| Reject::MalformedOtlp)?,
             Some(signal) => proto::parse(bytes, signal, &mut b).map_err(|_| Reject::MalformedOtlp)?,
@@ -210,15 +227,27 @@ pub(crate) enum Target {
 /// Collects one message's contexts and evaluations while it is parsed.
 pub(crate) struct Builder<'a> {
     map: &'a Mapping,
-    ctxs: Vec<Ctx<'a>>,
-    items: Vec<Item<'a>>,
+    ctxs: Vec<Ctx>,
+    items: Vec<Item>,
+    /// The values of the attributes accord reads (and bodies).
+    vals: Vec<AnyVal<'a>>,
     ignored: u64,
     signal: Option<Signal>,
 }
 
 impl<'a> Builder<'a> {
-    fn new(map: &'a Mapping) -> Self {
-        Builder { map, ctxs: Vec::new(), items: Vec::new(), ignored: 0, signal: None }
+    /// Sized for a message of `len` bytes (a log record or span event
+    /// takes a few hundred), so collecting rarely reallocates.
+    fn new(map: &'a Mapping, len: usize) -> Self {
+        let items = len / 256 + 1;
+        Builder {
+            map,
+            ctxs: Vec::with_capacity(4 + items / 4),
+            items: Vec::with_capacity(items),
+            vals: Vec::with_capacity(items * 6),
+            ignored: 0,
+            signal: None,
+        }
     }
 
     fn new_ctx(&mut self) -> u32 {
@@ -233,28 +262,40 @@ impl<'a> Builder<'a> {
         (self.items.len() - 1) as u32
     }
 
-    fn item(&mut self, i: u32) -> &mut Item<'a> {
+    fn item(&mut self, i: u32) -> &mut Item {
         &mut self.items[i as usize]
+    }
+
+    fn push_val(&mut self, v: AnyVal<'a>) -> u32 {
+        self.vals.push(v);
+        (self.vals.len() - 1) as u32
     }
 
     /// Stores an attribute that fills `mask`'s slots.
     fn set(&mut self, t: Target, mask: u16, v: AnyVal<'a>) {
+        let at = self.push_val(v);
         let slots = match t {
             Target::Ctx(c) => &mut self.ctxs[c as usize].slots,
             Target::Item(i) => &mut self.items[i as usize].slots,
         };
         let mut m = mask;
         while m != 0 {
-            let slot = m.trailing_zeros() as usize;
-            m &= m - 1;
             // Duplicate keys (not allowed by OTLP): the last one wins, as in
             // a protobuf map or the accord JSON decoder.
-            if m == 0 {
-                slots[slot] = Some(v);
-                return;
-            }
-            slots[slot] = Some(v.clone());
+            slots[m.trailing_zeros() as usize] = at;
+            m &= m - 1;
         }
+    }
+
+    fn set_body(&mut self, i: u32, v: Option<AnyVal<'a>>) {
+        self.items[i as usize].body = match v {
+            Some(v) => self.push_val(v),
+            None => NONE,
+        };
+    }
+
+    fn val(&self, at: u32) -> Option<&AnyVal<'a>> {
+        self.vals.get(at as usize)
     }
 
     /// Ends a log record: kept if it is a flag evaluation. `event_name` is
@@ -264,12 +305,12 @@ impl<'a> Builder<'a> {
         let evaluation = if !event_name.is_empty() {
             EVALUATION_EVENT_NAMES.contains(&event_name)
         } else {
-            match &item.slots[Slot::EventName as usize] {
+            match self.val(item.slots[Slot::EventName as usize]) {
                 Some(AnyVal::Str(n)) if !n.is_empty() => EVALUATION_EVENT_NAMES.contains(&&**n),
                 // Only a string names an event; any other value is a name
                 // that is not an evaluation's.
                 Some(_) => false,
-                None => item.slots[Slot::FeatureKey as usize].is_some(),
+                None => item.slots[Slot::FeatureKey as usize] != NONE,
             }
         };
         self.keep_if(i, evaluation);
@@ -289,7 +330,7 @@ impl<'a> Builder<'a> {
     }
 
     fn finish(self) -> Decoded<'a> {
-        let Builder { map, ctxs, mut items, ignored, signal } = self;
+        let Builder { map, ctxs, mut items, vals, ignored, signal } = self;
         let mut hex = String::new();
         if !map.request_id_attribute {
             hex.reserve(items.len() * 32);
@@ -300,21 +341,29 @@ impl<'a> Builder<'a> {
                 };
                 if let Some(t) = trace {
                     it.hex_at = hex.len() as u32;
-                    for b in t {
-                        let _ = write!(hex, "{b:02x}");
-                    }
+                    push_hex(&mut hex, &t);
                 }
             }
         }
-        Decoded { map, ctxs, items, hex, ignored, signal }
+        Decoded { map, ctxs, items, vals, hex, ignored, signal }
+    }
+}
+
+/// Appends the lowercase hex text of `bytes`.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
     }
 }
 
 /// A whole message, parsed: its evaluations, ready to map onto records.
 pub struct Decoded<'a> {
     map: &'a Mapping,
-    ctxs: Vec<Ctx<'a>>,
-    items: Vec<Item<'a>>,
+    ctxs: Vec<Ctx>,
+    items: Vec<Item>,
+    vals: Vec<AnyVal<'a>>,
     /// The hex text of the items' trace ids, which records borrow.
     hex: String,
     /// Log records and span events that are not flag evaluations.
@@ -343,12 +392,13 @@ impl<'a> Decoded<'a> {
     /// The mapping table of the OpenTelemetry input (see docs/otel.md):
     /// first source present wins; an attribute is looked up on the item,
     /// then its span, then its resource.
-    fn record<'s>(&'s self, it: &'s Item<'a>) -> Result<Record<'s>, Reject> {
+    fn record<'s>(&'s self, it: &'s Item) -> Result<Record<'s>, Reject> {
         let span = it.span.map(|s| &self.ctxs[s as usize]);
         let res = &self.ctxs[it.resource as usize];
+        let val = |at: u32| self.vals.get(at as usize);
         let pick = |slot: Slot| -> Option<&'s AnyVal<'a>> {
             let s = slot as usize;
-            it.slots[s].as_ref().or_else(|| span.and_then(|c| c.slots[s].as_ref())).or_else(|| res.slots[s].as_ref())
+            val(it.slots[s]).or_else(|| span.and_then(|c| val(c.slots[s]))).or_else(|| val(res.slots[s]))
         };
         let request_id = if self.map.request_id_attribute {
             pick(Slot::RequestId).map(text_val)
@@ -360,7 +410,7 @@ impl<'a> Decoded<'a> {
         };
         let layer = match pick(Slot::Layer) {
             Some(v) => Some(name_val(v)),
-            None => match &res.slots[Slot::ServiceName as usize] {
+            None => match val(res.slots[Slot::ServiceName as usize]) {
                 Some(AnyVal::Str(s)) => Some(Val::Str(Cow::Borrowed(self.map.layers.get(&**s).map_or(&**s, |l| &**l)))),
                 Some(v) => Some(name_val(v)),
                 None => None,
@@ -375,15 +425,15 @@ impl<'a> Decoded<'a> {
             flag_state: pick(Slot::Variant)
                 .or_else(|| pick(Slot::VariantDeprecated))
                 .or_else(|| pick(Slot::Value))
-                .or(it.body.as_ref())
+                .or_else(|| val(it.body))
                 .map(flag_val),
             api_capability: pick(Slot::ApiCapability).map(text_val),
             selected_flow: pick(Slot::SelectedFlow).map(text_val),
             job_payload_version: pick(Slot::JobPayloadVersion).map(text_val),
             flags_revision: pick(Slot::Version).map(text_val),
-            service: res.slots[Slot::ServiceName as usize].as_ref().map(text_val),
-            instance: res.slots[Slot::ServiceInstance as usize].as_ref().map(text_val),
-            build: res.slots[Slot::ServiceVersion as usize].as_ref().map(text_val),
+            service: val(res.slots[Slot::ServiceName as usize]).map(text_val),
+            instance: val(res.slots[Slot::ServiceInstance as usize]).map(text_val),
+            build: val(res.slots[Slot::ServiceVersion as usize]).map(text_val),
         };
         validate(raw)
     }

@@ -176,7 +176,7 @@ fn log_record<'a>(buf: &'a [u8], r: u32, b: &mut Builder<'a>) -> Result<(), Malf
     while let Some((tag, w)) = f.next()? {
         match tag {
             1 => b.item(i).time_ns = fixed64(w)?,
-            5 => b.item(i).body = any_value(bytes(w)?)?,
+            5 => b.set_body(i, any_value(bytes(w)?)?),
             6 => key_value(bytes(w)?, Target::Item(i), b)?,
             9 => b.item(i).trace = trace_id(w)?,
             11 => b.item(i).observed_ns = fixed64(w)?,

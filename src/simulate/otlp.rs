@@ -308,7 +308,7 @@ impl Encoder {
         }
         let req = ExportLogsServiceRequest { resource_logs };
         if self.json() {
-            serde_json::to_vec(&req).unwrap_or_default()
+            compact_json(&req)
         } else {
             req.encode_to_vec()
         }
@@ -373,9 +373,40 @@ impl Encoder {
         }
         let req = ExportTraceServiceRequest { resource_spans };
         if self.json() {
-            serde_json::to_vec(&req).unwrap_or_default()
+            compact_json(&req)
         } else {
             req.encode_to_vec()
         }
     }
+}
+
+/// OTLP/JSON as the Collector writes it: its marshaler leaves out fields
+/// at their default value (0, "", false, empty lists, absent messages),
+/// which the `opentelemetry-proto` serde encoding writes out. An
+/// `AnyValue` keeps its one field whatever the value (`boolValue: false`).
+fn compact_json<T: serde::Serialize>(req: &T) -> Vec<u8> {
+    use serde_json::Value;
+    const ANY_VALUE: [&str; 7] =
+        ["stringValue", "boolValue", "intValue", "doubleValue", "arrayValue", "kvlistValue", "bytesValue"];
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(m) if m.keys().any(|k| ANY_VALUE.contains(&k.as_str())) => {}
+            Value::Object(m) => m.retain(|k, x| {
+                strip(x);
+                !match x {
+                    Value::Null | Value::Bool(false) => true,
+                    Value::Number(n) => n.as_f64() == Some(0.0),
+                    Value::String(s) => s.is_empty() || (k.ends_with("UnixNano") && s == "0"),
+                    Value::Array(a) => a.is_empty(),
+                    Value::Object(o) => o.is_empty(),
+                    Value::Bool(true) => false,
+                }
+            }),
+            Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(req).unwrap_or_default();
+    strip(&mut v);
+    serde_json::to_vec(&v).unwrap_or_default()
 }

@@ -21,7 +21,10 @@ use super::{AnyVal, Builder, Signal, Target};
 
 /// Parses one message into `b`.
 pub(crate) fn parse<'a>(bytes: &'a [u8], b: &mut Builder<'a>) -> Result<(), serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
+    // JSON text is UTF-8: checked once for the whole message (fast on
+    // ASCII), so the parser need not check every string it meets.
+    let text = std::str::from_utf8(bytes).map_err(|_| <serde_json::Error as de::Error>::custom("not UTF-8"))?;
+    let mut de = serde_json::Deserializer::from_str(text);
     Request { b: &mut *b }.deserialize(&mut de)?;
     de.end()?;
     if b.signal.is_none() {

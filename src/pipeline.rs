@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::catalog::{Catalog, FeatureSpec, LayerId};
-use crate::decode::otlp::{render_accord, Mapping, Signal};
+use crate::decode::otlp::{render_accord, Mapping, Scratch, Signal};
 use crate::decode::{decode, InputFormat, Record, Reject};
 use crate::features::{FeatureId, Features, Resolved};
 use crate::join::{Input, JoinEngine, Limits, Observer, Position};
@@ -58,6 +58,8 @@ pub struct Pipeline {
     /// the messages being decoded, so they borrow nothing of the pipeline).
     otlp: Arc<Mapping>,
     sample_bytes: usize,
+    /// Buffers for decoding OpenTelemetry messages, reused.
+    scratch: Scratch,
     /// Where an OpenTelemetry evaluation is rendered as accord JSON for the
     /// sample buffer (reused: rendering allocates nothing).
     rendered: Vec<u8>,
@@ -95,6 +97,7 @@ impl Pipeline {
             revisions: Vec::new(),
             otlp,
             sample_bytes,
+            scratch: Scratch::default(),
             rendered: Vec::new(),
         };
         p.load_specs(p.features.len());
@@ -211,7 +214,8 @@ impl Pipeline {
             InputFormat::OtlpProtoTraces => Some(Signal::Traces),
         };
         let map = self.otlp.clone();
-        let decoded = match map.decode(signal, raw) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let decoded = match map.decode_in(signal, raw, &mut scratch) {
             Ok(d) => d,
             Err(r) => {
                 f(self, 0, Err(r), None, obs);
@@ -225,7 +229,9 @@ impl Pipeline {
             let v = r.and_then(|r| self.resolve(r));
             f(self, u16::try_from(i).unwrap_or(u16::MAX), v, None, obs);
         }
-        decoded.ignored
+        let ignored = decoded.ignored;
+        decoded.recycle(&mut self.scratch);
+        ignored
     }
 
     /// [`Pipeline::join`] for a record of [`Pipeline::for_each_record`]:

@@ -199,10 +199,22 @@ impl Mapping {
     /// Decodes one message of an OTLP format. `Err` is the message's one
     /// reject (`too_large`, `malformed_otlp`).
     pub fn decode<'a>(&'a self, signal: Option<Signal>, bytes: &'a [u8]) -> Result<Decoded<'a>, Reject> {
+        self.decode_in(signal, bytes, &mut Scratch::default())
+    }
+
+    /// [`Mapping::decode`] into the buffers of `scratch` (give them back
+    /// with [`Decoded::recycle`]): a stream decoding message after message
+    /// then allocates nothing once its buffers have grown.
+    pub fn decode_in<'a>(
+        &'a self,
+        signal: Option<Signal>,
+        bytes: &'a [u8],
+        scratch: &mut Scratch,
+    ) -> Result<Decoded<'a>, Reject> {
         if bytes.len() > MAX_MESSAGE_BYTES {
             return Err(Reject::TooLarge);
         }
-        let mut b = Builder::new(self, bytes.len());
+        let mut b = Builder::new(self, bytes.len(), scratch);
         match signal {
             None => json::parse(bytes, &mut b).map_err(|_| Reject::MalformedOtlp)?,
             Some(signal) => proto::parse(bytes, signal, &mut b).map_err(|_| Reject::MalformedOtlp)?,
@@ -231,23 +243,26 @@ pub(crate) struct Builder<'a> {
     items: Vec<Item>,
     /// The values of the attributes accord reads (and bodies).
     vals: Vec<AnyVal<'a>>,
+    hex: String,
     ignored: u64,
     signal: Option<Signal>,
 }
 
 impl<'a> Builder<'a> {
-    /// Sized for a message of `len` bytes (a log record or span event
-    /// takes a few hundred), so collecting rarely reallocates.
-    fn new(map: &'a Mapping, len: usize) -> Self {
-        let items = len / 256 + 1;
-        Builder {
-            map,
-            ctxs: Vec::with_capacity(4 + items / 4),
-            items: Vec::with_capacity(items),
-            vals: Vec::with_capacity(items * 6),
-            ignored: 0,
-            signal: None,
-        }
+    /// Takes the buffers of `scratch`, sized at least for a message of
+    /// `len` bytes (a log record or span event takes a few hundred), so
+    /// collecting rarely reallocates.
+    fn new(map: &'a Mapping, len: usize, scratch: &mut Scratch) -> Self {
+        let n = len / 256 + 1;
+        let mut ctxs = std::mem::take(&mut scratch.ctxs);
+        let mut items = std::mem::take(&mut scratch.items);
+        let mut vals = relifetime(std::mem::take(&mut scratch.vals));
+        ctxs.clear();
+        items.clear();
+        ctxs.reserve(4 + n / 4);
+        items.reserve(n);
+        vals.reserve(n * 6);
+        Builder { map, ctxs, items, vals, hex: std::mem::take(&mut scratch.hex), ignored: 0, signal: None }
     }
 
     fn new_ctx(&mut self) -> u32 {
@@ -330,8 +345,8 @@ impl<'a> Builder<'a> {
     }
 
     fn finish(self) -> Decoded<'a> {
-        let Builder { map, ctxs, mut items, vals, ignored, signal } = self;
-        let mut hex = String::new();
+        let Builder { map, ctxs, mut items, vals, mut hex, ignored, signal } = self;
+        hex.clear();
         if !map.request_id_attribute {
             hex.reserve(items.len() * 32);
             for it in &mut items {
@@ -358,6 +373,25 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
     }
 }
 
+/// Buffers that decoding one message after another reuses.
+#[derive(Default)]
+pub struct Scratch {
+    ctxs: Vec<Ctx>,
+    items: Vec<Item>,
+    /// Always empty between messages (its values borrowed the last one).
+    vals: Vec<AnyVal<'static>>,
+    hex: String,
+}
+
+/// An empty vector of values with another lifetime, keeping its
+/// allocation: the standard library collects a vector's own iterator in
+/// place when the element layout is the same, which it is here (only the
+/// lifetime differs).
+fn relifetime<'x>(mut v: Vec<AnyVal<'_>>) -> Vec<AnyVal<'x>> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
+}
+
 /// A whole message, parsed: its evaluations, ready to map onto records.
 pub struct Decoded<'a> {
     map: &'a Mapping,
@@ -381,6 +415,12 @@ impl<'a> Decoded<'a> {
 
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
+    }
+
+    /// Gives the buffers back for the next message.
+    pub fn recycle(self, scratch: &mut Scratch) {
+        let Decoded { ctxs, items, vals, hex, .. } = self;
+        *scratch = Scratch { ctxs, items, vals: relifetime(vals), hex };
     }
 
     /// Every evaluation mapped onto a validated record (or its reject), in

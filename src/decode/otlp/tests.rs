@@ -580,3 +580,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn scratch_buffers_are_reused_across_messages() {
+    let v: Vec<AnyVal<'_>> = Vec::with_capacity(100);
+    let at = v.as_ptr() as usize;
+    let w = relifetime(v);
+    assert!(w.capacity() >= 100);
+    assert_eq!(w.as_ptr() as usize, at, "collected in place");
+
+    let m = default_mapping();
+    let mut scratch = Scratch::default();
+    let req = logs(api(), vec![log("feature_flag", vec![s("feature_flag.key", "checkout_v2")]); 20]).encode_to_vec();
+    for _ in 0..3 {
+        let d = m.decode_in(Some(Signal::Logs), &req, &mut scratch).unwrap();
+        assert_eq!(d.records().filter(|r| r.is_ok()).count(), 20);
+        d.recycle(&mut scratch);
+    }
+    assert!(scratch.items.capacity() >= 20 && scratch.vals.capacity() >= 20 && scratch.hex.capacity() >= 640);
+}

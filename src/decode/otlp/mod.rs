@@ -389,7 +389,7 @@ pub struct Scratch {
 /// lifetime differs).
 fn relifetime<'x>(mut v: Vec<AnyVal<'_>>) -> Vec<AnyVal<'x>> {
     v.clear();
-    v.into_iter().filter_map(|_| None).collect()
+    v.into_iter().map(|_| -> AnyVal<'x> { unreachable!("the vector is empty") }).collect()
 }
 
 /// A whole message, parsed: its evaluations, ready to map onto records.

@@ -223,15 +223,10 @@ fn event<'a>(buf: &'a [u8], r: u32, s: u32, b: &mut Builder<'a>) -> Result<(), M
 /// `KeyValue`: 1 key, 2 value. The value of an attribute accord does not
 /// read is not walked.
 fn key_value<'a>(buf: &'a [u8], t: Target, b: &mut Builder<'a>) -> Result<(), Malformed> {
-    let (mut key, mut value): (&[u8], Option<&'a [u8]>) = (&[], None);
-    let mut f = Fields::of(buf);
-    while let Some((tag, w)) = f.next()? {
-        match tag {
-            1 => key = bytes(w)?,
-            2 => value = Some(bytes(w)?),
-            _ => {}
-        }
-    }
+    let (key, value) = match short_pair(buf) {
+        Some(kv) => kv,
+        None => pair(buf)?,
+    };
     let mask = b.map.mask(key);
     if mask != 0 {
         if let Some(v) = any_value(value.unwrap_or(&[]))? {
@@ -241,9 +236,56 @@ fn key_value<'a>(buf: &'a [u8], t: Target, b: &mut Builder<'a>) -> Result<(), Ma
     Ok(())
 }
 
+/// A `KeyValue`'s key and value, walked field by field.
+fn pair(buf: &[u8]) -> Result<(&[u8], Option<&[u8]>), Malformed> {
+    let (mut key, mut value): (&[u8], Option<&[u8]>) = (&[], None);
+    let mut f = Fields::of(buf);
+    while let Some((tag, w)) = f.next()? {
+        match tag {
+            1 => key = bytes(w)?,
+            2 => value = Some(bytes(w)?),
+            _ => {}
+        }
+    }
+    Ok((key, value))
+}
+
+/// The shape every encoder writes for an attribute, read without the
+/// general walker: field 1 then field 2, each shorter than 128 bytes (a
+/// one-byte length), and nothing else. `None`: any other shape, left to
+/// the walker (which decides it the same way).
+#[inline]
+fn short_pair(buf: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
+    let [0x0a, klen, rest @ ..] = buf else { return None };
+    let klen = usize::from(*klen);
+    if klen >= 0x80 || rest.len() < klen {
+        return None;
+    }
+    let (key, rest) = rest.split_at(klen);
+    match rest {
+        [] => Some((key, None)),
+        [0x12, vlen, value @ ..] if usize::from(*vlen) == value.len() && *vlen < 0x80 => Some((key, Some(value))),
+        _ => None,
+    }
+}
+
 /// `AnyValue` (a oneof: the last field wins; `None` when empty):
 /// 1 string, 2 bool, 3 int, 4 double, 5 array, 6 kvlist, 7 bytes.
 fn any_value(buf: &[u8]) -> Result<Option<AnyVal<'_>>, Malformed> {
+    // The usual shapes (one short string, a small int, a bool) first.
+    match buf {
+        [0x0a, len, s @ ..] if usize::from(*len) == s.len() && *len < 0x80 => {
+            return std::str::from_utf8(s).map(|s| Some(AnyVal::Str(s.into()))).map_err(|_| Malformed);
+        }
+        [0x10, n] if *n < 0x80 => return Ok(Some(AnyVal::Bool(*n != 0))),
+        [0x18, n] if *n < 0x80 => return Ok(Some(AnyVal::Int(i64::from(*n)))),
+        _ => {}
+    }
+    any_value_walk(buf)
+}
+
+/// [`any_value`] field by field.
+fn any_value_walk(buf: &[u8]) -> Result<Option<AnyVal<'_>>, Malformed> {
     let mut v = None;
     let mut f = Fields::of(buf);
     while let Some((tag, w)) = f.next()? {
@@ -258,4 +300,40 @@ fn any_value(buf: &[u8]) -> Result<Option<AnyVal<'_>>, Malformed> {
         });
     }
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Attribute-like messages: mostly the usual shape, sometimes not.
+    fn attribute() -> impl Strategy<Value = Vec<u8>> {
+        let field =
+            (0u8..4, proptest::collection::vec(any::<u8>(), 0..6), 0u8..200).prop_map(|(kind, body, n)| match kind {
+                0 => [vec![0x0a, body.len() as u8], body].concat(),
+                1 => [vec![0x12, body.len() as u8], body].concat(),
+                2 => vec![0x10, n],
+                _ => body,
+            });
+        proptest::collection::vec(field, 0..4).prop_map(|f| f.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// Where the shortcuts answer, the walker answers the same.
+        #[test]
+        fn shortcuts_agree_with_the_walker(buf in prop_oneof![attribute(), proptest::collection::vec(any::<u8>(), 0..12)]) {
+            if let Some(kv) = short_pair(&buf) {
+                prop_assert_eq!(Some(kv), pair(&buf).ok());
+            }
+            match (any_value(&buf), any_value_walk(&buf)) {
+                (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+                (Err(_), Err(_)) => {}
+                (a, b) => prop_assert!(false, "{:?} vs {:?} on {:?}", a, b, buf),
+            }
+        }
+    }
 }

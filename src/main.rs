@@ -46,7 +46,7 @@ enum Cmd {
         merge: bool,
         /// What each line is: an accord decision record, or one OTLP/JSON
         /// export request (logs or traces) as the Collector's file exporter writes it.
-        #[arg(long, env = "ACCORD_INPUT_FORMAT", default_value = "accord", value_parser = parse_line_format)]
+        #[arg(long, default_value = "accord", value_parser = parse_line_format)]
         input_format: InputFormat,
     },
     /// Validate a catalog file; prints one line per problem.

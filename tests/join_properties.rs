@@ -160,7 +160,7 @@ proptest! {
             })
             .collect();
         let mut summary = Summary::new(f.clone());
-        accord::replay::replay(&files, &f, accord::replay::ReplayOptions { merge: true }, &mut summary).unwrap();
+        accord::replay::replay(&files, &f, accord::replay::ReplayOptions { merge: true, ..Default::default() }, &mut summary).unwrap();
         prop_assert_eq!(summary.report(), unsplit);
     }
 

@@ -14,7 +14,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 mod layers;
+mod otel;
 pub use layers::{LayerId, LayerSet, Layers, MAX_LAYERS};
+pub use otel::{OtelConfig, RequestIdSource};
 
 /// Feature keys and request ids are limited to this many bytes (SPEC §2).
 pub const MAX_KEY_BYTES: usize = 128;
@@ -124,6 +126,8 @@ pub struct Catalog {
     /// Layer id of the layer named `api`, the one whose `api_capability`
     /// the exposure check reads (SPEC §4 names that layer).
     pub api_layer: Option<LayerId>,
+    /// How OpenTelemetry flag-evaluation events map onto records (`[otel]`).
+    pub otel: OtelConfig,
 }
 
 impl Catalog {
@@ -228,6 +232,8 @@ struct RawCatalog {
     monitor: Option<Spanned<RawMonitor>>,
     #[serde(default)]
     feature: Vec<Spanned<RawFeature>>,
+    #[serde(default)]
+    otel: Option<otel::RawOtel>,
 }
 
 #[derive(Deserialize, Default)]
@@ -419,7 +425,9 @@ impl Validator<'_> {
             max_clock_skew_ms,
             max_topic_idle_ms,
             features: Vec::new(),
+            otel: OtelConfig::default(),
         };
+        cat.otel = self.otel(raw.otel, &cat);
         if raw.feature.is_empty() && unknown_features == UnknownFeatures::Reject {
             self.errors.push(CatalogError {
                 file: self.file.clone(),

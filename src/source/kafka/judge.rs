@@ -357,7 +357,7 @@ fn round<C: ConsumerContext + 'static>(
             while h.is_none() {
                 match queues[t].poll(Duration::ZERO) {
                     Some(Ok(m)) => {
-                        let key = stream.merge_key(&Msg::of(&m));
+                        let key = stream.merge_key(t, &Msg::of(&m));
                         *h = Some((key, Head::Fetched(m)));
                     }
                     Some(Err(e)) => fetch_error(stream, t, e, errors),

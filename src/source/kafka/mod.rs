@@ -49,6 +49,7 @@ use tracing::{info, warn};
 pub use handover::{StreamState, TopicMark};
 pub use internal::default_names as internal_topic_names;
 
+use crate::decode::InputFormat;
 use crate::export::metrics::Metrics;
 use crate::features::Features;
 use crate::live::LiveView;
@@ -60,6 +61,9 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// Co-partitioned topics: partition `p` of each is one stream.
     pub topics: Vec<String>,
+    /// The input format of each topic (by index; a topic without one is
+    /// read as accord decision records).
+    pub formats: Vec<InputFormat>,
     pub group: String,
     /// Extra librdkafka properties (`--kafka key=value`): TLS, SASL, ...
     pub properties: Vec<(String, String)>,
@@ -80,11 +84,17 @@ pub struct KafkaConfig {
 }
 
 impl KafkaConfig {
+    /// The input format of topic `t`.
+    pub fn format(&self, t: usize) -> InputFormat {
+        self.formats.get(t).copied().unwrap_or(InputFormat::Accord)
+    }
+
     /// The defaults of `accord run` for these brokers, topics and group.
     pub fn new(brokers: &str, topics: &[&str], group: &str) -> Self {
         KafkaConfig {
             brokers: brokers.to_string(),
             topics: topics.iter().map(|t| t.to_string()).collect(),
+            formats: Vec::new(),
             group: group.to_string(),
             properties: Vec::new(),
             verdicts_topic: None,

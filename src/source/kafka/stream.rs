@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 use super::handover::{StreamState, TopicMark};
 use super::merge::TopicView;
+use crate::decode::InputFormat;
 use crate::join::{Observer, Position};
 use crate::pipeline::Pipeline;
 use crate::ratelimit::{RateLimit, Verdict};
@@ -46,6 +47,7 @@ pub const REPLAY_GIVE_UP: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 struct Cursor {
     name: String,
+    format: InputFormat,
     /// The offset after the last message judged (`None` before the first).
     next_offset: Option<i64>,
     /// Re-reading: the previous owner's last processed offset, while records
@@ -101,6 +103,7 @@ impl Stream {
                 .iter()
                 .map(|t| Cursor {
                     name: t.clone(),
+                    format: InputFormat::Accord,
                     next_offset: None,
                     suppress_through: None,
                     at_eof: false,
@@ -114,6 +117,15 @@ impl Stream {
             origin: now,
             overdue: Vec::new(),
         }
+    }
+
+    /// The input format of each topic (accord decision records unless
+    /// given).
+    pub fn with_formats(mut self, formats: Vec<InputFormat>) -> Self {
+        for (c, f) in self.topics.iter_mut().zip(formats) {
+            c.format = f;
+        }
+        self
     }
 
     /// Counters of expired waits, one per topic (see `note_overdue`).
@@ -240,15 +252,20 @@ impl Stream {
         now.saturating_duration_since(self.origin).as_millis() as i64
     }
 
-    /// The event time by which a fetched message takes its turn in the
-    /// merge: its record's own `ts` (bad clocks excepted), else the message
-    /// timestamp.
-    pub fn merge_key(&self, m: &Msg<'_>) -> i64 {
+    /// The event time by which a fetched message of topic `t` takes its
+    /// turn in the merge: its (first valid) record's own `ts` (bad clocks
+    /// excepted), else the message timestamp. An OpenTelemetry message
+    /// holds many records and takes its turn as a whole, by its first.
+    pub fn merge_key(&mut self, t: usize, m: &Msg<'_>) -> i64 {
         let reference = m.timestamp_ms.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
-        match self.pipeline.validate(m.payload) {
-            Ok(v) => self.pipeline.event_time(&v, reference, &mut NoObserver).unwrap_or(reference),
-            Err(_) => reference,
-        }
+        let mut key = None;
+        let format = self.topics[t].format;
+        self.pipeline.for_each_record(format, m.payload, &mut NoObserver, |p, _, v, _, obs| {
+            if let (None, Ok(v)) = (key, v) {
+                key = p.event_time(&v, reference, obs);
+            }
+        });
+        key.unwrap_or(reference)
     }
 
     /// Topic `t` had nothing to fetch (`eof`: it reported the end of its
@@ -285,15 +302,16 @@ impl Stream {
         }
         let reference = m.timestamp_ms.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
         let at = Position::new(t as u8, m.offset.max(0) as u64);
+        let format = self.topics[t].format;
         if suppressed {
             // Judged by the previous owner: rebuild state, report nothing.
-            let _ = self.pipeline.ingest(m.payload, at, reference, &mut Quiet(obs));
+            let _ = self.pipeline.ingest_message(format, m.payload, at, reference, &mut Quiet(obs));
             self.finish_replay_if_done(obs);
             return Judged { live: 0, suppressed: 1 };
         }
         // A live record: whatever had to be re-read is done.
         self.finish_replay(obs);
-        if let Err(reason) = self.pipeline.ingest(m.payload, at, reference, obs) {
+        if let Some(reason) = self.pipeline.ingest_message(format, m.payload, at, reference, obs).first_reject {
             if let Verdict::Log { suppressed } = rejects.check(now) {
                 let topic = &self.topics[t].name;
                 warn!(topic, partition = self.partition, offset = m.offset, %reason, suppressed, "record rejected and skipped (more are counted, not logged)");

@@ -1,5 +1,6 @@
 //! Join stage: groups the records of one stream (a Kafka partition, a
-//! replay file) by `(feature, request_id)` and closes each group as SPEC §4
+//! replay file) by `(feature, request_id)` and closes each group as
+//! docs/reference.md#opening-and-closing-a-join
 //! says: early once every awaited layer reported, at `start + window` on
 //! the watermark, by force under `max_open_joins`, or at end of stream.
 //!
@@ -295,7 +296,8 @@ impl JoinEngine {
     }
 
     /// Judges one record: advance the watermark (closing what it closes),
-    /// then count the record as late or join it (SPEC §4, order of work).
+    /// then count the record as late or join it
+    /// (docs/reference.md#order-of-work).
     pub fn process(&mut self, inp: Input<'_>, obs: &mut impl Observer) {
         let f = inp.facts;
         self.advance_watermark(f.ts_ms.saturating_sub(self.limits.allowed_lateness_ms), obs);
@@ -436,7 +438,7 @@ impl JoinEngine {
     }
 
     /// A closed key is remembered (its records are late) until the
-    /// watermark passes `start + 2 × window` (SPEC §4).
+    /// watermark passes `start + 2 × window` (docs/reference.md#late-records).
     fn remembered(&self, hash: u64) -> bool {
         self.tombs.get(hash).is_some_and(|t| t.forget_at >= self.watermark)
     }

@@ -1,4 +1,6 @@
-//! The `accord` command line (SPEC §7).
+//! The `accord` command line (docs/reference.md#command-line). Exit codes
+//! are decided here only: 0, 1 for runtime failures, 2 for bad usage, a
+//! bad catalog or a bad web configuration, 130 after a second signal.
 
 use std::io::Write;
 use std::net::SocketAddr;

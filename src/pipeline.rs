@@ -116,7 +116,8 @@ impl Pipeline {
         &self.features
     }
 
-    /// Decodes and validates one accord record, in the precedence of SPEC §9.
+    /// Decodes and validates one accord record, in the precedence of
+    /// docs/reference.md#reject-reasons.
     pub fn validate<'a>(&self, raw: &'a [u8]) -> Result<Valid<'a>, Reject> {
         self.resolve(decode(raw)?)
     }

@@ -1,5 +1,6 @@
 //! The simulator: decision records of a realistic rollout with a known
-//! mix of agreements and disagreements (SPEC §7 `accord simulate`).
+//! mix of agreements and disagreements (`accord simulate`,
+//! docs/reference.md#accord-simulate).
 //!
 //! [`Generator`] is a pure, seeded, event-time generator: each request is
 //! drawn from a scenario's mix of [`Story`]s, expands into one record per
@@ -27,7 +28,7 @@ use crate::decode::{format_rfc3339_ms, InputFormat};
 
 pub mod otlp;
 
-/// Named traffic mixes (SPEC §7, issue "Run accord on Kafka").
+/// Named traffic mixes (docs/reference.md#accord-simulate).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scenario {

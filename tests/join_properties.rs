@@ -1,5 +1,6 @@
 //! Property tests of the join + judge core through the replay pipeline,
-//! and the verdict paths SPEC §4 names that the conformance cases do not
+//! and the verdict paths of docs/reference.md#join-and-verdict-semantics that
+//! the conformance cases do not
 //! pin down (eviction, window close, tombstone expiry, tracked features).
 
 use std::io::Cursor;

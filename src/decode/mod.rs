@@ -1,5 +1,6 @@
 //! Decode stage: bytes of one Kafka message (or one line of a replay file)
-//! into a validated [`Record`], or a [`Reject`] reason (SPEC §2, §9).
+//! into a validated [`Record`], or a [`Reject`] reason
+//! (docs/reference.md#the-decision-record, #reject-reasons).
 //! [`otlp`] decodes OpenTelemetry export requests, which hold many records.
 //!
 //! Parsing is typed and borrowed: strings point into the input unless
@@ -17,7 +18,7 @@ use crate::catalog::MAX_KEY_BYTES;
 
 pub mod otlp;
 
-/// Records larger than this are rejected unparsed (SPEC §9).
+/// Records larger than this are rejected unparsed (docs/reference.md#limits).
 pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 
 /// What the bytes of one message (or replay line) are.
@@ -90,7 +91,8 @@ impl std::str::FromStr for InputFormat {
     }
 }
 
-/// Why a record was rejected; the order is the precedence of SPEC §9.
+/// Why a record was rejected; the order is the precedence of
+/// docs/reference.md#reject-reasons.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reject {
     TooLarge,
@@ -332,7 +334,8 @@ pub struct Record<'a> {
     pub flag_state: Option<FlagState<'a>>,
     pub api_capability: Option<Cow<'a, str>>,
     pub selected_flow: Option<Cow<'a, str>>,
-    /// Numbers are kept as their decimal text: `2` equals `"2"` (SPEC §2).
+    /// Numbers are kept as their decimal text: `2` equals `"2"`
+    /// (docs/reference.md#numbers-and-strings).
     pub job_payload_version: Option<Cow<'a, str>>,
     pub flags_revision: Option<Cow<'a, str>>,
     pub service: Option<Cow<'a, str>>,
@@ -591,7 +594,7 @@ fn string_field(v: Option<Val<'_>>) -> Result<Option<Cow<'_, str>>, Reject> {
     }
 }
 
-/// `[A-Za-z0-9_.:-]`, 1..=128 bytes (SPEC §2).
+/// `[A-Za-z0-9_.:-]`, 1..=128 bytes (docs/reference.md#record-fields).
 pub fn valid_feature_key(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_KEY_BYTES

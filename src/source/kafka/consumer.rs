@@ -169,7 +169,7 @@ impl Shared {
                     return Ok(());
                 }
                 let now = chrono::Utc::now().timestamp_millis();
-                match self.publisher.publish(&pending, states, now) {
+                match self.publisher.publish(&mut pending, states, now) {
                     Ok(bytes) => {
                         self.metrics.stats_bytes.inc_by(bytes as u64);
                         *pending = Delta::new(self.features.catalog().layers.clone());

@@ -48,6 +48,7 @@ use tracing::{info, warn};
 
 pub use handover::{StreamState, TopicMark};
 pub use internal::default_names as internal_topic_names;
+pub use stats::SHARE_SAMPLES;
 
 use crate::decode::InputFormat;
 use crate::export::metrics::Metrics;

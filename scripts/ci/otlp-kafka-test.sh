@@ -33,12 +33,16 @@
 #        c. the verdicts (path/verdict per feature) and late records the
 #           simulator's report expects.
 #
-# Why live and replay must agree on this stream. Replay merges files record
-# by record; live, partition p of both topics is merged message by message,
-# each OTLP message taking its turn by its first evaluation. The two orders
-# differ only inside one message, and the evaluations of a message lie within
-# one 200 ms batch of each other (the encoder prints the widest spread). A
-# reorder that small changes no counter here: requests that agree close as
+# Why live and replay must agree on this stream. With one topic (logs,
+# traces) live reads each partition in offset order and replay reads the
+# same requests in the same order: the same records in the same order. With
+# two topics (split), replay merges the files record by record, while live
+# merges partition p of both topics message by message, each OTLP message
+# taking its turn as a whole by its first evaluation. The two orders then
+# differ only by records moving past others less than one message's spread
+# in event time, and the evaluations of a message lie within one 200 ms
+# batch of each other (the encoder prints the widest spread). A reorder
+# that small changes no counter here: requests that agree close as
 # complete whatever the order; a join closes by window when the watermark
 # passes start + window, and every record of the stream is either well inside
 # its window (the simulator keeps the layers within window/3 of the start) or

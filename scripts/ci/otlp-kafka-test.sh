@@ -100,8 +100,11 @@ mkdir -p "$STREAM"
 
 kl_apt curl
 kl_need_confluent
-"$KL_PY" -c 'from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord; LogRecord(event_name="x")' 2>/dev/null \
-    || pip_install "$OTLP_PROTO_SPEC"
+otlp_proto_ok() { "$KL_PY" -c 'from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord; LogRecord(event_name="x")'; }
+if ! otlp_proto_ok 2>/dev/null; then
+    pip_install "$OTLP_PROTO_SPEC"
+    otlp_proto_ok
+fi
 install_tansu
 
 # The shipped catalog with short windows (kl_catalog), the analytics
@@ -124,16 +127,16 @@ if ! "$BIN" simulate --output "$STREAM/decisions.jsonl" --scenario mixed --rate 
     kl_fail "accord simulate --output failed: $(tail -2 "$KL_ART/simulate.log" | tr '\n' ' ')"
     kl_finish
 fi
-kl_fig "decisions (simulate)" "$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%d records, %d requests, %d late, from %s" % (r["records"], r["requests"], r["late_records"], sys.argv[2]))' "$STREAM/report.json" "$START")"
+kl_fig "decisions (simulate)" "$("$KL_PY" -c 'import json,sys; r=json.load(open(sys.argv[1])); print("%d records, %d requests, %d late, from %s" % (r["records"], r["requests"], r["late_records"], sys.argv[2]))' "$STREAM/report.json" "$START")"
 declare -A STATS=() IGNORED=()
 for c in "${CASES[@]}"; do
-    if ! STATS[$c]="$(python3 scripts/ci/lib/otlp_stream.py encode "$STREAM/decisions.jsonl" "$STREAM/$c" --mode "$c" \
+    if ! STATS[$c]="$("$KL_PY" scripts/ci/lib/otlp_stream.py encode "$STREAM/decisions.jsonl" "$STREAM/$c" --mode "$c" \
             --partitions "$PARTITIONS" --seed "$SEED" 2>"$KL_ART/encode-$c.err")"; then
         kl_fail "$c: encoding failed: $(tail -1 "$KL_ART/encode-$c.err")"
         kl_finish
     fi
     kl_fig "$c: encoded" "${STATS[$c]}"
-    IGNORED[$c]="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["ignored"])' "${STATS[$c]}")"
+    IGNORED[$c]="$("$KL_PY" -c 'import json,sys; print(json.loads(sys.argv[1])["ignored"])' "${STATS[$c]}")"
 done
 
 # ---------------------------------------------------------------- broker --
@@ -146,7 +149,7 @@ TOPICS[logs]="otlp-logs-only-$RUN_ID"
 TOPICS[traces]="otlp-spans-only-$RUN_ID"
 produce() { # CASE ROLE TOPIC
     create_topic "$3" "$PARTITIONS" "$TPORT"
-    if ! python3 scripts/ci/lib/kafka_io.py produce "$B" "$3" "$STREAM/$1/$2.produce.jsonl" \
+    if ! "$KL_PY" scripts/ci/lib/kafka_io.py produce "$B" "$3" "$STREAM/$1/$2.produce.jsonl" \
             >"$KL_ART/produce-$1-$2.log" 2>&1; then
         kl_fail "$1: producing $2 to $3 failed: $(tail -1 "$KL_ART/produce-$1-$2.log")"
         kl_finish
@@ -217,7 +220,7 @@ live_equals() {
     t0=$(kl_now_ms)
     while :; do
         kl_metrics "${PORT[$c]}" >"$live" || true
-        if python3 scripts/ci/lib/counters_equal.py "$live" "${otlp[@]}" --require accord_requests_total \
+        if "$KL_PY" scripts/ci/lib/counters_equal.py "$live" "${otlp[@]}" --require accord_requests_total \
                 --require accord_divergences_total --require accord_records_late_total \
                 --require accord_otlp_items_ignored_total >"$KL_ART/$c-compare-otlp.txt" 2>&1; then
             kl_pass "$c: live counters equal accord replay of the same export requests as OTLP/JSON," \
@@ -231,7 +234,7 @@ live_equals() {
         fi
         sleep 1
     done
-    if python3 scripts/ci/lib/counters_equal.py "$live" "${accord[@]}" --skip accord_otlp_items_ignored_total \
+    if "$KL_PY" scripts/ci/lib/counters_equal.py "$live" "${accord[@]}" --skip accord_otlp_items_ignored_total \
             >"$KL_ART/$c-compare-accord.txt" 2>&1; then
         kl_pass "$c: live counters equal accord replay of the same decisions as accord records (all but ignored items)"
     else
@@ -244,7 +247,7 @@ live_equals() {
     else
         kl_fail "$c: accord_otlp_items_ignored_total $n, ${IGNORED[$c]} non-evaluation items put in"
     fi
-    if python3 scripts/ci/lib/otlp_stream.py verdicts "$STREAM/report.json" "$live" >"$KL_ART/$c-verdicts.txt" 2>&1; then
+    if "$KL_PY" scripts/ci/lib/otlp_stream.py verdicts "$STREAM/report.json" "$live" >"$KL_ART/$c-verdicts.txt" 2>&1; then
         kl_pass "$c: verdicts and late records as the simulator expects ($(head -1 "$KL_ART/$c-verdicts.txt"))"
     else
         kl_fail "$c: verdicts differ from the simulator's report:"

@@ -60,8 +60,8 @@ fn benches(c: &mut Criterion) {
     g.bench_function("parse_only_baseline", |b| {
         b.iter(|| {
             let mut x = 0usize;
-            for (_, json) in &records {
-                x = x.wrapping_add(support::parse_only(json.as_bytes()));
+            for r in &records {
+                x = x.wrapping_add(support::parse_only(r.json.as_bytes()));
             }
             black_box(x)
         })
@@ -69,8 +69,8 @@ fn benches(c: &mut Criterion) {
     g.bench_function("decode", |b| {
         b.iter(|| {
             let mut x = 0usize;
-            for (_, json) in &records {
-                if let Ok(d) = decode(json.as_bytes()) {
+            for r in &records {
+                if let Ok(d) = decode(r.json.as_bytes()) {
                     x = x.wrapping_add(d.request_id.len());
                 }
             }
@@ -81,8 +81,8 @@ fn benches(c: &mut Criterion) {
     g.bench_function("validate", |b| {
         b.iter(|| {
             let mut x = 0usize;
-            for (_, json) in &records {
-                if let Ok(v) = p.validate(json.as_bytes()) {
+            for r in &records {
+                if let Ok(v) = p.validate(r.json.as_bytes()) {
                     x = x.wrapping_add(v.layer.index());
                 }
             }

@@ -179,11 +179,20 @@ async fn gate_holds_on_fake_availability_and_proceeds_on_a_healthy_ramp() {
     assert_eq!((g["decision"].as_str(), hook), (Some("hold"), 412), "{g}");
 
     // The story behind it: divergent requests with every layer's record.
-    let (code, body) = http(addr, "/api/v1/features/checkout_v2/divergences?limit=5").await;
-    assert_eq!(code, 200);
-    let d: Value = serde_json::from_str(&body).unwrap();
+    // The view takes what was judged with each commit round: the samples
+    // of the last records arrive with the next round.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let d = loop {
+        let (code, body) = http(addr, "/api/v1/features/checkout_v2/divergences?limit=5").await;
+        assert_eq!(code, 200);
+        let d: Value = serde_json::from_str(&body).unwrap();
+        if d["divergent_requests"].as_array().unwrap().len() == 5 {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "fewer than 5 divergent requests after 10 s: {d}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let list = d["divergent_requests"].as_array().unwrap();
-    assert_eq!(list.len(), 5, "{d}");
     let s = &list[0];
     let rid = s["request_id"].as_str().unwrap().to_string();
     assert_eq!(s["records"].as_array().unwrap().len(), 4, "{s}");

@@ -169,7 +169,8 @@ impl Shared {
                     return Ok(());
                 }
                 let now = chrono::Utc::now().timestamp_millis();
-                match self.publisher.publish(&mut pending, states, now) {
+                let owned: Vec<i32> = lock(&self.owner).keys().copied().collect();
+                match self.publisher.publish(&mut pending, states, &owned, now) {
                     Ok(bytes) => {
                         self.metrics.stats_bytes.inc_by(bytes as u64);
                         *pending = Delta::new(self.features.catalog().layers.clone());

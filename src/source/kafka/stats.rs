@@ -52,6 +52,21 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    /// The envelope of a share: every stream with a state, and every other
+    /// owned stream with an empty one (owned, but nothing judged or taken
+    /// over yet: a caught-up stream is still this instance's, and the view
+    /// must not call it missing or stale).
+    pub fn new(instance: String, published_ms: i64, states: &[(i32, StreamState)], owned: &[i32]) -> Envelope {
+        let mut streams: Vec<(i32, String)> = states.iter().map(|(p, s)| (*p, s.encode())).collect();
+        for p in owned {
+            if !states.iter().any(|(q, _)| q == p) {
+                streams.push((*p, String::new()));
+            }
+        }
+        streams.sort_by_key(|s| s.0);
+        Envelope { instance, published_ms, streams }
+    }
+
     /// `p=STATE` lines (states hold no newline).
     fn streams_text(&self) -> String {
         self.streams.iter().map(|(p, s)| format!("{p}={s}")).collect::<Vec<_>>().join("\n")
@@ -127,12 +142,14 @@ impl Publisher {
 
     /// Publishes one share and waits for the broker to have it. The share
     /// carries at most [`SHARE_SAMPLES`] samples per feature.
-    pub fn publish(&self, delta: &mut Delta, streams: &[(i32, StreamState)], now_ms: i64) -> Result<usize, KafkaError> {
-        let env = Envelope {
-            instance: self.instance.clone(),
-            published_ms: now_ms,
-            streams: streams.iter().map(|(p, s)| (*p, s.encode())).collect(),
-        };
+    pub fn publish(
+        &self,
+        delta: &mut Delta,
+        streams: &[(i32, StreamState)],
+        owned: &[i32],
+        now_ms: i64,
+    ) -> Result<usize, KafkaError> {
+        let env = Envelope::new(self.instance.clone(), now_ms, streams, owned);
         delta.limit_samples(SHARE_SAMPLES);
         let body = delta.encode();
         let rec = BaseRecord::to(&self.topic).key(&self.instance).payload(&body).headers(env.headers());
@@ -340,6 +357,17 @@ mod tests {
         assert_eq!(Envelope::parse(&env.headers()), Some(env));
         let empty = Envelope { instance: "i".into(), published_ms: 0, streams: vec![] };
         assert_eq!(Envelope::parse(&empty.headers()), Some(empty));
+    }
+
+    #[test]
+    fn owned_streams_without_a_state_are_claimed_with_an_empty_one() {
+        let st = StreamState::decode("accord2;wo=1;wp=2;t=a,o=3,p=4", "").unwrap();
+        let env = Envelope::new("i".into(), 9, &[(2, st.clone())], &[0, 2]);
+        assert_eq!(env.streams, vec![(0, String::new()), (2, st.encode())]);
+        let back = Envelope::parse(&env.headers()).unwrap();
+        assert_eq!(back.streams.iter().map(|s| s.0).collect::<Vec<_>>(), [0, 2]);
+        // The empty state decodes to none: it never replaces a real one.
+        assert_eq!(StreamState::decode(&back.streams[0].1, ""), None);
     }
 
     #[test]

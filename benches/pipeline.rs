@@ -17,9 +17,7 @@ use std::time::Duration;
 use accord::decode::otlp::{Mapping, Signal};
 use accord::decode::{decode, InputFormat};
 use accord::export::Metrics;
-use accord::features::FeatureId;
-use accord::join::{Closed, Observer, Position};
-use accord::judge::RecordPath;
+use accord::join::Observer;
 use accord::pipeline::Pipeline;
 use accord::replay::replay_stream;
 use accord::Features;
@@ -27,22 +25,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const RECORDS: usize = 50_000;
 
-/// Counts what the join stage decides, so join+judge is measured without
-/// any exporter.
-#[derive(Default)]
-struct Count {
-    records: u64,
-    closed: u64,
-}
-
-impl Observer for Count {
-    fn record(&mut self, _: FeatureId, _: accord::catalog::LayerId, _: RecordPath, _: bool) {
-        self.records += 1;
-    }
-    fn closed(&mut self, c: &Closed<'_>) {
-        self.closed += 1 + c.divergences.len() as u64;
-    }
-}
+use support::otlp::Count;
 
 fn replay_into(features: &Arc<Features>, buf: &[u8], obs: &mut impl Observer) {
     let mut p = Pipeline::new(features.clone(), 0);
@@ -114,78 +97,12 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-/// The same decisions as messages of each format: accord records in the
-/// order the export requests hold them, and the export requests the
-/// simulator's encoder makes of every Collector batch (one per trace id).
-struct Streams {
-    evaluations: u64,
-    accord: Vec<Vec<u8>>,
-    otlp: Vec<(InputFormat, Vec<Vec<u8>>)>,
-    /// Protobuf logs, each message a whole Collector batch (the exporter
-    /// without partitioning by trace id): the encoded requests of a batch
-    /// concatenated, which protobuf reads as one request.
-    logs_batches: Vec<Vec<u8>>,
-}
-
-fn streams(n: usize, features: &Arc<Features>) -> Streams {
-    use accord::simulate::otlp::{Encoder, BATCH_MS};
-    use accord::simulate::{Generator, Scenario, Timing};
-    let timing = Timing { window_ms: 30_000, allowed_lateness_ms: 5_000 };
-    let duration_ms = ((n as f64 / support::RATE) * 1000.0 * 1.05) as i64 + 60_000;
-    let sim: Vec<_> =
-        Generator::new(Scenario::Mixed, timing, support::RATE, duration_ms, support::BASE_MS, 7).take(n).collect();
-    let mut batches: Vec<&[accord::simulate::SimRecord]> = Vec::new();
-    let mut at = 0;
-    while at < sim.len() {
-        let end_ms = (sim[at].emit_ms.div_euclid(BATCH_MS) + 1) * BATCH_MS;
-        let len = sim[at..].iter().take_while(|r| r.emit_ms < end_ms).count();
-        batches.push(&sim[at..at + len]);
-        at += len;
-    }
-    let otel = &features.catalog().otel;
-    let mut out = Streams { evaluations: n as u64, accord: Vec::new(), otlp: Vec::new(), logs_batches: Vec::new() };
-    for format in [InputFormat::OtlpProtoLogs, InputFormat::OtlpProtoTraces, InputFormat::OtlpJson] {
-        let mut enc = Encoder::new(format, otel, 7);
-        let mut msgs = Vec::new();
-        for batch in &batches {
-            let recs: Vec<_> = batch.iter().map(|r| decode(r.json.as_bytes()).unwrap()).collect();
-            let mut whole = Vec::new();
-            for e in enc.encode_batch(&recs) {
-                if format == InputFormat::OtlpProtoLogs {
-                    out.accord.extend(e.order.iter().map(|&i| batch[i].json.as_bytes().to_vec()));
-                    whole.extend_from_slice(&e.payload);
-                }
-                msgs.push(e.payload);
-            }
-            if format == InputFormat::OtlpProtoLogs {
-                out.logs_batches.push(whole);
-            }
-        }
-        out.otlp.push((format, msgs));
-    }
-    out
-}
-
-/// Decode + judge every message of a stream; returns the records counted.
-fn judge_stream(features: &Arc<Features>, format: InputFormat, msgs: &[Vec<u8>]) -> u64 {
-    let mut p = Pipeline::new(features.clone(), 0);
-    let mut obs = Count::default();
-    for (i, m) in msgs.iter().enumerate() {
-        p.ingest_message(format, m, Position::new(0, i as u64), support::BASE_MS + 3_600_000, &mut obs);
-    }
-    p.engine_mut().flush(&mut obs);
-    obs.records
-}
-
 fn otlp_benches(c: &mut Criterion) {
-    let text = support::catalog_text(1_000_000)
-        + "\n[otel]\n[otel.layers]\n\"web-spa\" = \"frontend\"\n\"checkout-api\" = \"api\"\n\"fulfilment-worker\" = \"worker\"\n";
-    let catalog = accord::Catalog::parse(std::path::Path::new("bench.toml"), &text).unwrap();
-    let features = Arc::new(Features::new(Arc::new(catalog)));
-    let s = streams(RECORDS, &features);
+    let features = support::otlp::features();
+    let s = support::otlp::streams(RECORDS, &features);
     let n = s.evaluations;
     for (format, msgs) in &s.otlp {
-        assert_eq!(judge_stream(&features, *format, msgs), n, "{format} judged every evaluation");
+        assert_eq!(support::otlp::judge_stream(&features, *format, msgs), n, "{format} judged every evaluation");
     }
     let mut runs: Vec<(String, InputFormat, &[Vec<u8>])> =
         vec![("native_accord".into(), InputFormat::Accord, &s.accord)];
@@ -196,7 +113,7 @@ fn otlp_benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements(n));
     for (name, format, msgs) in &runs {
         g.bench_function(format!("decode_judge/{name}"), |b| {
-            b.iter(|| black_box(judge_stream(&features, *format, msgs)))
+            b.iter(|| black_box(support::otlp::judge_stream(&features, *format, msgs)))
         });
     }
     // Decoding alone: the zero-copy walker against prost-generated types.
@@ -233,12 +150,12 @@ fn otlp_benches(c: &mut Criterion) {
     let measure = |format: InputFormat, msgs: &[Vec<u8>]| {
         let Some(start) = thread_cpu() else {
             let t = std::time::Instant::now();
-            black_box(judge_stream(&features, format, msgs));
+            black_box(support::otlp::judge_stream(&features, format, msgs));
             return t.elapsed().as_secs_f64();
         };
         let mut runs = 0u32;
         loop {
-            black_box(judge_stream(&features, format, msgs));
+            black_box(support::otlp::judge_stream(&features, format, msgs));
             runs += 1;
             let spent = thread_cpu().unwrap_or(start) - start;
             if runs >= 2 && spent >= Duration::from_secs(1) {

@@ -3,6 +3,8 @@
 //! figure is measured on the same records.
 #![allow(dead_code)]
 
+pub mod otlp;
+
 use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Arc;

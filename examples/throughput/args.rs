@@ -28,13 +28,17 @@ pub struct Args {
     #[arg(long)]
     pub skip_memory: bool,
     /// Phases to run, e.g. `ab` or `d` (for profilers): a and b (replay),
-    /// c (bare consume), d (accord run, at each `--judge-threads`),
+    /// o (OpenTelemetry input against native input), c (bare consume), d (accord run, at each `--judge-threads`),
     /// s (the statistics topic after each (d)), t (two topics against
     /// one), i (memory per instance against partitions), l (verdict
     /// latency), m (memory per open join). `l` without `d` runs (d) first
     /// for the maximum load, unless `--max-rate` gives it.
-    #[arg(long, default_value = "abcdstilm")]
+    #[arg(long, default_value = "abocdstilm")]
     pub only: String,
+    /// (o): evaluations judged per format (the same decisions as accord
+    /// records, OTLP protobuf logs and traces, OTLP/JSON).
+    #[arg(long, default_value_t = 200_000)]
+    pub otlp_evaluations: usize,
     /// (d): judging threads of `accord run`, one run each, e.g. `1,2`.
     #[arg(long, value_delimiter = ',', default_value = "1,2", value_parser = clap::value_parser!(u16).range(1..))]
     pub judge_threads: Vec<u16>,

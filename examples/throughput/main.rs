@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run --release --example throughput -- [--records 1000000] [--partitions 4]
-//!     [--open-joins 1000000] [--repeat 4] [--only abcdstilm] [--kafka-property K=V]...
+//!     [--open-joins 1000000] [--repeat 4] [--only abocdstilm] [--kafka-property K=V]...
 //!     [--judge-threads 1,2] [--kafka-repeat 1] [--instance-partitions 4,200]
 //!     [--latency-secs 20] [--latency-load 0.5] [--max-rate R] [--scrape-ms 10] [--latency-bare]
 //! ```
@@ -13,6 +13,9 @@
 //! (a) parse-only: typed borrowed serde decode of every record, nothing else;
 //! (b) replay: `accord replay --format prometheus` on the in-memory lines
 //!     (Pipeline + MetricsObserver + final render);
+//! (o) OpenTelemetry input: decode + judge per evaluation of the same
+//!     decisions as accord records, OTLP protobuf logs and traces and
+//!     OTLP/JSON, against the accord records;
 //! (c) bare consume: an rdkafka `StreamConsumer` recv loop on librdkafka's
 //!     mock cluster, touching each payload;
 //! (d) run: `accord run`'s service (`Service::run`) on the same records,
@@ -32,7 +35,7 @@
 //! (m) memory: a child process feeds never-completing requests and
 //!     reports RSS growth per open join.
 //!
-//! Modules: `args` (the command line), `replay` (a, b), `backlog` (what
+//! Modules: `args` (the command line), `replay` (a, b), `otlp` (o), `backlog` (what
 //! c, d, t and i consume), `kafka` (c, d, t), `stats` (s), `memory` (m, i),
 //! `load` and `scrape` (l's load and its `/metrics` client), `latency` (l),
 //! `os` (thread CPU, RSS, the machine), `output` (how figures print);
@@ -48,6 +51,7 @@ mod latency;
 mod load;
 mod memory;
 mod os;
+mod otlp;
 mod output;
 mod replay;
 mod scrape;
@@ -100,6 +104,9 @@ fn main() -> anyhow::Result<()> {
     }
     if args.phase('a') || args.phase('b') {
         replay::replay_phases(&args, &catalog, &buf, &slices);
+    }
+    if args.phase('o') {
+        otlp::otlp_phase(&args);
     }
     // Only the Kafka phases need the stream from here on, as records.
     drop(slices);

@@ -35,7 +35,7 @@ use crate::catalog::{FeatureSpec, LayerId};
 use crate::decode::format_rfc3339_ms;
 use crate::judge::{DivergenceKind, RequestPath, Verdict};
 use crate::live::{Freshness, WindowStats, DEFAULT_WINDOW_MS, MAX_WINDOW_MS};
-use crate::text::{human_window, pct_pair, pct_with, plural};
+use crate::text::{human_window, pct_pair, plural};
 
 /// Gate thresholds and window.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -334,23 +334,23 @@ pub fn evaluate(
             reasons.push(r);
         }
         if let (Some(f), Some(a)) = (p.max_drop_vs_old, agreement) {
-            let fs = points(f.as_f64());
             match old_agreement {
                 Some(o) if drops_more_than(w.exposed_agree(), judged, w.old_agree(), w.old_judged(), f) => {
                     let (a_s, o_s) = pct_pair(a, o);
+                    let (d_s, f_s) = points_pair(o - a, f.as_f64());
                     reasons.push(format!(
-                        "exposed agreement {a_s} is {} below the old path's agreement {o_s} over {win}, more than \
-                         the {fs} max_drop_vs_old allows: the rollout adds disagreement beyond the noise floor ({} \
-                         of the old path)",
-                        points(o - a),
+                        "exposed agreement {a_s} is {d_s} below the old path's agreement {o_s} over {win}, more \
+                         than the {f_s} max_drop_vs_old allows: the rollout adds disagreement beyond the noise floor \
+                         ({} of the old path)",
                         plural(w.old_judged(), "judged request", "judged requests")
                     ));
                 }
                 Some(o) => {
                     let (a_s, o_s) = pct_pair(a, o);
+                    let (_, f_s) = points_pair(o - a, f.as_f64());
                     notes.push(format!(
-                        "exposed agreement {a_s} is within {fs} of the old path's agreement {o_s} (max_drop_vs_old, \
-                         {} of the old path)",
+                        "exposed agreement {a_s} is within {f_s} of the old path's agreement {o_s} \
+                         (max_drop_vs_old, {} of the old path)",
                         plural(w.old_judged(), "judged request", "judged requests")
                     ));
                 }
@@ -413,11 +413,17 @@ pub fn with_freshness(mut g: GateView, view: Option<Freshness>) -> GateView {
     g
 }
 
-/// A difference of ratios in percentage points: `2.5 percentage points`.
-fn points(x: f64) -> String {
-    let p = pct_with(x, 2);
-    let p = p.trim_end_matches('%');
-    format!("{p} percentage point{}", if p == "1" { "" } else { "s" })
+/// A difference of ratios and a limit in percentage points, with enough
+/// decimals to tell them apart: `2 percentage points`, `1.99 percentage
+/// points`.
+fn points_pair(x: f64, t: f64) -> (String, String) {
+    let words = |p: String| {
+        let p = p.trim_end_matches('%').to_string();
+        let s = if p == "1" { "" } else { "s" };
+        format!("{p} percentage point{s}")
+    };
+    let (a, b) = pct_pair(x, t);
+    (words(a), words(b))
 }
 
 // ------------------------------------------------------------ parameters --

@@ -668,6 +668,81 @@ mod tests {
         }
     }
 
+    fn point(exposed: (u64, u64), layers: &[(u64, u64)]) -> Point {
+        Point { exposed_judged: exposed.0, exposed_agree: exposed.1, layers: layers.to_vec() }
+    }
+
+    #[test]
+    fn charts_draw_lines_dots_and_gaps_from_the_points() {
+        let layers = ["frontend".to_string(), "api".to_string()];
+        let pts =
+            [point((2, 2), &[(1, 1), (0, 0)]), point((2, 1), &[(2, 0), (0, 0)]), point((0, 0), &[(0, 2), (1, 0)])];
+        let svg = render_chart("checkout_v2", &pts, &layers);
+        assert!(svg.starts_with("<figure class=\"chart-box\"><svg class=\"chart\" data-feature=\"checkout_v2\""));
+        // 0 % at y 88, 100 % at y 8; three steps centred at x 87, 193, 299.
+        assert!(
+            svg.contains("<polyline points=\"87.0,8.0 193.0,48.0\" fill=\"none\" class=\"s-agree\""),
+            "exposed agreement: {svg}"
+        );
+        assert!(
+            svg.contains(
+                "<polyline points=\"87.0,48.0 193.0,8.0 299.0,88.0\" fill=\"none\" class=\"s-layer\" data-layer=\"0\" stroke=\"#0969da\""
+            ),
+            "frontend: {svg}"
+        );
+        // A lone point is a dot; steps without records leave gaps.
+        assert!(
+            svg.contains(
+                "<circle cx=\"299.0\" cy=\"8.0\" r=\"2\" class=\"s-layer\" data-layer=\"1\" stroke=\"#8250df\""
+            ),
+            "api: {svg}"
+        );
+        assert_eq!(svg.matches("<polyline").count() + svg.matches("<circle").count(), 3, "{svg}");
+        assert!(svg.contains("<title>checkout_v2: exposed agreement and new-path ratio per layer, last 3m"));
+        assert!(svg.contains("api new path") && svg.contains("exposed agreement</span>"));
+        assert!(!svg.contains("no decisions"));
+        let empty = render_chart("x<y", &[point((0, 0), &[(0, 0), (0, 0)])], &layers);
+        assert!(empty.contains("data-feature=\"x&lt;y\""), "{empty}");
+        assert!(empty.contains(">no decisions in the last 1m</text>"), "{empty}");
+        assert!(!empty.contains("<polyline") && !empty.contains("<circle"));
+    }
+
+    #[tokio::test]
+    async fn the_page_charts_the_last_hour_and_shows_exit_and_revision_convergence() {
+        let mut r = Rig::new(1 << 20);
+        r.feed(Story::AgreeNew, 3);
+        r.set_now(crate::http::test_rig::T0 + 1_800_000);
+        r.feed(Story::AgreeNew, 1);
+        r.feed(Story::Fake, 1);
+        r.feed_one(Story::AgreeNew, "rev-1", &[r#""flags_revision":"r7""#]);
+        r.flush();
+        let (code, html) = r.get_text("/").await;
+        assert_eq!(code, StatusCode::OK);
+        for f in ["checkout_v2", "search.ranking"] {
+            assert_eq!(html.matches(&format!("<svg class=\"chart\" data-feature=\"{f}\"")).count(), 1, "{f}");
+        }
+        let chart = &html[html.find("data-feature=\"checkout_v2\" viewBox").unwrap()..];
+        let chart = &chart[..chart.find("</svg>").unwrap()];
+        // Half an hour ago everything agreed; in the newest minute 2 of 3.
+        assert!(chart.contains("cy=\"8.0\" r=\"2\" class=\"s-agree\""), "{chart}");
+        assert!(chart.contains("cy=\"34.7\" r=\"2\" class=\"s-agree\""), "{chart}");
+        assert!(html.contains(">no decisions in the last 1h</text>"), "search.ranking has none");
+        for needle in [
+            "<div class=\"exit not_ready\"><b>flag exit</b> still taking the old path in the last 5m: api (",
+            "<a href=\"/api/v1/features/checkout_v2/exit-review?window=5m\">exit review</a>",
+            "<a href=\"/api/v1/features/checkout_v2/exit-review?format=markdown\">exit review (1h)</a>",
+            "<b>flag revision</b> <code>r7</code> current since 00:30:00 UTC · 1 revision seen in the last 5m",
+            "<tr><td>frontend</td><td>0%</td><td>0 ms</td></tr>",
+            "<div class=\"exit insufficient_data\"><b>flag exit</b> in the last 5m: no request closed in the window",
+            "no record carried a flags_revision in the last 5m",
+        ] {
+            assert!(html.contains(needle), "status page lacks {needle}");
+        }
+        for external in EXTERNAL {
+            assert!(!html.contains(external), "external asset: {external}");
+        }
+    }
+
     #[test]
     fn escaping() {
         assert_eq!(esc("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");

@@ -553,6 +553,83 @@ mod tests {
     }
 
     #[test]
+    fn fractions_are_exact_decimals_from_0_to_1() {
+        let f = |s: &str| Fraction::parse(s).map(|f| (f.num, f.den));
+        assert_eq!(f("0.01"), Some((1, 100)));
+        assert_eq!(f(" 0.0100 "), Some((1, 100)));
+        assert_eq!(f(".5"), Some((5, 10)));
+        assert_eq!(f("1"), Some((1, 1)));
+        assert_eq!(f("1."), Some((1, 1)));
+        assert_eq!(f("1.000"), Some((1, 1)));
+        assert_eq!(f("0"), Some((0, 1)));
+        assert_eq!(f("0.000000001"), Some((1, 1_000_000_000)));
+        for bad in [
+            "",
+            ".",
+            "1.01",
+            "2",
+            "-0.1",
+            "+0.1",
+            "1e-3",
+            "NaN",
+            "inf",
+            "0.0000000001",
+            "0,1",
+            "0.1.2",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(f(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_noise_floor_comparison_is_exact() {
+        let f = |s: &str| Fraction::parse(s).unwrap();
+        // 99/100 − 97/100 is 0.020000000000000018 in floats.
+        assert!(!drops_more_than(97, 100, 99, 100, f("0.02")));
+        assert!(drops_more_than(97, 100, 99, 100, f("0.019999999")));
+        // 1/3 − 0 against 0.333333333 and 0.333333334.
+        assert!(drops_more_than(0, 5, 1, 3, f("0.333333333")));
+        assert!(!drops_more_than(0, 5, 1, 3, f("0.333333334")));
+        // Exposed above the floor never drops.
+        assert!(!drops_more_than(100, 100, 90, 100, f("0")));
+        assert!(drops_more_than(89, 100, 90, 100, f("0")));
+        // Counts too large for exact arithmetic fall back to floats.
+        assert!(drops_more_than(u64::MAX / 2, u64::MAX, u64::MAX, u64::MAX, f("0.1")));
+    }
+
+    #[test]
+    fn the_webhook_answers_inconclusive_as_told() {
+        assert_eq!(WebhookAnswer::of(GateDecision::Proceed, Inconclusive::Hold).status, 200);
+        assert_eq!(WebhookAnswer::of(GateDecision::Hold, Inconclusive::Proceed).status, 412);
+        assert_eq!(WebhookAnswer::of(GateDecision::Inconclusive, Inconclusive::Hold).status, 412);
+        let a = WebhookAnswer::of(GateDecision::Inconclusive, Inconclusive::Proceed);
+        assert_eq!(a.status, 200);
+        assert!(a.applied.unwrap().contains("missing data does not count toward rollback"));
+        // A view missing a partition makes the gate inconclusive: the
+        // webhook answer follows.
+        let p = GateParams { min_samples: 1, inconclusive: Inconclusive::Proceed, ..GateParams::default() };
+        let g = gate(&stats(10, 0, 0), GateParams { inconclusive: Inconclusive::Hold, ..p });
+        assert_eq!(g.webhook.status, 200);
+        let view = Freshness {
+            updated_at: None,
+            age_seconds: None,
+            streams: Some(1),
+            missing_streams: vec![0],
+            stale_streams: vec![],
+            stale_instances: vec![],
+            instances: 0,
+        };
+        let g = with_freshness(
+            gate(&stats(10, 0, 0), GateParams { inconclusive: Inconclusive::Hold, ..p }),
+            Some(view.clone()),
+        );
+        assert_eq!((g.decision, g.webhook.status), (GateDecision::Inconclusive, 412));
+        let g = with_freshness(gate(&stats(10, 0, 0), p), Some(view));
+        assert_eq!((g.decision, g.webhook.status), (GateDecision::Inconclusive, 200));
+    }
+
+    #[test]
     fn parameters_parse_strictly_with_typed_errors() {
         let q = |pairs: &'static [(&'static str, &'static str)]| {
             parse_params(move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| *v))

@@ -12,9 +12,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::catalog::Catalog;
+use crate::decode::InputFormat;
 use crate::http::ServeOptions;
 use crate::service::{Service, ServiceError};
-use crate::simulate::{Generator, Scenario, Timing};
+use crate::simulate::{Generator, Messages, Scenario, Timing};
 use crate::source::kafka::{internal_topic_names, KafkaConfig};
 use crate::source::produce::produce;
 
@@ -46,6 +47,13 @@ expect = ["api", "analytics"]
 optional = ["frontend"]
 window = "4s"
 new_flow = "ltr"
+
+[otel]
+request_id = "trace_id"
+[otel.layers]
+"web-spa" = "frontend"
+"checkout-api" = "api"
+"fulfilment-worker" = "worker"
 "#;
 
 pub const DEMO_TOPIC: &str = "decisions";
@@ -55,6 +63,9 @@ pub struct DemoOptions {
     pub listen: SocketAddr,
     pub rate: f64,
     pub partitions: i32,
+    /// What the simulated stack logs (accord records, or OpenTelemetry
+    /// flag-evaluation events).
+    pub format: InputFormat,
     /// TLS, authentication, timeouts and limits of the HTTP server.
     pub http: ServeOptions,
 }
@@ -76,7 +87,10 @@ pub async fn demo(opts: DemoOptions, cancel: CancellationToken) -> Result<(), Se
     let brokers = cluster.bootstrap_servers();
     let addr = listener.local_addr().map_err(|e| ServiceError::Runtime(e.to_string()))?;
     let scheme = if opts.http.web.as_ref().is_some_and(|w| w.tls.is_some()) { "https" } else { "http" };
-    println!("accord demo: in-process Kafka at {brokers}, topic {DEMO_TOPIC:?} ({} partitions)", opts.partitions);
+    println!(
+        "accord demo: in-process Kafka at {brokers}, topic {DEMO_TOPIC:?} ({} partitions) of {} messages",
+        opts.partitions, opts.format
+    );
     println!("  status page   {scheme}://{addr}/");
     println!("  metrics       {scheme}://{addr}/metrics");
     println!("  features      {scheme}://{addr}/api/v1/features");
@@ -99,7 +113,8 @@ pub async fn demo(opts: DemoOptions, cancel: CancellationToken) -> Result<(), Se
     let producer_cancel = cancel.child_token();
     let producer = {
         let brokers = brokers.clone();
-        tokio::spawn(async move { produce(&brokers, &[], DEMO_TOPIC, gen, producer_cancel).await })
+        let messages = Messages::new(gen, opts.format, &catalog.otel, rand::random());
+        tokio::spawn(async move { produce(&brokers, &[], DEMO_TOPIC, messages, producer_cancel).await })
     };
     let kafka = KafkaConfig {
         // The mock broker answers a fetch only when `fetch.wait.max.ms`
@@ -107,6 +122,7 @@ pub async fn demo(opts: DemoOptions, cancel: CancellationToken) -> Result<(), Se
         // answers once `fetch.min.bytes` is there), so librdkafka's default
         // of 500 ms would delay verdicts on the demo page by up to that.
         properties: vec![("fetch.wait.max.ms".into(), "50".into())],
+        formats: vec![opts.format],
         ..KafkaConfig::new(&brokers, &[DEMO_TOPIC], DEMO_GROUP)
     };
     let mut service = Service::new(catalog)?;

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use crate::catalog::{Catalog, LayerId};
-use crate::decode::{decode, Reject};
+use crate::decode::otlp::{Mapping, Signal};
+use crate::decode::{decode, InputFormat, Reject};
 use crate::features::{FeatureId, Features};
 use crate::join::{Closed, Observer, Position};
 use crate::judge::RecordPath;
@@ -116,4 +117,64 @@ pub fn fuzz_join(data: &[u8]) {
     assert_eq!(c.joined + c.late, c.valid);
     assert_eq!(c.in_closed, c.joined);
     assert_eq!(c.open, 0);
+}
+
+/// OpenTelemetry input: the first byte picks the format (OTLP/JSON,
+/// protobuf logs, protobuf traces), the rest is one message. Decoding
+/// never panics; every evaluation is judged or rejected exactly once; what
+/// validates is a valid record; and for protobuf, a message that the
+/// generated `opentelemetry-proto` types decode also decodes here, holding
+/// every log record or span event as an evaluation or an ignored item.
+pub fn fuzz_otlp(data: &[u8]) {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+
+    let Some((&sel, msg)) = data.split_first() else { return };
+    let format = [InputFormat::OtlpJson, InputFormat::OtlpProtoLogs, InputFormat::OtlpProtoTraces][sel as usize % 3];
+    let f = features();
+    let map = Mapping::new(&f.catalog().otel);
+    let signal = match format {
+        InputFormat::OtlpProtoLogs => Some(Signal::Logs),
+        InputFormat::OtlpProtoTraces => Some(Signal::Traces),
+        _ => None,
+    };
+    let decoded = map.decode(signal, msg);
+    if let Ok(d) = &decoded {
+        for r in d.records().flatten() {
+            assert!(!r.request_id.is_empty() && r.request_id.len() <= 128);
+            assert!(crate::decode::valid_feature_key(&r.feature));
+        }
+    }
+    let items = match format {
+        InputFormat::OtlpProtoLogs => ExportLogsServiceRequest::decode(msg).ok().map(|r| {
+            r.resource_logs.iter().flat_map(|g| &g.scope_logs).map(|s| s.log_records.len() as u64).sum::<u64>()
+        }),
+        InputFormat::OtlpProtoTraces => ExportTraceServiceRequest::decode(msg).ok().map(|r| {
+            r.resource_spans
+                .iter()
+                .flat_map(|g| &g.scope_spans)
+                .flat_map(|s| &s.spans)
+                .map(|s| s.events.len() as u64)
+                .sum::<u64>()
+        }),
+        _ => None,
+    };
+    if let Some(items) = items {
+        let d = decoded.as_ref().expect("what the generated types decode decodes here");
+        assert_eq!(d.len() as u64 + d.ignored, items);
+    }
+    let mut p = Pipeline::new(f, 1 << 12);
+    let mut c = Count::default();
+    let out = p.ingest_message(format, msg, Position::new(0, 0), 1_700_000_000_000, &mut c);
+    p.engine_mut().flush(&mut c);
+    assert_eq!(u64::from(out.records), c.valid);
+    assert_eq!(u64::from(out.rejected), c.rejected);
+    assert_eq!(c.joined + c.late, c.valid);
+    assert_eq!(c.in_closed, c.joined);
+    assert_eq!(c.open, 0);
+    match &decoded {
+        Ok(d) => assert_eq!(out.records + out.rejected, d.len() as u32),
+        Err(_) => assert_eq!((out.records, out.rejected), (0, 1)),
+    }
 }

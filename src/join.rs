@@ -1,5 +1,6 @@
 //! Join stage: groups the records of one stream (a Kafka partition, a
-//! replay file) by `(feature, request_id)` and closes each group as SPEC §4
+//! replay file) by `(feature, request_id)` and closes each group as
+//! docs/reference.md#opening-and-closing-a-join
 //! says: early once every awaited layer reported, at `start + window` on
 //! the watermark, by force under `max_open_joins`, or at end of stream.
 //!
@@ -26,20 +27,22 @@
 //! Nothing here doubles by copying all it holds at once (`chunked`,
 //! `tombs`): the judging task must not stall while its state grows.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::hash::{BuildHasher, Hash, Hasher};
 
 use hashbrown::HashTable;
 
-use crate::catalog::{FeatureSpec, LayerId, LayerSet};
+use crate::catalog::{FeatureSpec, LayerSet};
 use crate::features::FeatureId;
-use crate::judge::{judge, Divergence, Facts, Judgement, RecordPath};
+use crate::judge::{judge, Divergence, Facts};
 
 mod chunked;
+mod deadlines;
+mod observer;
 mod ring;
 mod tombs;
 use chunked::{ChunkDeque, ChunkVec};
+use deadlines::Deadlines;
+pub use observer::{Closed, Evidence, Observer};
 pub use ring::RawRing;
 use tombs::{Tomb, Tombs};
 
@@ -103,70 +106,6 @@ pub struct Needed {
     pub arrival: u64,
     /// The watermark right after the record was judged.
     pub watermark: i64,
-}
-
-/// A join as it closes; borrowed for the duration of the callback.
-pub struct Closed<'a> {
-    pub feature: FeatureId,
-    pub request_id: &'a str,
-    pub start_ms: i64,
-    pub cause: CloseCause,
-    pub judgement: Judgement,
-    pub divergences: &'a [Divergence],
-    pub records: &'a [Facts],
-    rings: &'a [RawRing],
-}
-
-impl Closed<'_> {
-    /// The bytes of a record of this join as received, while the engine's
-    /// sample buffer still holds them.
-    pub fn raw(&self, record: &Facts) -> Option<&[u8]> {
-        self.rings.get(record.source as usize)?.get(record.position().key())
-    }
-}
-
-/// Receives everything the join stage decides. Metrics, the replay
-/// summary, verdict output and live statistics are observers.
-pub trait Observer {
-    /// A record failed validation (counted, skipped).
-    fn rejected(&mut self, _reason: crate::decode::Reject) {}
-    /// A valid record was counted; `late` records change no verdict.
-    fn record(&mut self, _feature: FeatureId, _layer: LayerId, _path: RecordPath, _late: bool) {}
-    /// A join closed and was judged.
-    fn closed(&mut self, _c: &Closed<'_>) {}
-    /// A valid record's `ts` was too far ahead of its reference time and
-    /// counted as absent (a bad clock).
-    fn clock_skewed(&mut self, _feature: FeatureId, _layer: LayerId) {}
-    /// A valid record evaluated a flag revision the stream had already
-    /// seen superseded at its event time.
-    fn stale_revision(&mut self, _feature: FeatureId, _layer: LayerId) {}
-    /// An item of an input message that is not a flag evaluation (an
-    /// OpenTelemetry log record or span event of another kind) was skipped.
-    fn ignored(&mut self, _items: u64) {}
-    /// The number of open joins changed by `delta`.
-    fn open_joins(&mut self, _delta: i64) {}
-    /// What the flag exit review needs of a valid record, late ones
-    /// included (borrowed from the record: nothing is allocated for
-    /// observers that ignore it).
-    fn evidence(&mut self, _e: &Evidence<'_>) {}
-}
-
-/// One valid record as the flag exit review sees it. Late records are
-/// evidence too: a decision that arrived after its request was judged was
-/// still taken, on the path it names, by the service and build it names;
-/// leaving it out would hide exactly the slow consumers and queued jobs
-/// that keep a flag alive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Evidence<'a> {
-    pub feature: FeatureId,
-    pub layer: LayerId,
-    pub path: RecordPath,
-    /// Event time, epoch milliseconds.
-    pub ts_ms: i64,
-    pub service: Option<&'a str>,
-    pub build: Option<&'a str>,
-    /// `flags_revision`.
-    pub revision: Option<&'a str>,
 }
 
 /// One validated record, ready to join.
@@ -357,7 +296,8 @@ impl JoinEngine {
     }
 
     /// Judges one record: advance the watermark (closing what it closes),
-    /// then count the record as late or join it (SPEC §4, order of work).
+    /// then count the record as late or join it
+    /// (docs/reference.md#order-of-work).
     pub fn process(&mut self, inp: Input<'_>, obs: &mut impl Observer) {
         let f = inp.facts;
         self.advance_watermark(f.ts_ms.saturating_sub(self.limits.allowed_lateness_ms), obs);
@@ -498,7 +438,7 @@ impl JoinEngine {
     }
 
     /// A closed key is remembered (its records are late) until the
-    /// watermark passes `start + 2 × window` (SPEC §4).
+    /// watermark passes `start + 2 × window` (docs/reference.md#late-records).
     fn remembered(&self, hash: u64) -> bool {
         self.tombs.get(hash).is_some_and(|t| t.forget_at >= self.watermark)
     }
@@ -696,185 +636,5 @@ mod ix {
     #[inline]
     pub fn hash(hash: u64) -> u64 {
         (hash >> 32).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-    }
-}
-
-/// `(start, slot, generation)` entries of one feature, smallest start
-/// first. Joins mostly open in start order, so entries go to a FIFO and
-/// only those that arrive out of order to a heap: popping is O(1) for
-/// almost every join instead of a sift through a heap of every join in
-/// the window.
-#[derive(Default)]
-struct Deadlines {
-    fifo: ChunkDeque<(i64, u32, u32)>,
-    heap: BinaryHeap<Reverse<(i64, u32, u32)>>,
-}
-
-impl Deadlines {
-    fn push(&mut self, e: (i64, u32, u32)) {
-        if self.fifo.back().is_none_or(|b| b.0 <= e.0) {
-            self.fifo.push_back(e);
-        } else {
-            self.heap.push(Reverse(e));
-        }
-    }
-
-    fn peek(&self) -> Option<(i64, u32, u32)> {
-        match (self.fifo.front(), self.heap.peek()) {
-            (Some(&f), Some(&Reverse(h))) => Some(f.min(h)),
-            (Some(&f), None) => Some(f),
-            (None, Some(&Reverse(h))) => Some(h),
-            (None, None) => None,
-        }
-    }
-
-    fn pop(&mut self) {
-        match (self.fifo.front(), self.heap.peek()) {
-            (Some(f), Some(Reverse(h))) if h < f => {
-                self.heap.pop();
-            }
-            (Some(_), _) => {
-                self.fifo.pop_front();
-            }
-            (None, _) => {
-                self.heap.pop();
-            }
-        }
-    }
-
-    fn clear(&mut self) {
-        self.fifo.clear();
-        self.heap.clear();
-    }
-}
-
-/// Both observers see everything, in order.
-impl<A: Observer, B: Observer> Observer for (A, B) {
-    fn rejected(&mut self, r: crate::decode::Reject) {
-        self.0.rejected(r);
-        self.1.rejected(r);
-    }
-    fn record(&mut self, feature: FeatureId, layer: LayerId, path: RecordPath, late: bool) {
-        self.0.record(feature, layer, path, late);
-        self.1.record(feature, layer, path, late);
-    }
-    fn closed(&mut self, c: &Closed<'_>) {
-        self.0.closed(c);
-        self.1.closed(c);
-    }
-    fn open_joins(&mut self, d: i64) {
-        self.0.open_joins(d);
-        self.1.open_joins(d);
-    }
-    fn clock_skewed(&mut self, f: FeatureId, l: LayerId) {
-        self.0.clock_skewed(f, l);
-        self.1.clock_skewed(f, l);
-    }
-    fn stale_revision(&mut self, f: FeatureId, l: LayerId) {
-        self.0.stale_revision(f, l);
-        self.1.stale_revision(f, l);
-    }
-    fn ignored(&mut self, n: u64) {
-        self.0.ignored(n);
-        self.1.ignored(n);
-    }
-    fn evidence(&mut self, e: &Evidence<'_>) {
-        self.0.evidence(e);
-        self.1.evidence(e);
-    }
-}
-
-/// An observer that may be absent (the verdicts topic is optional).
-impl<T: Observer> Observer for Option<T> {
-    fn rejected(&mut self, r: crate::decode::Reject) {
-        if let Some(o) = self {
-            o.rejected(r)
-        }
-    }
-    fn record(&mut self, f: FeatureId, l: LayerId, p: RecordPath, late: bool) {
-        if let Some(o) = self {
-            o.record(f, l, p, late)
-        }
-    }
-    fn closed(&mut self, c: &Closed<'_>) {
-        if let Some(o) = self {
-            o.closed(c)
-        }
-    }
-    fn open_joins(&mut self, d: i64) {
-        if let Some(o) = self {
-            o.open_joins(d)
-        }
-    }
-    fn clock_skewed(&mut self, f: FeatureId, l: LayerId) {
-        if let Some(o) = self {
-            o.clock_skewed(f, l)
-        }
-    }
-    fn stale_revision(&mut self, f: FeatureId, l: LayerId) {
-        if let Some(o) = self {
-            o.stale_revision(f, l)
-        }
-    }
-    fn ignored(&mut self, n: u64) {
-        if let Some(o) = self {
-            o.ignored(n)
-        }
-    }
-    fn evidence(&mut self, e: &Evidence<'_>) {
-        if let Some(o) = self {
-            o.evidence(e)
-        }
-    }
-}
-
-impl<T: Observer + ?Sized> Observer for &mut T {
-    fn rejected(&mut self, r: crate::decode::Reject) {
-        (**self).rejected(r)
-    }
-    fn record(&mut self, feature: FeatureId, layer: LayerId, path: RecordPath, late: bool) {
-        (**self).record(feature, layer, path, late)
-    }
-    fn closed(&mut self, c: &Closed<'_>) {
-        (**self).closed(c)
-    }
-    fn open_joins(&mut self, d: i64) {
-        (**self).open_joins(d)
-    }
-    fn clock_skewed(&mut self, f: FeatureId, l: LayerId) {
-        (**self).clock_skewed(f, l)
-    }
-    fn stale_revision(&mut self, f: FeatureId, l: LayerId) {
-        (**self).stale_revision(f, l)
-    }
-    fn ignored(&mut self, n: u64) {
-        (**self).ignored(n)
-    }
-    fn evidence(&mut self, e: &Evidence<'_>) {
-        (**self).evidence(e)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    proptest! {
-        /// Deadlines come out in start order however they went in.
-        #[test]
-        fn deadlines_pop_in_start_order(starts in prop::collection::vec(-50i64..50, 0..300)) {
-            let mut d = super::Deadlines::default();
-            for (i, s) in starts.iter().enumerate() {
-                d.push((*s, i as u32, 0));
-            }
-            let mut out = Vec::new();
-            while let Some(e) = d.peek() {
-                out.push(e);
-                d.pop();
-            }
-            let mut want: Vec<_> = starts.iter().enumerate().map(|(i, s)| (*s, i as u32, 0)).collect();
-            want.sort();
-            prop_assert_eq!(out, want);
-        }
     }
 }

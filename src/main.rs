@@ -1,4 +1,6 @@
-//! The `accord` command line (SPEC §7).
+//! The `accord` command line (docs/reference.md#command-line). Exit codes
+//! are decided here only: 0, 1 for runtime failures, 2 for bad usage, a
+//! bad catalog or a bad web configuration, 130 after a second signal.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -6,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use accord::decode::InputFormat;
 use accord::exit::{render_markdown, ReviewParams, ReviewWindow};
 use accord::export::summary::Summary;
 use accord::export::verdicts::VerdictWriter;
@@ -14,7 +17,7 @@ use accord::features::Resolved;
 use accord::http::{ServeOptions, WebConfig};
 use accord::replay::{replay, ReplayOptions, Source};
 use accord::service::{cancel_on_signals, Service, ServiceError};
-use accord::simulate::{Generator, Scenario, Timing};
+use accord::simulate::{Generator, Messages, Scenario, Timing};
 use accord::source::kafka::KafkaConfig;
 use accord::{Catalog, Features};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -46,6 +49,10 @@ enum Cmd {
         /// kept per layer or per service); without it each file is a stream.
         #[arg(long)]
         merge: bool,
+        /// What each line is: an accord decision record, or one OTLP/JSON
+        /// export request (logs or traces) as the Collector's file exporter writes it.
+        #[arg(long, default_value = "accord", value_parser = parse_line_format)]
+        input_format: InputFormat,
     },
     /// The flag exit review of FEATURE over archived decision records (the
     /// whole archive is the window): who still takes the old path, can the flag go?
@@ -65,6 +72,9 @@ enum Cmd {
         /// All files form one stream, merged in event-time order (as replay --merge).
         #[arg(long)]
         merge: bool,
+        /// What each line is (as replay --input-format).
+        #[arg(long, default_value = "accord", value_parser = parse_line_format)]
+        input_format: InputFormat,
     },
     /// Validate a catalog file; prints one line per problem.
     CheckConfig { file: PathBuf },
@@ -79,6 +89,11 @@ enum Cmd {
         rate: f64,
         #[arg(long, default_value_t = 4)]
         partitions: i32,
+        /// What the simulated stack logs: accord decision records, or
+        /// OpenTelemetry flag-evaluation events (as OpenFeature hooks emit
+        /// them, through the Collector's Kafka exporter).
+        #[arg(long, default_value = "accord")]
+        input_format: InputFormat,
         #[command(flatten)]
         http: HttpArgs,
     },
@@ -93,9 +108,16 @@ struct RunArgs {
     /// Kafka bootstrap servers, HOST:PORT[,HOST:PORT...].
     #[arg(long, env = "ACCORD_BROKERS")]
     brokers: String,
-    /// Topic(s) to consume; repeat the flag or separate with commas.
+    /// Topic(s) to consume, NAME or NAME:FORMAT; repeat the flag or separate
+    /// with commas. Partition p of every topic is one stream: the topics must
+    /// be co-partitioned (equal partition counts, records keyed by request_id).
     #[arg(long = "topic", env = "ACCORD_TOPIC", value_delimiter = ',', required = true)]
     topics: Vec<String>,
+    /// Input format of topics that name none: accord decision records, or
+    /// OpenTelemetry flag-evaluation events (otlp_json, otlp_proto_logs,
+    /// otlp_proto_traces) as the Collector's Kafka exporter writes them.
+    #[arg(long, env = "ACCORD_INPUT_FORMAT", default_value = "accord")]
+    input_format: InputFormat,
     #[arg(long, env = "ACCORD_GROUP", default_value = "accord")]
     group: String,
     #[arg(long, env = "ACCORD_LISTEN", default_value = "127.0.0.1:9898")]
@@ -111,6 +133,10 @@ struct RunArgs {
     /// created at start-up when missing).
     #[arg(long, env = "ACCORD_STATS_TOPIC")]
     stats_topic: Option<String>,
+    /// The name this instance publishes its share of the live view under
+    /// (default: the host name and process id).
+    #[arg(long, env = "ACCORD_INSTANCE_ID")]
+    instance_id: Option<String>,
     /// Judging threads (default: the number of cores).
     #[arg(long, env = "ACCORD_JUDGE_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     judge_threads: Option<u16>,
@@ -187,9 +213,16 @@ struct SimulateArgs {
     duration: std::time::Duration,
     #[arg(long, value_enum, default_value_t = Scenario::Mixed)]
     scenario: Scenario,
-    /// Write JSON lines here (`-` for stdout) instead of producing to Kafka, as fast as possible.
+    /// Write the messages here (`-` for stdout) instead of producing to Kafka, as fast as
+    /// possible: one per line for the JSON formats; for the protobuf formats each
+    /// message preceded by its length as a protobuf varint (length-delimited).
     #[arg(long, conflicts_with = "brokers")]
     output: Option<String>,
+    /// What to send: accord records, or the same decisions as OpenFeature
+    /// flag-evaluation events in OTLP export requests (several per message,
+    /// one message per trace id, keyed by trace id).
+    #[arg(long, env = "ACCORD_OUTPUT_FORMAT", default_value = "accord")]
+    output_format: InputFormat,
     /// Catalog whose windows the late stories respect.
     #[arg(long, env = "ACCORD_CONFIG", default_value = "accord.toml")]
     config: PathBuf,
@@ -204,6 +237,14 @@ struct SimulateArgs {
     /// Extra librdkafka property, KEY=VALUE (repeatable).
     #[arg(long = "kafka", value_parser = parse_kv)]
     kafka: Vec<(String, String)>,
+}
+
+/// Replay reads lines, so only the JSON formats.
+fn parse_line_format(s: &str) -> Result<InputFormat, String> {
+    match s.parse::<InputFormat>()? {
+        f @ (InputFormat::Accord | InputFormat::OtlpJson) => Ok(f),
+        f => Err(format!("{f} is binary; replay reads JSON lines (accord | otlp_json)")),
+    }
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -285,8 +326,17 @@ fn main() -> ExitCode {
                 service.http = ServeOptions { grace: service.http.grace, ..http };
                 let listener = Service::bind(args.listen).await?;
                 let defaults = KafkaConfig::new(&args.brokers, &[], &args.group);
+                let mut topics = Vec::new();
+                let mut formats = Vec::new();
+                for t in &args.topics {
+                    let (name, format) = InputFormat::split_topic(t.trim())
+                        .map_err(|e| ServiceError::Config(format!("--topic: {e}")))?;
+                    topics.push(name.to_string());
+                    formats.push(format.unwrap_or(args.input_format));
+                }
                 let kafka = KafkaConfig {
-                    topics: args.topics,
+                    topics,
+                    formats,
                     properties: args.kafka,
                     verdicts_topic: args.verdicts_topic,
                     handover_topic: args.handover_topic,
@@ -294,22 +344,24 @@ fn main() -> ExitCode {
                     commit_interval: args.commit_interval,
                     sample_bytes: args.sample_buffer_bytes,
                     judge_threads: args.judge_threads.map_or(defaults.judge_threads, usize::from),
+                    instance_id: args.instance_id,
                     ..defaults
                 };
                 service.run(kafka, listener, cancel).await
             })
         }
-        Cmd::Demo { listen, rate, partitions, http } => {
+        Cmd::Demo { listen, rate, partitions, input_format, http } => {
             let http = match http.serve_options() {
                 Ok(h) => h,
                 Err(code) => return code,
             };
             block_on(|cancel| async move {
-                accord::demo::demo(accord::demo::DemoOptions { listen, rate, partitions, http }, cancel).await
+                let opts = accord::demo::DemoOptions { listen, rate, partitions, format: input_format, http };
+                accord::demo::demo(opts, cancel).await
             })
         }
         Cmd::Simulate(args) => simulate(args),
-        Cmd::Replay { files, config, format, merge } => {
+        Cmd::Replay { files, config, format, merge, input_format } => {
             let catalog = match load_catalog(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -323,7 +375,7 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            match run_replay(&sources, catalog, format, ReplayOptions { merge }) {
+            match run_replay(&sources, catalog, format, ReplayOptions { merge, format: input_format }) {
                 Ok(()) => ExitCode::SUCCESS,
                 // `accord replay ... | head` is not an error.
                 Err(e)
@@ -339,7 +391,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Report { feature, files, config, format, min_samples, merge } => {
+        Cmd::Report { feature, files, config, format, min_samples, merge, input_format } => {
             let catalog = match load_catalog(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -357,7 +409,14 @@ fn main() -> ExitCode {
                 now_ms: chrono::Utc::now().timestamp_millis(),
                 min_samples,
             };
-            finish(run_report(&sources, catalog, &feature, format, ReplayOptions { merge }, &params))
+            finish(run_report(
+                &sources,
+                catalog,
+                &feature,
+                format,
+                ReplayOptions { merge, format: input_format },
+                &params,
+            ))
         }
     }
 }
@@ -439,17 +498,21 @@ where
 }
 
 fn simulate(args: SimulateArgs) -> ExitCode {
-    // The catalog only tells the windows; without one, use SPEC defaults.
-    let timing = match Catalog::load(&args.config) {
-        Ok(c) => Timing {
-            window_ms: c.feature("checkout_v2").map_or(c.window_ms, |f| f.window_ms),
-            allowed_lateness_ms: c.allowed_lateness_ms,
-        },
+    // The catalog only tells the windows and how OpenTelemetry events map
+    // (its [otel] section); without one, use the defaults.
+    let (timing, otel) = match Catalog::load(&args.config) {
+        Ok(c) => (
+            Timing {
+                window_ms: c.feature("checkout_v2").map_or(c.window_ms, |f| f.window_ms),
+                allowed_lateness_ms: c.allowed_lateness_ms,
+            },
+            c.otel,
+        ),
         Err(e) if args.config.exists() => {
             eprintln!("accord: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
-        Err(_) => Timing { window_ms: 30_000, allowed_lateness_ms: 5_000 },
+        Err(_) => (Timing { window_ms: 30_000, allowed_lateness_ms: 5_000 }, Default::default()),
     };
     let base = match &args.start {
         None => chrono::Utc::now().timestamp_millis(),
@@ -462,15 +525,25 @@ fn simulate(args: SimulateArgs) -> ExitCode {
         },
     };
     let gen = Generator::new(args.scenario, timing, args.rate, args.duration.as_millis() as i64, base, args.seed);
+    let gen = Messages::new(gen, args.output_format, &otel, args.seed);
     let report = if let Some(out) = &args.output {
         let mut gen = gen;
+        let binary = matches!(args.output_format, InputFormat::OtlpProtoLogs | InputFormat::OtlpProtoTraces);
         let res = (|| -> std::io::Result<()> {
             let sink: Box<dyn Write> =
                 if out == "-" { Box::new(std::io::stdout().lock()) } else { Box::new(std::fs::File::create(out)?) };
             let mut w = std::io::BufWriter::with_capacity(1 << 20, sink);
-            for r in gen.by_ref() {
-                w.write_all(r.json.as_bytes())?;
-                w.write_all(b"\n")?;
+            let mut len = Vec::with_capacity(10);
+            for m in gen.by_ref() {
+                if binary {
+                    len.clear();
+                    prost::encoding::encode_varint(m.payload.len() as u64, &mut len);
+                    w.write_all(&len)?;
+                    w.write_all(&m.payload)?;
+                } else {
+                    w.write_all(&m.payload)?;
+                    w.write_all(b"\n")?;
+                }
             }
             w.flush()
         })();
@@ -478,7 +551,7 @@ fn simulate(args: SimulateArgs) -> ExitCode {
             eprintln!("accord: cannot write {out}: {e}");
             return ExitCode::FAILURE;
         }
-        gen.report
+        gen.report()
     } else {
         let brokers = args.brokers.clone().unwrap_or_default();
         let topic = args.topic.clone();

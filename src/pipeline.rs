@@ -1,12 +1,17 @@
 //! One stream's path through the stages: decode → resolve feature and
 //! layer → facts → join (→ judge at close) → observers. The Kafka source
 //! runs one `Pipeline` per partition; replay runs one per file.
+//!
+//! A message is one accord record, or (OpenTelemetry input formats) one
+//! export request holding any number of evaluations, each judged like a
+//! record, in message order, all at the message's position.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::catalog::{Catalog, FeatureSpec, LayerId};
-use crate::decode::{decode, Record, Reject};
+use crate::decode::otlp::{render_accord, Mapping, Scratch, Signal};
+use crate::decode::{decode, InputFormat, Record, Reject};
 use crate::features::{FeatureId, Features, Resolved};
 use crate::join::{Evidence, Input, JoinEngine, Limits, Observer, Position};
 use crate::judge::facts;
@@ -22,6 +27,22 @@ pub struct Valid<'a> {
     other: bool,
 }
 
+impl Valid<'_> {
+    /// The record as accord JSON bytes: `raw` itself when the record came
+    /// as accord JSON, else the mapped record rendered (replay keeps these
+    /// for records it judges later).
+    pub fn accord_bytes(&self, raw: Option<&[u8]>) -> Vec<u8> {
+        match raw {
+            Some(raw) => raw.to_vec(),
+            None => {
+                let mut out = Vec::with_capacity(256);
+                render_accord(&self.record, &mut out);
+                out
+            }
+        }
+    }
+}
+
 pub struct Pipeline {
     features: Arc<Features>,
     catalog: Arc<Catalog>,
@@ -33,6 +54,28 @@ pub struct Pipeline {
     last_at: Option<Position>,
     /// Per feature id: the flag revisions this stream has met.
     revisions: Vec<Revisions>,
+    /// The catalog's `[otel]` section, prepared for decoding (shared with
+    /// the messages being decoded, so they borrow nothing of the pipeline).
+    otlp: Arc<Mapping>,
+    sample_bytes: usize,
+    /// Buffers for decoding OpenTelemetry messages, reused.
+    scratch: Scratch,
+    /// Where an OpenTelemetry evaluation is rendered as accord JSON for the
+    /// sample buffer (reused: rendering allocates nothing).
+    rendered: Vec<u8>,
+}
+
+/// What one message held (see [`Pipeline::ingest_message`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MessageOutcome {
+    /// Records judged (late ones included).
+    pub records: u32,
+    /// Records (or the whole message) rejected.
+    pub rejected: u32,
+    /// OpenTelemetry items that are not flag evaluations.
+    pub ignored: u64,
+    /// The first reject, for a rate-limited log line.
+    pub first_reject: Option<Reject>,
 }
 
 impl Pipeline {
@@ -44,6 +87,7 @@ impl Pipeline {
             max_closed_keys: catalog.max_closed_keys,
             sample_bytes,
         };
+        let otlp = Arc::new(Mapping::new(&catalog.otel));
         let mut p = Pipeline {
             features,
             catalog,
@@ -51,6 +95,10 @@ impl Pipeline {
             specs: Vec::new(),
             last_at: None,
             revisions: Vec::new(),
+            otlp,
+            sample_bytes,
+            scratch: Scratch::default(),
+            rendered: Vec::new(),
         };
         p.load_specs(p.features.len());
         p
@@ -68,9 +116,14 @@ impl Pipeline {
         &self.features
     }
 
-    /// Decodes and validates, in the precedence of SPEC §9.
+    /// Decodes and validates one accord record, in the precedence of
+    /// docs/reference.md#reject-reasons.
     pub fn validate<'a>(&self, raw: &'a [u8]) -> Result<Valid<'a>, Reject> {
-        let record = decode(raw)?;
+        self.resolve(decode(raw)?)
+    }
+
+    /// Resolves a decoded record's layer and feature in the catalog.
+    pub fn resolve<'a>(&self, record: Record<'a>) -> Result<Valid<'a>, Reject> {
         let layer = self.catalog.layer_id(&record.layer).ok_or(Reject::UnknownLayer)?;
         let (feature, other) = match self.features.resolve(&record.feature) {
             Resolved::Known(id) => (id, false),
@@ -144,6 +197,105 @@ impl Pipeline {
             return None;
         }
         Some(ts)
+    }
+
+    /// Decodes one message of `format` and hands `f` each record it holds,
+    /// validated (or its reject), in message order, with its index in the
+    /// message and its accord bytes when the message is one accord record
+    /// (`None`: an OpenTelemetry evaluation, see [`Pipeline::join_record`]).
+    /// A message that does not decode is one reject (`too_large`,
+    /// `malformed_json`, `malformed_otlp`); items that are not evaluations
+    /// are counted with [`Observer::ignored`]. Returns the ignored items.
+    pub fn for_each_record<O: Observer>(
+        &mut self,
+        format: InputFormat,
+        raw: &[u8],
+        obs: &mut O,
+        mut f: impl FnMut(&mut Pipeline, u16, Result<Valid<'_>, Reject>, Option<&[u8]>, &mut O),
+    ) -> u64 {
+        let signal = match format {
+            InputFormat::Accord => {
+                let v = self.validate(raw);
+                f(self, 0, v, Some(raw), obs);
+                return 0;
+            }
+            InputFormat::OtlpJson => None,
+            InputFormat::OtlpProtoLogs => Some(Signal::Logs),
+            InputFormat::OtlpProtoTraces => Some(Signal::Traces),
+        };
+        let map = self.otlp.clone();
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let decoded = match map.decode_in(signal, raw, &mut scratch) {
+            Ok(d) => d,
+            Err(r) => {
+                f(self, 0, Err(r), None, obs);
+                return 0;
+            }
+        };
+        if decoded.ignored > 0 {
+            obs.ignored(decoded.ignored);
+        }
+        for (i, r) in decoded.records().enumerate() {
+            let v = r.and_then(|r| self.resolve(r));
+            f(self, u16::try_from(i).unwrap_or(u16::MAX), v, None, obs);
+        }
+        let ignored = decoded.ignored;
+        decoded.recycle(&mut self.scratch);
+        ignored
+    }
+
+    /// [`Pipeline::join`] for a record of [`Pipeline::for_each_record`]:
+    /// the sample buffer keeps `raw`, or for an OpenTelemetry evaluation the
+    /// record rendered as accord JSON (only when samples are kept), so a
+    /// divergence sample reads the same whatever the input format.
+    pub fn join_record(
+        &mut self,
+        v: &Valid<'_>,
+        ts_ms: i64,
+        at: Position,
+        raw: Option<&[u8]>,
+        obs: &mut impl Observer,
+    ) {
+        match raw {
+            Some(raw) => self.join(v, ts_ms, at, raw, obs),
+            None if self.sample_bytes == 0 => self.join(v, ts_ms, at, &[], obs),
+            None => {
+                let mut buf = std::mem::take(&mut self.rendered);
+                buf.clear();
+                render_accord(&v.record, &mut buf);
+                self.join(v, ts_ms, at, &buf, obs);
+                self.rendered = buf;
+            }
+        }
+    }
+
+    /// Judges one live message of any input format: every record it holds,
+    /// in order, at position `at` (numbered by their index in the message);
+    /// a record without (or with a skewed) `ts` takes `reference_ms`, the
+    /// Kafka message timestamp. Rejects are passed to the observer and
+    /// summed up in the outcome.
+    pub fn ingest_message(
+        &mut self,
+        format: InputFormat,
+        raw: &[u8],
+        at: Position,
+        reference_ms: i64,
+        obs: &mut impl Observer,
+    ) -> MessageOutcome {
+        let mut out = MessageOutcome::default();
+        out.ignored = self.for_each_record(format, raw, obs, |p, item, v, raw, obs| match v {
+            Ok(v) => {
+                let ts = p.event_time(&v, reference_ms, obs).unwrap_or(reference_ms);
+                p.join_record(&v, ts, Position { item, ..at }, raw, obs);
+                out.records += 1;
+            }
+            Err(r) => {
+                obs.rejected(r);
+                out.rejected += 1;
+                out.first_reject.get_or_insert(r);
+            }
+        });
+        out
     }
 
     /// Validates and joins one record of a live stream: a missing (or

@@ -16,6 +16,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::decode::InputFormat;
 use crate::exit::{ExitAgg, ExitRecorder, ExitReview, RequestTally, ReviewParams};
 use crate::features::{FeatureId, Features};
 use crate::join::{Observer, Position};
@@ -67,6 +68,9 @@ pub enum ReplayError {
 pub struct ReplayOptions {
     /// All files form one stream, merged in event-time order.
     pub merge: bool,
+    /// What each line is: an accord record, or (`otlp_json`) one OTLP/JSON
+    /// export request as the Collector's file exporter writes it.
+    pub format: InputFormat,
 }
 
 /// Judges the sources: each as its own stream, or all as one merged stream.
@@ -85,13 +89,13 @@ pub fn replay(
         let readers =
             sources.iter().map(|s| Ok(Lines::new(s.open()?, READ_CHUNK, s.name()))).collect::<Result<Vec<_>, _>>()?;
         let mut pipeline = Pipeline::new(features.clone(), 0);
-        return replay_merged(readers, reference_ms, &mut pipeline, obs);
+        return replay_merged(readers, opts.format, reference_ms, &mut pipeline, obs);
     }
     let mut total = 0;
     for s in sources {
         let mut pipeline = Pipeline::new(features.clone(), 0);
         let lines = Lines::new(s.open()?, READ_CHUNK, s.name());
-        total += replay_lines(lines, reference_ms, &mut pipeline, obs)?;
+        total += replay_lines(lines, opts.format, reference_ms, &mut pipeline, obs)?;
     }
     Ok(total)
 }
@@ -122,8 +126,19 @@ pub fn replay_stream(
     obs: &mut impl Observer,
     name: &str,
 ) -> Result<u64, ReplayError> {
+    replay_stream_as(reader, InputFormat::Accord, pipeline, obs, name)
+}
+
+/// [`replay_stream`] for lines of any input format.
+pub fn replay_stream_as(
+    reader: impl Read,
+    format: InputFormat,
+    pipeline: &mut Pipeline,
+    obs: &mut impl Observer,
+    name: &str,
+) -> Result<u64, ReplayError> {
     let now = chrono::Utc::now().timestamp_millis();
-    replay_lines(Lines::new(reader, READ_CHUNK, name.to_string()), now, pipeline, obs)
+    replay_lines(Lines::new(reader, READ_CHUNK, name.to_string()), format, now, pipeline, obs)
 }
 
 /// Files one merged stream can take: a record's position names its file
@@ -221,47 +236,53 @@ fn trim_line(line: &[u8]) -> &[u8] {
 /// One file as one stream: lines are judged in place.
 fn replay_lines<R: Read>(
     mut lines: Lines<R>,
+    format: InputFormat,
     reference_ms: i64,
     pipeline: &mut Pipeline,
     obs: &mut impl Observer,
 ) -> Result<u64, ReplayError> {
     let mut prev_ts: Option<i64> = None;
-    // Valid head records that had no `ts`, as (line, bytes).
-    let mut pending: Vec<(u64, Vec<u8>)> = Vec::new();
+    // Valid head records that had no `ts`, as (position, accord bytes).
+    let mut pending: Vec<(Position, Vec<u8>)> = Vec::new();
     while let Some((line, rec)) = lines.next_line()? {
-        let at = Position::new(0, line);
-        match pipeline.validate(rec) {
-            Err(r) => obs.rejected(r),
-            Ok(v) => match (pipeline.event_time(&v, reference_ms, obs), prev_ts) {
-                (Some(ts), _) => {
-                    for (line, bytes) in pending.drain(..) {
-                        // These validated once already; validation is deterministic.
-                        if let Ok(v) = pipeline.validate(&bytes) {
-                            pipeline.join(&v, ts, Position::new(0, line), &bytes, obs);
-                        }
+        pipeline.for_each_record(format, rec, obs, |p, item, v, raw, obs| {
+            let at = Position { item, ..Position::new(0, line) };
+            match v {
+                Err(r) => obs.rejected(r),
+                Ok(v) => match (p.event_time(&v, reference_ms, obs), prev_ts) {
+                    (Some(ts), _) => {
+                        join_pending(p, &mut pending, ts, obs);
+                        p.join_record(&v, ts, at, raw, obs);
+                        prev_ts = Some(ts);
                     }
-                    pipeline.join(&v, ts, at, rec, obs);
-                    prev_ts = Some(ts);
-                }
-                (None, Some(ts)) => pipeline.join(&v, ts, at, rec, obs),
-                (None, None) => pending.push((line, rec.to_vec())),
-            },
-        }
+                    (None, Some(ts)) => p.join_record(&v, ts, at, raw, obs),
+                    (None, None) => pending.push((at, v.accord_bytes(raw))),
+                },
+            }
+        });
     }
     let now = chrono::Utc::now().timestamp_millis();
-    for (line, bytes) in pending.drain(..) {
-        if let Ok(v) = pipeline.validate(&bytes) {
-            pipeline.join(&v, now, Position::new(0, line), &bytes, obs);
-        }
-    }
+    join_pending(pipeline, &mut pending, now, obs);
     pipeline.engine_mut().flush(obs);
     Ok(lines.records)
 }
 
-/// A valid record of one file with its event time resolved.
+/// Joins the head records that waited for the file's first `ts`.
+fn join_pending(p: &mut Pipeline, pending: &mut Vec<(Position, Vec<u8>)>, ts: i64, obs: &mut impl Observer) {
+    for (at, bytes) in pending.drain(..) {
+        // These validated once already (as accord JSON, whatever the input
+        // format); validation is deterministic.
+        if let Ok(v) = p.validate(&bytes) {
+            p.join(&v, ts, at, &bytes, obs);
+        }
+    }
+}
+
+/// A valid record of one file with its event time resolved, as accord
+/// JSON bytes.
 struct Timed {
     ts: i64,
-    line: u64,
+    at: Position,
     bytes: Vec<u8>,
 }
 
@@ -270,41 +291,45 @@ struct Timed {
 /// skewed clocks are counted as the lines are read.
 struct TimedFile<R> {
     lines: Lines<R>,
+    source: u8,
     prev_ts: Option<i64>,
     /// Head records without `ts`, waiting for the file's first `ts`.
-    pending: Vec<(u64, Vec<u8>)>,
+    pending: Vec<(Position, Vec<u8>)>,
     ready: VecDeque<Timed>,
 }
 
 impl<R: Read> TimedFile<R> {
     fn next(
         &mut self,
-        pipeline: &Pipeline,
+        format: InputFormat,
+        pipeline: &mut Pipeline,
         reference_ms: i64,
         obs: &mut impl Observer,
     ) -> Result<Option<Timed>, ReplayError> {
         while self.ready.is_empty() {
             let Some((line, rec)) = self.lines.next_line()? else {
                 let now = chrono::Utc::now().timestamp_millis();
-                self.ready.extend(self.pending.drain(..).map(|(line, bytes)| Timed { ts: now, line, bytes }));
+                self.ready.extend(self.pending.drain(..).map(|(at, bytes)| Timed { ts: now, at, bytes }));
                 break;
             };
-            let v = match pipeline.validate(rec) {
-                Err(r) => {
-                    obs.rejected(r);
-                    continue;
+            let (ready, pending, prev_ts) = (&mut self.ready, &mut self.pending, &mut self.prev_ts);
+            let source = self.source;
+            pipeline.for_each_record(format, rec, obs, |p, item, v, raw, obs| {
+                let at = Position { item, ..Position::new(source, line) };
+                let v = match v {
+                    Err(r) => return obs.rejected(r),
+                    Ok(v) => v,
+                };
+                match (p.event_time(&v, reference_ms, obs), *prev_ts) {
+                    (Some(ts), _) => {
+                        ready.extend(pending.drain(..).map(|(at, bytes)| Timed { ts, at, bytes }));
+                        ready.push_back(Timed { ts, at, bytes: v.accord_bytes(raw) });
+                        *prev_ts = Some(ts);
+                    }
+                    (None, Some(ts)) => ready.push_back(Timed { ts, at, bytes: v.accord_bytes(raw) }),
+                    (None, None) => pending.push((at, v.accord_bytes(raw))),
                 }
-                Ok(v) => v,
-            };
-            match (pipeline.event_time(&v, reference_ms, obs), self.prev_ts) {
-                (Some(ts), _) => {
-                    self.ready.extend(self.pending.drain(..).map(|(line, bytes)| Timed { ts, line, bytes }));
-                    self.ready.push_back(Timed { ts, line, bytes: rec.to_vec() });
-                    self.prev_ts = Some(ts);
-                }
-                (None, Some(ts)) => self.ready.push_back(Timed { ts, line, bytes: rec.to_vec() }),
-                (None, None) => self.pending.push((line, rec.to_vec())),
-            }
+            });
         }
         Ok(self.ready.pop_front())
     }
@@ -315,26 +340,34 @@ impl<R: Read> TimedFile<R> {
 /// named first (the rule Kafka topics of one stream are merged by).
 fn replay_merged<R: Read>(
     readers: Vec<Lines<R>>,
+    format: InputFormat,
     reference_ms: i64,
     pipeline: &mut Pipeline,
     obs: &mut impl Observer,
 ) -> Result<u64, ReplayError> {
     let mut files: Vec<TimedFile<R>> = readers
         .into_iter()
-        .map(|lines| TimedFile { lines, prev_ts: None, pending: Vec::new(), ready: VecDeque::new() })
+        .enumerate()
+        .map(|(i, lines)| TimedFile {
+            lines,
+            source: i as u8,
+            prev_ts: None,
+            pending: Vec::new(),
+            ready: VecDeque::new(),
+        })
         .collect();
     let mut heads = Vec::with_capacity(files.len());
     for f in &mut files {
-        heads.push(f.next(pipeline, reference_ms, obs)?);
+        heads.push(f.next(format, pipeline, reference_ms, obs)?);
     }
     loop {
         let next = heads.iter().enumerate().filter_map(|(i, h)| h.as_ref().map(|t| (t.ts, i))).min().map(|(_, i)| i);
         let Some(i) = next else { break };
         let t = heads[i].take().expect("chosen head");
         if let Ok(v) = pipeline.validate(&t.bytes) {
-            pipeline.join(&v, t.ts, Position::new(i as u8, t.line), &t.bytes, obs);
+            pipeline.join(&v, t.ts, t.at, &t.bytes, obs);
         }
-        heads[i] = files[i].next(pipeline, reference_ms, obs)?;
+        heads[i] = files[i].next(format, pipeline, reference_ms, obs)?;
     }
     pipeline.engine_mut().flush(obs);
     Ok(files.iter().map(|f| f.lines.records).sum())
@@ -367,7 +400,7 @@ mod tests {
         let mut summary = Summary::new(features.clone());
         let mut p = Pipeline::new(features, 0);
         let lines = Lines::new(Trickle(text, per_read), chunk, "t".into());
-        let n = replay_lines(lines, i64::MAX / 4, &mut p, &mut summary).unwrap();
+        let n = replay_lines(lines, InputFormat::Accord, i64::MAX / 4, &mut p, &mut summary).unwrap();
         (n, summary.report())
     }
 
@@ -376,7 +409,7 @@ mod tests {
         let mut summary = Summary::new(features.clone());
         let mut p = Pipeline::new(features, 0);
         let readers = files.iter().map(|f| Lines::new(Trickle(f, 7), 16, "m".into())).collect();
-        replay_merged(readers, i64::MAX / 4, &mut p, &mut summary).unwrap();
+        replay_merged(readers, InputFormat::Accord, i64::MAX / 4, &mut p, &mut summary).unwrap();
         summary.report()
     }
 
@@ -411,6 +444,57 @@ mod tests {
         assert_eq!(reference.0, 200 * 4 + 4 + 1);
         for (chunk, per_read) in [(1, 1), (7, 3), (64, 64), (100, 1000), (4096, 17)] {
             assert_eq!(run(&text, chunk, per_read), reference, "chunk {chunk}, {per_read} bytes per read");
+        }
+    }
+
+    /// OTLP/JSON lines: evaluations without a time follow the per-file
+    /// rule (head ones take the file's first time), several evaluations of
+    /// one line are judged in order, and merged files still merge.
+    #[test]
+    fn opentelemetry_lines_follow_the_event_time_rules() {
+        let features = features();
+        let line = |ts: Option<&str>, evals: &[(&str, &str)]| {
+            let items: Vec<String> = evals
+                .iter()
+                .map(|(trace, svc)| {
+                    let time = ts.map(|t| format!(r#","timeUnixNano":"{t}000000""#)).unwrap_or_default();
+                    format!(
+                        r#"{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"{svc}"}}}}]}},"scopeLogs":[{{"logRecords":[{{"traceId":"{trace}","eventName":"feature_flag.evaluation"{time},"attributes":[{{"key":"feature_flag.key","value":{{"stringValue":"checkout_v2"}}}},{{"key":"accord.selected_flow","value":{{"stringValue":"v2"}}}}]}}]}}]}}"#
+                    )
+                })
+                .collect();
+            format!(r#"{{"resourceLogs":[{}]}}"#, items.join(","))
+        };
+        let t = |i: u8| format!("{i:032x}");
+        // Request 1: two layers on a head line without time, two with it.
+        let text = [
+            line(None, &[(&t(1), "frontend"), (&t(1), "api")]),
+            line(Some("1795168800000"), &[(&t(1), "worker"), (&t(1), "analytics"), (&t(2), "frontend")]),
+            "not json".to_string(),
+            line(None, &[(&t(2), "api")]),
+            line(Some("1795168801000"), &[(&t(2), "worker")]),
+        ]
+        .join("\n");
+        let run = |merge: bool| {
+            let mut summary = Summary::new(features.clone());
+            let mut p = Pipeline::new(features.clone(), 0);
+            if merge {
+                let (a, b) = text.split_at(text.find("not json").unwrap());
+                let readers = [a.as_bytes(), b.as_bytes()].map(|f| Lines::new(Trickle(f, 5), 16, "m".into()));
+                replay_merged(readers.into(), InputFormat::OtlpJson, i64::MAX / 4, &mut p, &mut summary).unwrap();
+            } else {
+                let lines = Lines::new(Trickle(text.as_bytes(), 9), 16, "t".into());
+                replay_lines(lines, InputFormat::OtlpJson, i64::MAX / 4, &mut p, &mut summary).unwrap();
+            }
+            summary.report()
+        };
+        for merge in [false, true] {
+            let s = run(merge);
+            let f = &s.features["checkout_v2"];
+            assert_eq!(s.records, 7, "merge {merge}");
+            assert_eq!(s.late, 0, "merge {merge}");
+            assert_eq!(f.requests, 2, "merge {merge}");
+            assert_eq!(s.rejected.values().sum::<u64>(), 1, "merge {merge}: {:?}", s.rejected);
         }
     }
 

@@ -1,5 +1,6 @@
 //! The simulator: decision records of a realistic rollout with a known
-//! mix of agreements and disagreements (SPEC §7 `accord simulate`).
+//! mix of agreements and disagreements (`accord simulate`,
+//! docs/reference.md#accord-simulate).
 //!
 //! [`Generator`] is a pure, seeded, event-time generator: each request is
 //! drawn from a scenario's mix of [`Story`]s, expands into one record per
@@ -16,15 +17,18 @@
 //! optional frontend; new flow `ltr`).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::decode::format_rfc3339_ms;
+use crate::catalog::OtelConfig;
+use crate::decode::{format_rfc3339_ms, InputFormat};
 
-/// Named traffic mixes (SPEC §7, issue "Run accord on Kafka").
+pub mod otlp;
+
+/// Named traffic mixes (docs/reference.md#accord-simulate).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scenario {
@@ -125,6 +129,12 @@ pub struct Report {
     pub expected: BTreeMap<String, BTreeMap<String, u64>>,
     /// Requests per story.
     pub stories: BTreeMap<String, u64>,
+    /// Messages sent (one per record for accord output; OpenTelemetry
+    /// export requests hold several).
+    pub messages: u64,
+    /// OpenTelemetry log records and span events sent that are not flag
+    /// evaluations (accord counts them in `accord_otlp_items_ignored_total`).
+    pub otlp_items_ignored: u64,
 }
 
 impl Report {
@@ -307,6 +317,88 @@ impl Iterator for Generator {
         let Reverse((_, _, slot)) = self.queue.pop()?;
         self.free.push(slot);
         self.slots[slot].take()
+    }
+}
+
+/// One message to send: an accord record, or an OpenTelemetry export
+/// request holding several evaluations.
+#[derive(Debug, Clone)]
+pub struct SimMessage {
+    /// When to send it (ms since the generator's start).
+    pub emit_ms: i64,
+    /// The Kafka key: the request id, or the trace id for OpenTelemetry.
+    pub key: String,
+    pub payload: Vec<u8>,
+}
+
+/// The generator's records as the messages of an output format, in emit
+/// order. For the OpenTelemetry formats, the records emitted within one
+/// Collector batch ([`otlp::BATCH_MS`]) leave together at its end, one
+/// export request per trace id.
+pub struct Messages {
+    gen: Generator,
+    enc: Option<otlp::Encoder>,
+    ready: VecDeque<SimMessage>,
+    messages: u64,
+}
+
+impl Messages {
+    /// `otel` is the catalog's `[otel]` section the output must satisfy
+    /// (OpenTelemetry formats only).
+    pub fn new(gen: Generator, format: InputFormat, otel: &OtelConfig, seed: u64) -> Self {
+        let enc = format.is_otlp().then(|| otlp::Encoder::new(format, otel, seed));
+        Messages { gen, enc, ready: VecDeque::new(), messages: 0 }
+    }
+
+    /// Accord records, one per message.
+    pub fn accord(gen: Generator) -> Self {
+        Messages::new(gen, InputFormat::Accord, &OtelConfig::default(), 0)
+    }
+
+    /// Emit time of the next message, if any.
+    pub fn peek_emit_ms(&mut self) -> Option<i64> {
+        self.fill();
+        self.ready.front().map(|m| m.emit_ms)
+    }
+
+    /// What was sent.
+    pub fn report(&self) -> Report {
+        let mut r = self.gen.report.clone();
+        r.messages = self.messages;
+        r.otlp_items_ignored = self.enc.as_ref().map_or(0, |e| e.ignored);
+        r
+    }
+
+    fn fill(&mut self) {
+        if !self.ready.is_empty() {
+            return;
+        }
+        let Some(enc) = &mut self.enc else {
+            if let Some(r) = self.gen.next() {
+                self.ready.push_back(SimMessage { emit_ms: r.emit_ms, key: r.key, payload: r.json.into_bytes() });
+            }
+            return;
+        };
+        let Some(first) = self.gen.peek_emit_ms() else { return };
+        let end = (first.div_euclid(otlp::BATCH_MS) + 1) * otlp::BATCH_MS;
+        let mut batch = Vec::new();
+        while self.gen.peek_emit_ms().is_some_and(|t| t < end) {
+            batch.extend(self.gen.next());
+        }
+        let records: Vec<_> = batch.iter().filter_map(|r| crate::decode::decode(r.json.as_bytes()).ok()).collect();
+        for e in enc.encode_batch(&records) {
+            self.ready.push_back(SimMessage { emit_ms: end, key: e.key, payload: e.payload });
+        }
+    }
+}
+
+impl Iterator for Messages {
+    type Item = SimMessage;
+    fn next(&mut self) -> Option<SimMessage> {
+        self.fill();
+        let m = self.ready.pop_front()?;
+        self.messages += 1;
+        Some(m)
     }
 }
 

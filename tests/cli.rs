@@ -170,3 +170,92 @@ fn missing_topic_is_a_one_line_configuration_error() {
 fn unsafe_kill(pid: u32, sig: i32) {
     let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
 }
+
+/// `accord simulate --output-format` writes the same stories as OpenFeature
+/// events: replayed, the OTLP/JSON file judges exactly like the accord
+/// file (every series; the ignored-items counter is what the report says
+/// was sent), and the protobuf files hold length-delimited export requests.
+#[test]
+fn simulated_opentelemetry_output_judges_like_accord_output() {
+    let dir = std::env::temp_dir().join(format!("accord-cli-sim-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sim = |format: &str| {
+        let out = dir.join(format!("sim.{format}"));
+        let report = dir.join(format!("report.{format}.json"));
+        let (code, _, err) = accord(
+            &[
+                "simulate",
+                "--config",
+                CATALOG,
+                "--rate",
+                "1500",
+                "--duration",
+                "20s",
+                "--start",
+                "2026-11-20T10:00:00Z",
+                "--seed",
+                "5",
+                "--scenario",
+                "mixed",
+                "--output-format",
+                format,
+                "--output",
+                out.to_str().unwrap(),
+                "--report",
+                report.to_str().unwrap(),
+            ],
+            b"",
+        );
+        assert_eq!(code, 0, "{format}: {err}");
+        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+        (out, report)
+    };
+    let judge = |file: &std::path::Path, format: &str| {
+        let (code, out, err) = accord(
+            &[
+                "replay",
+                file.to_str().unwrap(),
+                "--config",
+                CATALOG,
+                "--input-format",
+                format,
+                "--format",
+                "prometheus",
+            ],
+            b"",
+        );
+        assert_eq!(code, 0, "{format}: {err}");
+        common::parse_prometheus(&out)
+    };
+    let (accord_file, accord_report) = sim("accord");
+    let (json_file, json_report) = sim("otlp_json");
+    assert_eq!(accord_report["expected"], json_report["expected"]);
+    let mut want = judge(&accord_file, "accord");
+    let mut got = judge(&json_file, "otlp_json");
+    let ignored = got.remove("accord_otlp_items_ignored_total").unwrap();
+    assert_eq!(want.remove("accord_otlp_items_ignored_total"), Some(0.0));
+    assert!(ignored > 0.0);
+    assert_eq!(ignored, json_report["otlp_items_ignored"].as_f64().unwrap());
+    assert!(json_report["messages"].as_u64().unwrap() > 100);
+    assert!(want[r#"accord_requests_total{feature="checkout_v2",path="mixed",verdict="diverge"}"#] > 0.0);
+    assert_eq!(want, got);
+
+    for format in ["otlp_proto_logs", "otlp_proto_traces"] {
+        let (file, report) = sim(format);
+        let bytes = std::fs::read(file).unwrap();
+        let mut buf = &bytes[..];
+        let mut messages = 0;
+        while !buf.is_empty() {
+            let len = prost::encoding::decode_varint(&mut buf).unwrap() as usize;
+            assert!(len <= buf.len());
+            buf = &buf[len..];
+            messages += 1;
+        }
+        assert_eq!(messages, report["messages"].as_u64().unwrap(), "{format}");
+        // Replay reads lines: protobuf is refused with one line.
+        let (code, _, err) = accord(&["replay", "-", "--config", CATALOG, "--input-format", format], b"");
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("replay reads JSON lines"), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

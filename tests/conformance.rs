@@ -5,7 +5,9 @@
 //! - `cases.json`: join and verdict semantics;
 //! - `clock.json`: records stamped by bad clocks;
 //! - `revisions.json`: stale flag revisions;
-//! - `multi.json`: several files merged into one stream (`--merge`).
+//! - `multi.json`: several files merged into one stream (`--merge`);
+//! - `otlp.json`: OpenTelemetry flag-evaluation events, each case with its
+//!   own catalog and input format.
 
 mod common;
 
@@ -112,6 +114,28 @@ fn every_merged_stream_case_matches_exactly() {
         compare(name, &out, case["expect"].as_object().unwrap(), &mut failures);
     }
     assert!(failures.is_empty(), "multi.json: {} mismatches:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn every_opentelemetry_case_matches_exactly() {
+    let cases = suite("otlp.json");
+    assert!(cases.len() >= 8, "otlp.json lost cases");
+    let dir = tempdir();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let name = case["name"].as_str().unwrap();
+        let catalog = format!("{dir}/{name}.toml");
+        std::fs::write(&catalog, case["catalog"].as_str().unwrap()).unwrap();
+        let format = case["input_format"].as_str().unwrap();
+        let input = lines(&case["input"]);
+        let (code, out, err) = accord(
+            &["replay", "-", "--config", &catalog, "--input-format", format, "--format", "prometheus"],
+            input.as_bytes(),
+        );
+        assert_eq!(code, 0, "{name}: {err}");
+        compare(name, &out, case["expect"].as_object().unwrap(), &mut failures);
+    }
+    assert!(failures.is_empty(), "otlp.json: {} mismatches:\n{}", failures.len(), failures.join("\n"));
 }
 
 fn tempdir() -> String {

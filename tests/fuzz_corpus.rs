@@ -24,3 +24,8 @@ fn decode_corpus() {
 fn join_corpus() {
     assert!(each("join", accord::fuzzing::fuzz_join) > 5);
 }
+
+#[test]
+fn otlp_corpus() {
+    assert!(each("otlp", accord::fuzzing::fuzz_otlp) > 5);
+}

@@ -37,15 +37,25 @@ async fn http(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     (code, body)
 }
 
+/// The gate and its webhook, asked one after the other. The view moves in
+/// steps (a share per commit interval), so a step may fall between the two
+/// requests: they must agree when asked over the same view.
 async fn gate(addr: std::net::SocketAddr) -> (Value, u16) {
     let q = format!("window=5m&min_samples={MIN_SAMPLES}&min_agreement=0.999&max_incomplete=0.01");
-    let (code, body) = http(addr, &format!("/api/v1/gates/checkout_v2?{q}")).await;
-    assert_eq!(code, 200, "{body}");
-    let g: Value = serde_json::from_str(&body).unwrap();
-    let (hook, body) = http(addr, &format!("/api/v1/gates/checkout_v2/webhook?{q}")).await;
-    let h: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(h["decision"], g["decision"]);
-    (g, hook)
+    let mut last = None;
+    for _ in 0..20 {
+        let (code, body) = http(addr, &format!("/api/v1/gates/checkout_v2?{q}")).await;
+        assert_eq!(code, 200, "{body}");
+        let g: Value = serde_json::from_str(&body).unwrap();
+        let (hook, body) = http(addr, &format!("/api/v1/gates/checkout_v2/webhook?{q}")).await;
+        let h: Value = serde_json::from_str(&body).unwrap();
+        if h["view"]["updated_at"] == g["view"]["updated_at"] {
+            assert_eq!(h["decision"], g["decision"], "the same view, the same decision");
+            return (g, hook);
+        }
+        last = Some((g, h));
+    }
+    panic!("the view moved between every gate and webhook request: {last:?}");
 }
 
 /// Produces a scenario's records (event times over the last `duration_ms`)

@@ -1,4 +1,5 @@
-//! Exact handover (SPEC §8): a graceful stop or a rebalance neither loses
+//! Exact handover (docs/reference.md#commits-and-exact-handover): a graceful
+//! stop or a rebalance neither loses
 //! an open join nor judges a request twice, and the verdicts topic holds
 //! each judged request once. The sum of every instance's counters must
 //! equal `accord replay` of the same records, exactly.

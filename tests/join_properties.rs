@@ -1,5 +1,6 @@
 //! Property tests of the join + judge core through the replay pipeline,
-//! and the verdict paths SPEC §4 names that the conformance cases do not
+//! and the verdict paths of docs/reference.md#join-and-verdict-semantics that
+//! the conformance cases do not
 //! pin down (eviction, window close, tombstone expiry, tracked features).
 
 use std::io::Cursor;
@@ -160,7 +161,7 @@ proptest! {
             })
             .collect();
         let mut summary = Summary::new(f.clone());
-        accord::replay::replay(&files, &f, accord::replay::ReplayOptions { merge: true }, &mut summary).unwrap();
+        accord::replay::replay(&files, &f, accord::replay::ReplayOptions { merge: true, ..Default::default() }, &mut summary).unwrap();
         prop_assert_eq!(summary.report(), unsplit);
     }
 

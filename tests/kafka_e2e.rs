@@ -29,7 +29,8 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
-/// One record of each SPEC §9 reason, an empty message, and a record
+/// One record of each reject reason (docs/reference.md#reject-reasons), an
+/// empty message, and a record
 /// without a key (judged normally: the key is routing, not schema).
 fn bad_records() -> Vec<(Option<String>, Vec<u8>)> {
     let big = format!(r#"{{"request_id":"x","layer":"api","feature":"checkout_v2","pad":"{}"}}"#, "p".repeat(70_000));
@@ -193,7 +194,7 @@ async fn simulated_rollout_through_kafka_matches_simulator_and_replay() {
     assert_eq!(live_requests, report.requests as f64, "no unexpected verdicts");
     let late: f64 = live.iter().filter(|(k, _)| k.starts_with("accord_records_late_total{")).map(|(_, v)| v).sum();
     assert_eq!(late, report.late_records as f64);
-    // Every §9 reason once; the empty message is malformed JSON; the
+    // Every reject reason once; the empty message is malformed JSON; the
     // keyless record lacks request_id.
     for (reason, n) in [
         ("malformed_json", 2.0),

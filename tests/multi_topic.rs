@@ -150,7 +150,7 @@ fn replay_merged(features: &Arc<Features>, produced: &[Produced]) -> BTreeMap<St
                 Source::File(path)
             })
             .collect();
-        replay(&files, features, ReplayOptions { merge: true }, &mut obs).unwrap();
+        replay(&files, features, ReplayOptions { merge: true, ..Default::default() }, &mut obs).unwrap();
     }
     contract(&m)
 }

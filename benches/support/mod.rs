@@ -1,4 +1,4 @@
-//! Shared by the criterion benches and `examples/throughput.rs`: the
+//! Shared by the criterion benches and `examples/throughput/`: the
 //! catalog, the generated stream and the parse-only baseline, so every
 //! figure is measured on the same records.
 #![allow(dead_code)]
@@ -9,44 +9,58 @@ use std::sync::Arc;
 
 use accord::catalog::Catalog;
 use accord::decode::Val;
-use accord::simulate::{Generator, Scenario, Timing};
+use accord::simulate::{Generator, Scenario, SimRecord, Timing};
 use serde::Deserialize;
 
-/// The example catalog's monitor settings and features (`accord.toml`).
+/// The example catalog (`accord.toml` at the root of the repository, the
+/// one the README and the docs start from), with `max_open_joins` set to
+/// what a measurement needs: every figure is taken on the catalog users
+/// get, not on a copy that drifts from it.
 pub fn catalog_text(max_open_joins: usize) -> String {
-    format!(
-        r#"
-[monitor]
-layers = ["frontend", "api", "worker", "analytics"]
-window = "30s"
-allowed_lateness = "5s"
-max_open_joins = {max_open_joins}
+    with_max_open_joins(include_str!("../../accord.toml"), max_open_joins)
+}
 
-[[feature]]
-key = "checkout_v2"
-owner = "payments"
-class = "state-machine"
-expires = "2027-01-31"
-expect = ["frontend", "api", "worker", "analytics"]
-new_flow = "v2"
-new_capability = "v2"
-new_payload_version = "2"
+/// `text` with `[monitor] max_open_joins` set to `n` (the line replaced,
+/// or added at the end of `[monitor]`). Without its own
+/// `max_closed_keys`, the catalog remembers as many closed keys.
+pub fn with_max_open_joins(text: &str, n: usize) -> String {
+    let mut out = String::with_capacity(text.len() + 32);
+    let (mut section, mut done) = (String::new(), false);
+    for line in text.lines() {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            if section == "[monitor]" && !done {
+                out.push_str(&format!("max_open_joins = {n}\n"));
+                done = true;
+            }
+            section = t.split('#').next().unwrap_or("").trim().to_string();
+        }
+        if section == "[monitor]" && t.starts_with("max_open_joins") && t[14..].trim_start().starts_with('=') {
+            out.push_str(&format!("max_open_joins = {n}\n"));
+            done = true;
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if !done {
+        if section != "[monitor]" {
+            out.push_str("\n[monitor]\n");
+        }
+        out.push_str(&format!("max_open_joins = {n}\n"));
+    }
+    out
+}
 
-[[feature]]
-key = "search.ranking"
-owner = "search"
-class = "decision"
-expires = "2027-06-30"
-expect = ["api", "analytics"]
-optional = ["frontend"]
-window = "10s"
-new_flow = "ltr"
-"#
-    )
+/// The generator's timing, from the catalog (`checkout_v2` uses the
+/// default window).
+pub fn timing() -> Timing {
+    let c = catalog(1);
+    Timing { window_ms: c.window_ms, allowed_lateness_ms: c.allowed_lateness_ms }
 }
 
 pub fn catalog(max_open_joins: usize) -> Arc<Catalog> {
-    Arc::new(Catalog::parse(Path::new("bench.toml"), &catalog_text(max_open_joins)).expect("bench catalog"))
+    Arc::new(Catalog::parse(Path::new("accord.toml"), &catalog_text(max_open_joins)).expect("the example catalog"))
 }
 
 /// Event time of the first record (2030-01-01): fixed, so runs are
@@ -60,20 +74,19 @@ pub const BASE_MS: i64 = 1_893_456_000_000;
 /// open at any time (the analytics-missing ones wait for the window).
 pub const RATE: f64 = 20_000.0;
 
-/// `n` records of the `mixed` scenario (emit order, ~300 bytes each),
-/// as `(key, json)`.
-pub fn generate(n: usize, seed: u64) -> Vec<(String, String)> {
-    let timing = Timing { window_ms: 30_000, allowed_lateness_ms: 5_000 };
+/// `n` records of the `mixed` scenario (emit order, ~300 bytes each).
+pub fn generate(n: usize, seed: u64) -> Vec<SimRecord> {
+    let timing = timing();
     // A little longer than needed, then cut at `n`.
     let duration_ms = ((n as f64 / RATE) * 1000.0 * 1.05) as i64 + 60_000;
-    Generator::new(Scenario::Mixed, timing, RATE, duration_ms, BASE_MS, seed).take(n).map(|r| (r.key, r.json)).collect()
+    Generator::new(Scenario::Mixed, timing, RATE, duration_ms, BASE_MS, seed).take(n).collect()
 }
 
 /// The same records as one JSON-lines buffer (what `accord replay` reads).
-pub fn lines(records: &[(String, String)]) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(records.iter().map(|r| r.1.len() + 1).sum());
-    for (_, json) in records {
-        buf.extend_from_slice(json.as_bytes());
+pub fn lines(records: &[SimRecord]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(records.iter().map(|r| r.json.len() + 1).sum());
+    for r in records {
+        buf.extend_from_slice(r.json.as_bytes());
         buf.push(b'\n');
     }
     buf

@@ -1,10 +1,10 @@
-//! The feature catalog (`accord.toml`, SPEC §3): which layers exist in
+//! The feature catalog (`accord.toml`, docs/reference.md#the-catalog): which layers exist in
 //! which pipeline order, which features are monitored and what "the new
 //! path" means for each.
 //!
 //! Validation collects every problem with the file, line and field it
 //! concerns, so `accord check-config` can print one line per problem and
-//! `accord run` can refuse to start with one line (SPEC §9: never run half
+//! `accord run` can refuse to start with one line (never run half
 //! configured).
 
 use std::fmt;
@@ -14,9 +14,12 @@ use serde::Deserialize;
 use toml::Spanned;
 
 mod layers;
+mod otel;
 pub use layers::{LayerId, LayerSet, Layers, MAX_LAYERS};
+pub use otel::{OtelConfig, RequestIdSource};
 
-/// Feature keys and request ids are limited to this many bytes (SPEC §2).
+/// Feature keys and request ids are limited to this many bytes
+/// (docs/reference.md#record-fields).
 pub const MAX_KEY_BYTES: usize = 128;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,7 +110,8 @@ pub struct Catalog {
     pub window_ms: i64,
     pub allowed_lateness_ms: i64,
     pub max_open_joins: usize,
-    /// Cap on remembered closed keys (tombstones). Not in SPEC §3: without
+    /// Cap on remembered closed keys (tombstones). accord's own addition to
+    /// the catalog (docs/reference.md#the-monitor-section): without
     /// it a flood of unique request ids would grow memory for
     /// `2 × window` after each forced close. Defaults to `max_open_joins`.
     pub max_closed_keys: usize,
@@ -122,8 +126,11 @@ pub struct Catalog {
     pub max_topic_idle_ms: i64,
     pub features: Vec<FeatureSpec>,
     /// Layer id of the layer named `api`, the one whose `api_capability`
-    /// the exposure check reads (SPEC §4 names that layer).
+    /// the exposure check reads (docs/reference.md#divergences names that
+    /// layer).
     pub api_layer: Option<LayerId>,
+    /// How OpenTelemetry flag-evaluation events map onto records (`[otel]`).
+    pub otel: OtelConfig,
 }
 
 impl Catalog {
@@ -228,6 +235,8 @@ struct RawCatalog {
     monitor: Option<Spanned<RawMonitor>>,
     #[serde(default)]
     feature: Vec<Spanned<RawFeature>>,
+    #[serde(default)]
+    otel: Option<otel::RawOtel>,
 }
 
 #[derive(Deserialize, Default)]
@@ -419,7 +428,9 @@ impl Validator<'_> {
             max_clock_skew_ms,
             max_topic_idle_ms,
             features: Vec::new(),
+            otel: OtelConfig::default(),
         };
+        cat.otel = self.otel(raw.otel, &cat);
         if raw.feature.is_empty() && unknown_features == UnknownFeatures::Reject {
             self.errors.push(CatalogError {
                 file: self.file.clone(),

@@ -1,4 +1,4 @@
-//! Prometheus metrics (SPEC §5) in an explicit registry.
+//! Prometheus metrics (docs/reference.md#metrics) in an explicit registry.
 //!
 //! The families the pipeline updates per record and per closed join (the
 //! "hot" ones: records, decisions, requests, divergences, missing layers,

@@ -1,4 +1,5 @@
-//! The replay summary (SPEC §7 `--format summary`): counts per feature,
+//! The replay summary (`accord replay --format summary`,
+//! docs/reference.md#accord-replay): counts per feature,
 //! path, verdict, divergence kind, missing layer, rejects, late records,
 //! and each feature's exposed agreement.
 

@@ -1,5 +1,5 @@
 //! One JSON object per closed join: `replay --format verdicts` and the
-//! verdicts topic (SPEC §7) share this shape.
+//! verdicts topic (docs/reference.md#accord-replay) share this shape.
 
 use std::io::Write;
 use std::sync::Arc;

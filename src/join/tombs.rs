@@ -1,4 +1,5 @@
-//! Remembered closed keys (tombstones), SPEC §4: a closed key's later
+//! Remembered closed keys (tombstones, docs/reference.md#late-records): a
+//! closed key's later
 //! records are late until the watermark passes `start + 2 × window`.
 //!
 //! Tombstones come and go at the close rate (tens of thousands per second

@@ -1,5 +1,6 @@
 //! Judge stage: the release path of one record, and the verdict of one
-//! closed join (SPEC §4). Pure functions over compact [`Facts`], so the
+//! closed join (docs/reference.md#join-and-verdict-semantics). Pure
+//! functions over compact [`Facts`], so the
 //! rules are tested without a join engine, a clock or a broker.
 
 pub mod revisions;
@@ -165,7 +166,8 @@ fn flag_says_new(flag: &FlagState<'_>, spec: &FeatureSpec) -> bool {
     }
 }
 
-/// The path of one record (SPEC §4, first rule that applies).
+/// The path of one record (docs/reference.md#path-of-a-record: the first
+/// rule that applies).
 pub fn record_path(d: &Record<'_>, spec: &FeatureSpec) -> RecordPath {
     let eq = |b: bool| if b { RecordPath::New } else { RecordPath::Old };
     if let (Some(flow), Some(new)) = (&d.selected_flow, &spec.new_flow) {

@@ -423,6 +423,14 @@ impl Delta {
         Some(ExitAgg::merged(slices.into_iter().map(Arc::unwrap_or_clone)))
     }
 
+    /// Keeps at most `n` samples per feature, the newest. Samples are
+    /// examples, not counts: the counters are untouched.
+    pub fn limit_samples(&mut self, n: usize) {
+        for f in self.features.values_mut() {
+            f.samples.truncate(n);
+        }
+    }
+
     /// A feature's newest divergent requests, newest first.
     pub fn samples(&self, feature: &str, limit: usize) -> Vec<Sample> {
         self.features.get(feature).map_or_else(Vec::new, |f| f.samples.iter().take(limit).cloned().collect())

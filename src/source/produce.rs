@@ -1,4 +1,5 @@
-//! Sends simulated decision records to Kafka, paced to the wall clock.
+//! Sends simulated messages (decision records, or OpenTelemetry export
+//! requests) to Kafka, paced to the wall clock.
 
 use std::time::Duration;
 
@@ -6,7 +7,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::simulate::{Generator, Report};
+use crate::simulate::{Messages, Report};
 use crate::source::kafka::{client_config_for, ClientRole};
 
 #[derive(Debug, thiserror::Error)]
@@ -17,15 +18,15 @@ pub enum ProduceError {
     Deliver { topic: String, source: rdkafka::error::KafkaError },
 }
 
-/// Produces every generated record at its emit time (relative to now),
-/// keyed by request id. Returns what was sent. Stops early on `cancel`
+/// Produces every generated message at its emit time (relative to now),
+/// keyed by request id (trace id for OpenTelemetry). Returns what was sent. Stops early on `cancel`
 /// (the report then covers what was generated so far, and records of
 /// requests in flight may be missing).
 pub async fn produce(
     brokers: &str,
     properties: &[(String, String)],
     topic: &str,
-    mut gen: Generator,
+    mut gen: Messages,
     cancel: CancellationToken,
 ) -> Result<Report, ProduceError> {
     let mut cfg = client_config_for(brokers, properties, ClientRole::Producer);
@@ -47,7 +48,7 @@ pub async fn produce(
         }
         let Some(rec) = gen.next() else { break };
         let fut = producer
-            .send_result(FutureRecord::to(topic).key(&rec.key).payload(&rec.json))
+            .send_result(FutureRecord::to(topic).key(&rec.key).payload(&rec.payload))
             .map_err(|(e, _)| ProduceError::Deliver { topic: topic.into(), source: e });
         match fut {
             Ok(f) => inflight.push(f),
@@ -58,7 +59,7 @@ pub async fn produce(
                     check(f, topic).await?;
                 }
                 let f = producer
-                    .send_result(FutureRecord::to(topic).key(&rec.key).payload(&rec.json))
+                    .send_result(FutureRecord::to(topic).key(&rec.key).payload(&rec.payload))
                     .map_err(|(e, _)| ProduceError::Deliver { topic: topic.into(), source: e })?;
                 inflight.push(f);
             }
@@ -73,7 +74,7 @@ pub async fn produce(
         check(f, topic).await?;
     }
     let _ = producer.flush(Duration::from_secs(30));
-    Ok(gen.report)
+    Ok(gen.report())
 }
 
 async fn check(f: rdkafka::producer::DeliveryFuture, topic: &str) -> Result<(), ProduceError> {

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Is accord's live /metrics equal to `accord replay --format prometheus` of the same records?
 
-    python3 scripts/ci/lib/counters_equal.py LIVE.prom REPLAY.prom [--require SERIES_PREFIX]...
+    python3 scripts/ci/lib/counters_equal.py LIVE.prom REPLAY.prom... [--require SERIES_PREFIX]... [--skip NAME]...
 
 Compares every series of the judging counters (the ones both `run` and
 `replay` export: records, rejects, late, layer decisions, requests,
@@ -9,8 +9,11 @@ divergences, missing layers, stale revisions, ignored OTLP items, skewed
 clocks), series by series, and wants `accord_open_joins` 0 in LIVE (every
 join closed, so no verdict is still to come). --require names a series
 prefix that must be non-zero in REPLAY (so a test cannot pass on a stream
-that lacks what it is about). Prints one summary line, then one line per
-difference; exits 0 iff all is equal.
+that lacks what it is about). Several REPLAY files (replays of separate
+streams, e.g. one per partition) are summed series by series. --skip leaves
+the counter NAME out of the comparison (for a replay that cannot have it).
+Prints one summary line, then one line per difference; exits 0 iff all is
+equal.
 """
 import argparse
 import re
@@ -49,12 +52,16 @@ def total(series, name):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("live")
-    ap.add_argument("replay")
+    ap.add_argument("replay", nargs="+")
     ap.add_argument("--require", action="append", default=[])
+    ap.add_argument("--skip", action="append", default=[], choices=COUNTERS)
     a = ap.parse_args()
-    live, ref = parse(a.live), parse(a.replay)
+    live, ref = parse(a.live), {}
+    for path in a.replay:
+        for k, v in parse(path).items():
+            ref[k] = ref.get(k, 0.0) + v
     diffs = []
-    keys = {k for k in set(live) | set(ref) if k.split("{")[0] in COUNTERS}
+    keys = {k for k in set(live) | set(ref) if k.split("{")[0] in COUNTERS and k.split("{")[0] not in a.skip}
     for k in sorted(keys):
         lv, rv = live.get(k, 0.0), ref.get(k, 0.0)
         if lv != rv:

@@ -5,9 +5,10 @@
     python3 scripts/ci/lib/kafka_io.py dump BOOTSTRAP TOPIC OUTDIR [--timeout S] [-X KEY=VALUE]...
 
 produce: RECORDS.jsonl holds one object per line: `partition` (int), `key`,
-`value` (the record, a string) and `timestamp` (the Kafka message timestamp,
-epoch ms). Records go out in file order, one in flight at a time per
-partition, so each partition holds them in file order. Prints the count.
+`value` (the record, a string) or `value_b64` (binary, e.g. protobuf, in
+base64) and `timestamp` (the Kafka message timestamp, epoch ms). Records go
+out in file order, one in flight at a time per partition, so each partition
+holds them in file order. Prints the count.
 
 dump: reads the topic from the beginning (no group commit) and writes
 OUTDIR/p<partition>.jsonl, each record's value on one line in offset order:
@@ -19,6 +20,7 @@ Prints "records N; per partition {...}; duplicate values D".
 -X passes librdkafka properties (TLS, SASL) to the client.
 """
 import argparse
+import base64
 import json
 import os
 import sys
@@ -55,9 +57,10 @@ def produce(args):
             if not line.strip():
                 continue
             r = json.loads(line)
+            value = base64.b64decode(r["value_b64"]) if "value_b64" in r else r["value"].encode()
             while True:
                 try:
-                    p.produce(args.topic, value=r["value"].encode(), key=r["key"].encode(),
+                    p.produce(args.topic, value=value, key=r["key"].encode(),
                               partition=int(r["partition"]), timestamp=int(r["timestamp"]), on_delivery=delivered)
                     break
                 except BufferError:

@@ -9,8 +9,8 @@ name:, healthcheck.start_interval, depends_on.required); every published
 port is bound to 127.0.0.1; depends_on waits on health or completion of a
 service that has a healthcheck; every long-running service has a
 healthcheck; images are pinned; ./ mount sources exist; the Kafka service
-is a pinned apache/kafka 4.x single-node KRaft broker; the accord and
-simulate commands; deploy/prometheus.yml scrapes accord:9898; Grafana
+is a pinned apache/kafka 4.x single-node KRaft broker; the accord instances'
+and simulate commands; deploy/prometheus.yml scrapes every instance; Grafana
 provisioning files are apiVersion 1.
 dockerfile: a two-stage build (rust:1-bookworm builder, `cargo build
 --release --locked`, debian:bookworm-slim runtime), a non-root USER, and
@@ -80,19 +80,26 @@ def cmd_compose():
                       ("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")]:
         if env.get(key) != want:
             fail(f"kafka: {key} should be {want}, got {env.get(key)}")
-    run = services["accord"]["command"]
-    for want in (["--config", "/etc/accord/accord.toml"], ["--brokers", "kafka:9092"],
-                 ["--topic", "decisions"], ["--listen", "0.0.0.0:9898"]):
-        if " ".join(want) not in " ".join(run):
-            fail(f"accord: command lacks {' '.join(want)}")
+    instances = sorted(s for s in services if re.fullmatch(r"accord-\d+", s))
+    if len(instances) < 2:
+        fail(f"compose should run several accord instances in one group, got {instances}")
+    for inst in instances:
+        run = services[inst]["command"]
+        for want in (["--config", "/etc/accord/accord.toml"], ["--brokers", "kafka:9092"],
+                     ["--topic", "decisions"], ["--listen", "0.0.0.0:9898"], ["--instance-id", inst]):
+            if " ".join(want) not in " ".join(run):
+                fail(f"{inst}: command lacks {' '.join(want)}")
+    if "127.0.0.1:9898:9898" not in services.get("accord", {}).get("ports", []):
+        fail("the `accord` address in front of the instances should publish 127.0.0.1:9898")
     sim = " ".join(services["simulate"]["command"])
     if not sim.startswith("simulate") or "--scenario mixed" not in sim:
         fail(f"simulate: unexpected command {sim}")
     prom = yaml.safe_load(read("deploy/prometheus.yml"))
     targets = [t for sc in prom["scrape_configs"] if sc["job_name"] == "accord"
                for st in sc["static_configs"] for t in st["targets"]]
-    if targets != ["accord:9898"]:
-        fail(f"deploy/prometheus.yml: job accord should scrape accord:9898, got {targets}")
+    want = [f"{inst}:9898" for inst in instances]
+    if targets != want:
+        fail(f"deploy/prometheus.yml: job accord should scrape every instance {want}, got {targets}")
     for path in sorted(glob.glob(os.path.join(ROOT, "deploy/grafana/provisioning/*/*.yml"))):
         f = os.path.relpath(path, ROOT)
         y = yaml.safe_load(read(f))

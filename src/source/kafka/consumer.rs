@@ -38,6 +38,7 @@ use super::stats::{Publisher, ReaderState};
 use super::stream::Stream;
 use super::verdicts::{Producer, VerdictProducer};
 use super::{client_config, client_config_for, ClientRole, KafkaConfig, SourceError, SourceStatus};
+use crate::decode::InputFormat;
 use crate::export::metrics::{lag_gauge, watermark_gauge, Metrics};
 use crate::features::Features;
 use crate::live::{Delta, LiveView};
@@ -168,7 +169,7 @@ impl Shared {
                     return Ok(());
                 }
                 let now = chrono::Utc::now().timestamp_millis();
-                match self.publisher.publish(&pending, states, now) {
+                match self.publisher.publish(&mut pending, states, now) {
                     Ok(bytes) => {
                         self.metrics.stats_bytes.inc_by(bytes as u64);
                         *pending = Delta::new(self.features.catalog().layers.clone());
@@ -429,7 +430,10 @@ impl Shared {
             .iter()
             .map(|t| self.metrics.topic_waits_expired.with_label_values(&[t.as_str(), &p.to_string()]))
             .collect();
-        Stream::new(p, Pipeline::new(self.features.clone(), budget), &self.cfg.topics).with_overdue_counters(counters)
+        let formats: Vec<InputFormat> = (0..self.cfg.topics.len()).map(|t| self.cfg.format(t)).collect();
+        Stream::new(p, Pipeline::new(self.features.clone(), budget), &self.cfg.topics)
+            .with_formats(formats)
+            .with_overdue_counters(counters)
     }
 
     /// After the assignment is applied: split each new stream's partition

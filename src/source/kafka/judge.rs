@@ -334,7 +334,10 @@ fn round<C: ConsumerContext + 'static>(
             }
             match queues[0].poll(Duration::ZERO) {
                 Some(Ok(m)) => add(stream.judge(0, Msg::of(&m), obs, rejects, Instant::now())),
-                // Read on: messages may be queued behind the event.
+                // Keep polling: messages may be queued behind an error or an
+                // end-of-partition event, and librdkafka's non-empty callback
+                // fires only when the queue was empty, so stopping here would
+                // leave them unread until the next rebalance.
                 Some(Err(e)) => fetch_error(stream, 0, e, errors),
                 None => {
                     stream.empty(0, false, Instant::now());
@@ -357,7 +360,7 @@ fn round<C: ConsumerContext + 'static>(
             while h.is_none() {
                 match queues[t].poll(Duration::ZERO) {
                     Some(Ok(m)) => {
-                        let key = stream.merge_key(&Msg::of(&m));
+                        let key = stream.merge_key(t, &Msg::of(&m));
                         *h = Some((key, Head::Fetched(m)));
                     }
                     Some(Err(e)) => fetch_error(stream, t, e, errors),

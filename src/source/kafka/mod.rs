@@ -48,7 +48,9 @@ use tracing::{info, warn};
 
 pub use handover::{StreamState, TopicMark};
 pub use internal::default_names as internal_topic_names;
+pub use stats::SHARE_SAMPLES;
 
+use crate::decode::InputFormat;
 use crate::export::metrics::Metrics;
 use crate::features::Features;
 use crate::live::LiveView;
@@ -60,6 +62,9 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// Co-partitioned topics: partition `p` of each is one stream.
     pub topics: Vec<String>,
+    /// The input format of each topic (by index; a topic without one is
+    /// read as accord decision records).
+    pub formats: Vec<InputFormat>,
     pub group: String,
     /// Extra librdkafka properties (`--kafka key=value`): TLS, SASL, ...
     pub properties: Vec<(String, String)>,
@@ -74,14 +79,23 @@ pub struct KafkaConfig {
     pub sample_bytes: usize,
     /// Judging threads (streams are spread over them).
     pub judge_threads: usize,
+    /// The name this instance publishes its share of the live view under
+    /// (default: host name and process id).
+    pub instance_id: Option<String>,
 }
 
 impl KafkaConfig {
+    /// The input format of topic `t`.
+    pub fn format(&self, t: usize) -> InputFormat {
+        self.formats.get(t).copied().unwrap_or(InputFormat::Accord)
+    }
+
     /// The defaults of `accord run` for these brokers, topics and group.
     pub fn new(brokers: &str, topics: &[&str], group: &str) -> Self {
         KafkaConfig {
             brokers: brokers.to_string(),
             topics: topics.iter().map(|t| t.to_string()).collect(),
+            formats: Vec::new(),
             group: group.to_string(),
             properties: Vec::new(),
             verdicts_topic: None,
@@ -90,6 +104,7 @@ impl KafkaConfig {
             commit_interval: Duration::from_secs(1),
             sample_bytes: 64 << 20,
             judge_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            instance_id: None,
         }
     }
 }
@@ -281,7 +296,7 @@ impl KafkaSource {
         // none older than a few commit intervals.
         let fresh_ms = (5 * self.cfg.commit_interval.as_millis() as i64).max(10_000);
         view.expect_streams(streams, fresh_ms);
-        let instance = stats::instance_id();
+        let instance = self.cfg.instance_id.clone().unwrap_or_else(stats::instance_id);
         let kafka = |e: KafkaError| SourceError::Config(format!("stats topic client configuration: {e}"));
         let publisher = stats::Publisher::new(&self.cfg, stats.name.clone(), instance.clone()).map_err(kafka)?;
         let reader = stats::Reader::new(&self.cfg, stats.name.clone(), &instance).map_err(kafka)?;

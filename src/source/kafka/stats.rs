@@ -102,6 +102,13 @@ pub fn instance_id() -> String {
     format!("{host}-{}", std::process::id())
 }
 
+/// Samples per feature in one share. Samples are most of a share's bytes
+/// (each carries its request's records); the view keeps the newest
+/// `live::MAX_SAMPLES` of all shares, so a few per commit interval and
+/// instance keep it full while the topic stays small (measured with
+/// `examples/view_memory.rs`, see docs/performance.md).
+pub const SHARE_SAMPLES: usize = 10;
+
 /// Publishes this instance's shares.
 pub struct Publisher {
     producer: Arc<Producer>,
@@ -118,13 +125,15 @@ impl Publisher {
         Ok(Publisher { producer: Arc::new(pc.create()?), topic, instance })
     }
 
-    /// Publishes one share and waits for the broker to have it.
-    pub fn publish(&self, delta: &Delta, streams: &[(i32, StreamState)], now_ms: i64) -> Result<usize, KafkaError> {
+    /// Publishes one share and waits for the broker to have it. The share
+    /// carries at most [`SHARE_SAMPLES`] samples per feature.
+    pub fn publish(&self, delta: &mut Delta, streams: &[(i32, StreamState)], now_ms: i64) -> Result<usize, KafkaError> {
         let env = Envelope {
             instance: self.instance.clone(),
             published_ms: now_ms,
             streams: streams.iter().map(|(p, s)| (*p, s.encode())).collect(),
         };
+        delta.limit_samples(SHARE_SAMPLES);
         let body = delta.encode();
         let rec = BaseRecord::to(&self.topic).key(&self.instance).payload(&body).headers(env.headers());
         self.producer.send(rec).map_err(|(e, _)| e)?;
@@ -222,10 +231,12 @@ impl Reader {
         });
         let mut tpl = TopicPartitionList::new();
         for e in start.elements() {
-            // No record that recent: start at the end.
+            // A lookup that finds nothing (no record that recent, or a
+            // broker that cannot look offsets up by time): from the start;
+            // the view drops what is older than an hour as it applies it.
             let o = match e.offset() {
-                Offset::Offset(o) => Offset::Offset(o),
-                _ => Offset::End,
+                Offset::Offset(o) if o >= 0 => Offset::Offset(o),
+                _ => Offset::Beginning,
             };
             tpl.add_partition_offset(&self.topic, e.partition(), o)?;
         }

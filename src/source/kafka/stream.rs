@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 use super::handover::{StreamState, TopicMark};
 use super::merge::TopicView;
+use crate::decode::InputFormat;
 use crate::join::{Observer, Position};
 use crate::pipeline::Pipeline;
 use crate::ratelimit::{RateLimit, Verdict};
@@ -46,6 +47,7 @@ pub const REPLAY_GIVE_UP: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 struct Cursor {
     name: String,
+    format: InputFormat,
     /// The offset after the last message judged (`None` before the first).
     next_offset: Option<i64>,
     /// Re-reading: the previous owner's last processed offset, while records
@@ -66,6 +68,11 @@ pub struct Stream {
     /// While re-reading: the previous owner's last watermark, raised to
     /// (silently) once every topic has read past its mark.
     replay_wm: Option<i64>,
+    /// The state taken over from the previous owner: its marks stand for
+    /// every topic not re-read yet, so this owner's shares and commits
+    /// claim the stream from the start (a caught-up stream re-reads
+    /// nothing and would otherwise look unowned to the global view).
+    inherited: Option<StreamState>,
     last_record: Instant,
     idle_not_before: Instant,
     /// Stream-local clock origin for the merge's milliseconds.
@@ -101,6 +108,7 @@ impl Stream {
                 .iter()
                 .map(|t| Cursor {
                     name: t.clone(),
+                    format: InputFormat::Accord,
                     next_offset: None,
                     suppress_through: None,
                     at_eof: false,
@@ -109,11 +117,21 @@ impl Stream {
                 })
                 .collect(),
             replay_wm: None,
+            inherited: None,
             last_record: now,
             idle_not_before: now + IDLE_GRACE,
             origin: now,
             overdue: Vec::new(),
         }
+    }
+
+    /// The input format of each topic (accord decision records unless
+    /// given).
+    pub fn with_formats(mut self, formats: Vec<InputFormat>) -> Self {
+        for (c, f) in self.topics.iter_mut().zip(formats) {
+            c.format = f;
+        }
+        self
     }
 
     /// Counters of expired waits, one per topic (see `note_overdue`).
@@ -186,20 +204,24 @@ impl Stream {
         } else {
             engine.advance_watermark(st.wm_processed, &mut Quiet(&mut NoObserver));
         }
+        self.inherited = Some(st.clone());
         seek
     }
 
     /// What the next owner needs, or `None` before anything was judged or
-    /// inherited (the previous commit then stays valid).
+    /// inherited (the previous commit then stays valid). A topic not
+    /// re-read since the takeover keeps the inherited mark.
     pub fn handover(&mut self) -> Option<StreamState> {
         let wm_now = self.pipeline.engine().watermark();
         let mut topics = Vec::new();
         let mut earliest: Option<(u64, i64)> = None;
         for (i, c) in self.topics.iter().enumerate() {
-            let next = match (c.next_offset, c.suppress_through) {
-                (Some(n), _) => n,
-                // Inherited but nothing re-read yet: the inherited marks stand.
-                (None, Some(_)) | (None, None) => continue,
+            let Some(next) = c.next_offset else {
+                // Nothing re-read yet: the inherited mark stands.
+                if let Some(m) = self.inherited.as_ref().and_then(|st| st.topic(&c.name)) {
+                    topics.push(m.clone());
+                }
+                continue;
             };
             let needed = self.pipeline.engine_mut().lowest_needed(i);
             if let Some(n) = needed {
@@ -217,11 +239,26 @@ impl Stream {
         if topics.is_empty() {
             return None;
         }
+        if topics.iter().all(|t| self.topic_unread(&t.topic)) {
+            return self.inherited.clone();
+        }
+        // An inherited mark's records are needed from the inherited
+        // watermark on: the lower of the two is where the next owner starts.
+        let inherited_wm = self
+            .inherited
+            .as_ref()
+            .filter(|_| topics.iter().any(|t| self.topic_unread(&t.topic)))
+            .map(|st| st.wm_at_offset);
+        let at_offset = earliest.map_or(wm_now, |e| e.1);
         Some(StreamState {
-            wm_at_offset: earliest.map_or(wm_now, |e| e.1),
+            wm_at_offset: inherited_wm.map_or(at_offset, |w| w.min(at_offset)),
             wm_processed: self.replay_wm.unwrap_or(wm_now),
             topics,
         })
+    }
+
+    fn topic_unread(&self, topic: &str) -> bool {
+        self.topics.iter().any(|c| c.name == topic && c.next_offset.is_none())
     }
 
     /// The merge's view of topic `t` with its fetched head, if any.
@@ -240,15 +277,20 @@ impl Stream {
         now.saturating_duration_since(self.origin).as_millis() as i64
     }
 
-    /// The event time by which a fetched message takes its turn in the
-    /// merge: its record's own `ts` (bad clocks excepted), else the message
-    /// timestamp.
-    pub fn merge_key(&self, m: &Msg<'_>) -> i64 {
+    /// The event time by which a fetched message of topic `t` takes its
+    /// turn in the merge: its (first valid) record's own `ts` (bad clocks
+    /// excepted), else the message timestamp. An OpenTelemetry message
+    /// holds many records and takes its turn as a whole, by its first.
+    pub fn merge_key(&mut self, t: usize, m: &Msg<'_>) -> i64 {
         let reference = m.timestamp_ms.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
-        match self.pipeline.validate(m.payload) {
-            Ok(v) => self.pipeline.event_time(&v, reference, &mut NoObserver).unwrap_or(reference),
-            Err(_) => reference,
-        }
+        let mut key = None;
+        let format = self.topics[t].format;
+        self.pipeline.for_each_record(format, m.payload, &mut NoObserver, |p, _, v, _, obs| {
+            if let (None, Ok(v)) = (key, v) {
+                key = p.event_time(&v, reference, obs);
+            }
+        });
+        key.unwrap_or(reference)
     }
 
     /// Topic `t` had nothing to fetch (`eof`: it reported the end of its
@@ -285,15 +327,16 @@ impl Stream {
         }
         let reference = m.timestamp_ms.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
         let at = Position::new(t as u8, m.offset.max(0) as u64);
+        let format = self.topics[t].format;
         if suppressed {
             // Judged by the previous owner: rebuild state, report nothing.
-            let _ = self.pipeline.ingest(m.payload, at, reference, &mut Quiet(obs));
+            let _ = self.pipeline.ingest_message(format, m.payload, at, reference, &mut Quiet(obs));
             self.finish_replay_if_done(obs);
             return Judged { live: 0, suppressed: 1 };
         }
         // A live record: whatever had to be re-read is done.
         self.finish_replay(obs);
-        if let Err(reason) = self.pipeline.ingest(m.payload, at, reference, obs) {
+        if let Some(reason) = self.pipeline.ingest_message(format, m.payload, at, reference, obs).first_reject {
             if let Verdict::Log { suppressed } = rejects.check(now) {
                 let topic = &self.topics[t].name;
                 warn!(topic, partition = self.partition, offset = m.offset, %reason, suppressed, "record rejected and skipped (more are counted, not logged)");
@@ -449,6 +492,31 @@ mod tests {
             assert_eq!(report(&f, both), want, "cut after {cut} messages");
             assert_eq!(judged.live as usize, msgs.len() - cut, "cut {cut}: every message judged live once");
         }
+    }
+
+    #[test]
+    fn an_owner_that_reads_nothing_hands_on_what_it_inherited() {
+        let layers = ["frontend", "api", "worker", "analytics"];
+        let msgs = requests(20, &layers, |l| usize::from(l == "worker"));
+        let mut sum = Summary::new(features());
+        let mut a = stream(&["a", "b"]);
+        feed(&mut a, &msgs[..30], &mut sum);
+        let st = a.handover().unwrap();
+        // The next owner is caught up (or stops before reading): it still
+        // claims the stream, with the state it took over.
+        let mut b = stream(&["a", "b"]);
+        b.inherit(&st);
+        assert_eq!(b.handover(), Some(st.clone()));
+        // It reads topic a only: topic b keeps the inherited mark.
+        let mut c = stream(&["a", "b"]);
+        let seek = c.inherit(&st);
+        let rest: Vec<_> =
+            msgs.iter().filter(|(t, off, _, _)| *t == 0 && *off >= seek[0].unwrap_or(0)).cloned().collect();
+        feed(&mut c, &rest, &mut sum);
+        let next = c.handover().unwrap();
+        assert_eq!(next.topic("b"), st.topic("b"));
+        assert!(next.topic("a").unwrap().processed > st.topic("a").unwrap().processed);
+        assert!(next.wm_at_offset <= st.wm_at_offset, "topic b's records are needed from the inherited watermark");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Decode stage: bytes of one Kafka message (or one line of a replay file)
-//! into a validated [`Record`], or a [`Reject`] reason (SPEC §2, §9).
+//! into a validated [`Record`], or a [`Reject`] reason
+//! (docs/reference.md#the-decision-record, #reject-reasons).
+//! [`otlp`] decodes OpenTelemetry export requests, which hold many records.
 //!
 //! Parsing is typed and borrowed: strings point into the input unless
 //! they contain escapes, and no `serde_json::Value` is built. Every field
@@ -14,10 +16,83 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use crate::catalog::MAX_KEY_BYTES;
 
-/// Records larger than this are rejected unparsed (SPEC §9).
+pub mod otlp;
+
+/// Records larger than this are rejected unparsed (docs/reference.md#limits).
 pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 
-/// Why a record was rejected; the order is the precedence of SPEC §9.
+/// What the bytes of one message (or replay line) are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum InputFormat {
+    /// One accord decision record (JSON).
+    #[default]
+    Accord,
+    /// One OTLP/JSON `ExportLogsServiceRequest` or `ExportTraceServiceRequest`.
+    OtlpJson,
+    /// One protobuf `ExportLogsServiceRequest`.
+    OtlpProtoLogs,
+    /// One protobuf `ExportTraceServiceRequest`.
+    OtlpProtoTraces,
+}
+
+impl InputFormat {
+    pub const ALL: [InputFormat; 4] =
+        [InputFormat::Accord, InputFormat::OtlpJson, InputFormat::OtlpProtoLogs, InputFormat::OtlpProtoTraces];
+
+    /// The name used on the command line and in `--topic NAME:FORMAT`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputFormat::Accord => "accord",
+            InputFormat::OtlpJson => "otlp_json",
+            InputFormat::OtlpProtoLogs => "otlp_proto_logs",
+            InputFormat::OtlpProtoTraces => "otlp_proto_traces",
+        }
+    }
+
+    /// Whether a message holds OpenTelemetry export requests.
+    pub fn is_otlp(self) -> bool {
+        self != InputFormat::Accord
+    }
+
+    /// Splits a `--topic NAME[:FORMAT]` argument. Kafka topic names never
+    /// hold a `:` (they are `[A-Za-z0-9._-]`), so the last one separates
+    /// the format.
+    pub fn split_topic(arg: &str) -> Result<(&str, Option<InputFormat>), String> {
+        match arg.rsplit_once(':') {
+            None => Ok((arg, None)),
+            Some((topic, format)) if !topic.is_empty() => Ok((topic, Some(format.parse()?))),
+            Some(_) => Err(format!("expected TOPIC[:FORMAT], got {arg:?}")),
+        }
+    }
+
+    /// Messages larger than this are rejected unparsed as `too_large`.
+    pub fn max_message_bytes(self) -> usize {
+        if self.is_otlp() {
+            otlp::MAX_MESSAGE_BYTES
+        } else {
+            MAX_RECORD_BYTES
+        }
+    }
+}
+
+impl fmt::Display for InputFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for InputFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        InputFormat::ALL.into_iter().find(|f| f.as_str() == s).ok_or_else(|| {
+            format!("unknown input format {s:?} (accord | otlp_json | otlp_proto_logs | otlp_proto_traces)")
+        })
+    }
+}
+
+/// Why a record was rejected; the order is the precedence of
+/// docs/reference.md#reject-reasons.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reject {
     TooLarge,
@@ -259,7 +334,8 @@ pub struct Record<'a> {
     pub flag_state: Option<FlagState<'a>>,
     pub api_capability: Option<Cow<'a, str>>,
     pub selected_flow: Option<Cow<'a, str>>,
-    /// Numbers are kept as their decimal text: `2` equals `"2"` (SPEC §2).
+    /// Numbers are kept as their decimal text: `2` equals `"2"`
+    /// (docs/reference.md#numbers-and-strings).
     pub job_payload_version: Option<Cow<'a, str>>,
     pub flags_revision: Option<Cow<'a, str>>,
     pub service: Option<Cow<'a, str>>,
@@ -518,7 +594,7 @@ fn string_field(v: Option<Val<'_>>) -> Result<Option<Cow<'_, str>>, Reject> {
     }
 }
 
-/// `[A-Za-z0-9_.:-]`, 1..=128 bytes (SPEC §2).
+/// `[A-Za-z0-9_.:-]`, 1..=128 bytes (docs/reference.md#record-fields).
 pub fn valid_feature_key(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_KEY_BYTES
@@ -717,6 +793,24 @@ mod tests {
         assert_eq!(rej(r#"{"request_id":"a","layer":"api","feature":"f","flag_state":1}"#), Reject::InvalidField);
         assert_eq!(rej(r#"{"request_id":"a","layer":7,"feature":"f"}"#), Reject::InvalidField);
         assert_eq!(rej(r#"{"request_id":"a","layer":"api","feature":"f","service":{}}"#), Reject::InvalidField);
+    }
+
+    #[test]
+    fn input_formats_parse_by_name_and_per_topic() {
+        for f in InputFormat::ALL {
+            assert_eq!(f.as_str().parse::<InputFormat>(), Ok(f));
+            assert_eq!(<InputFormat as clap::ValueEnum>::from_str(f.as_str(), false), Ok(f));
+        }
+        assert!("otlp".parse::<InputFormat>().unwrap_err().contains("otlp_proto_logs"));
+        assert_eq!(InputFormat::split_topic("decisions"), Ok(("decisions", None)));
+        assert_eq!(
+            InputFormat::split_topic("otlp_spans:otlp_proto_traces"),
+            Ok(("otlp_spans", Some(InputFormat::OtlpProtoTraces)))
+        );
+        assert!(InputFormat::split_topic("otlp_spans:proto").is_err());
+        assert!(InputFormat::split_topic(":accord").is_err());
+        assert_eq!(InputFormat::OtlpJson.max_message_bytes(), 4 << 20);
+        assert_eq!(InputFormat::Accord.max_message_bytes(), 64 << 10);
     }
 
     #[test]

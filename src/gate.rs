@@ -12,7 +12,16 @@
 //! - `inconclusive` when `exposed_requests < min_samples` (or every exposed
 //!   join was incomplete and incompleteness alone does not hold); else
 //!   `hold` when `exposed_agreement < min_agreement` or `incomplete_ratio >
-//!   max_incomplete`; else `proceed`. Equal to a threshold passes.
+//!   max_incomplete`, or, with `max_drop_vs_old`, when exposed agreement is
+//!   more than that below the agreement of the window's old-path joins (the
+//!   noise floor: disagreement that exists without the rollout); else
+//!   `proceed`. Equal to a threshold passes; the noise-floor comparison is
+//!   exact (counts and the decimal fraction as given, no float rounding).
+//! - The webhook answers 200 for `proceed`, 412 for `hold`, and for
+//!   `inconclusive` what `inconclusive=hold|proceed` says: Flagger has no
+//!   inconclusive state, and its hook types want opposite answers (a
+//!   `confirm-traffic-increase` hook pauses on a non-2xx, a `rollout` hook
+//!   counts every non-2xx toward rollback).
 //!
 //! Parameters are validated strictly ([`ParamError`]): a typo must not
 //! silently loosen a gate.
@@ -36,11 +45,136 @@ pub struct GateParams {
     pub min_samples: u64,
     pub min_agreement: f64,
     pub max_incomplete: f64,
+    /// Hold when exposed agreement is more than this below the old path's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_drop_vs_old: Option<Fraction>,
+    /// What the webhook answers while the gate is inconclusive.
+    pub inconclusive: Inconclusive,
 }
 
 impl Default for GateParams {
     fn default() -> Self {
-        GateParams { window_ms: DEFAULT_WINDOW_MS, min_samples: 200, min_agreement: 0.999, max_incomplete: 0.01 }
+        GateParams {
+            window_ms: DEFAULT_WINDOW_MS,
+            min_samples: 200,
+            min_agreement: 0.999,
+            max_incomplete: 0.01,
+            max_drop_vs_old: None,
+            inconclusive: Inconclusive::Hold,
+        }
+    }
+}
+
+/// What the webhook answers while the gate is `inconclusive`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Inconclusive {
+    /// 412, as for `hold`: a Flagger `confirm-traffic-increase` hook pauses.
+    #[default]
+    Hold,
+    /// 200, as for `proceed`: a Flagger `rollout` hook must not count
+    /// missing data toward rollback.
+    Proceed,
+}
+
+impl Inconclusive {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Inconclusive::Hold => "hold",
+            Inconclusive::Proceed => "proceed",
+        }
+    }
+}
+
+/// A fraction in `[0, 1]` given as a decimal, kept exactly: `0.01` is
+/// 1/100, not the nearest binary float, so "exactly F below" compares
+/// equal however F is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fraction {
+    num: u64,
+    /// A power of ten, at most 10^[`Fraction::MAX_DECIMALS`].
+    den: u64,
+}
+
+impl Fraction {
+    /// Decimals a fraction may have (beyond trailing zeros).
+    pub const MAX_DECIMALS: usize = 9;
+
+    /// `digits[.digits]` (or `.digits`) between 0 and 1.
+    pub fn parse(s: &str) -> Option<Fraction> {
+        let s = s.trim();
+        let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+        let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+        if (int.is_empty() && frac.is_empty()) || !digits(int) || !digits(frac) {
+            return None;
+        }
+        let frac = frac.trim_end_matches('0');
+        if frac.len() > Self::MAX_DECIMALS {
+            return None;
+        }
+        let den = 10u64.pow(frac.len() as u32);
+        let int: u64 = if int.is_empty() { 0 } else { int.parse().ok()? };
+        let frac: u64 = if frac.is_empty() { 0 } else { frac.parse().ok()? };
+        let num = int.checked_mul(den)?.checked_add(frac)?;
+        (num <= den).then_some(Fraction { num, den })
+    }
+
+    pub fn as_f64(self) -> f64 {
+        self.num as f64 / self.den as f64
+    }
+}
+
+impl Serialize for Fraction {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(self.as_f64())
+    }
+}
+
+/// Whether `old_agree / old_n − agree / n > f`, exactly (`n`, `old_n` > 0).
+fn drops_more_than(agree: u64, n: u64, old_agree: u64, old_n: u64, f: Fraction) -> bool {
+    let exact = || -> Option<bool> {
+        let (a, n, b, m) = (i128::from(agree), i128::from(n), i128::from(old_agree), i128::from(old_n));
+        let lhs = b.checked_mul(n)?.checked_sub(a.checked_mul(m)?)?.checked_mul(i128::from(f.den))?;
+        let rhs = i128::from(f.num).checked_mul(m)?.checked_mul(n)?;
+        Some(lhs > rhs)
+    };
+    // Beyond i128 (counts near 2^50 in one window) a float decides.
+    exact().unwrap_or_else(|| old_agree as f64 / old_n as f64 - agree as f64 / n as f64 > f.as_f64())
+}
+
+/// What the webhook answers, and which rule gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WebhookAnswer {
+    /// 200 or 412.
+    pub status: u16,
+    /// The `inconclusive` parameter in force.
+    pub inconclusive: Inconclusive,
+    /// Present when the gate is inconclusive: which answer was applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied: Option<String>,
+}
+
+impl WebhookAnswer {
+    pub fn of(decision: GateDecision, inconclusive: Inconclusive) -> Self {
+        let (status, applied) = match (decision, inconclusive) {
+            (GateDecision::Proceed, _) => (200, None),
+            (GateDecision::Hold, _) => (412, None),
+            (GateDecision::Inconclusive, Inconclusive::Hold) => (
+                412,
+                Some(
+                    "inconclusive answered as hold (inconclusive=hold): 412, the rollout waits for enough data".into(),
+                ),
+            ),
+            (GateDecision::Inconclusive, Inconclusive::Proceed) => (
+                200,
+                Some(
+                    "inconclusive answered as proceed (inconclusive=proceed): 200, missing data does not count \
+                     toward rollback"
+                        .into(),
+                ),
+            ),
+        };
+        WebhookAnswer { status, inconclusive, applied }
     }
 }
 
@@ -79,6 +213,12 @@ pub struct GateView {
     pub requests: u64,
     /// Exposed requests that count towards exposed agreement (not incomplete).
     pub exposed_judged: u64,
+    /// The noise floor: of the old-path requests in the window that were
+    /// not incomplete (`old_path_judged`), the share that agreed.
+    pub old_path_agreement: Option<f64>,
+    pub old_path_judged: u64,
+    /// What `…/webhook` answers for this decision.
+    pub webhook: WebhookAnswer,
     pub thresholds: GateParams,
     pub evaluated_at: String,
     /// How complete and fresh the consumer group's view is (`accord run`).
@@ -113,7 +253,10 @@ pub fn evaluate(
     let degraded = w.exposed_verdicts(Verdict::Degraded);
     let where_ = |n: u64, what: &str| format!("{} where {what}", plural(n, "request", "requests"));
 
+    let old_agreement = w.old_path_agreement();
     let mut reasons = Vec::new();
+    // Context that holds nothing, after the decision's reasons.
+    let mut notes = Vec::new();
     let agreement_low = agreement.is_some_and(|a| a < p.min_agreement);
     let incomplete_high = incomplete.is_some_and(|r| r > p.max_incomplete);
     let decision = if exposed < p.min_samples {
@@ -190,6 +333,33 @@ pub fn evaluate(
             }
             reasons.push(r);
         }
+        if let (Some(f), Some(a)) = (p.max_drop_vs_old, agreement) {
+            match old_agreement {
+                Some(o) if drops_more_than(w.exposed_agree(), judged, w.old_agree(), w.old_judged(), f) => {
+                    let (a_s, o_s) = pct_pair(a, o);
+                    let (d_s, f_s) = points_pair(o - a, f.as_f64());
+                    reasons.push(format!(
+                        "exposed agreement {a_s} is {d_s} below the old path's agreement {o_s} over {win}, more \
+                         than the {f_s} max_drop_vs_old allows: the rollout adds disagreement beyond the noise floor \
+                         ({} of the old path)",
+                        plural(w.old_judged(), "judged request", "judged requests")
+                    ));
+                }
+                Some(o) => {
+                    let (a_s, o_s) = pct_pair(a, o);
+                    let (_, f_s) = points_pair(o - a, f.as_f64());
+                    notes.push(format!(
+                        "exposed agreement {a_s} is within {f_s} of the old path's agreement {o_s} \
+                         (max_drop_vs_old, {} of the old path)",
+                        plural(w.old_judged(), "judged request", "judged requests")
+                    ));
+                }
+                None => notes.push(format!(
+                    "no old-path request was judged in the last {win}: max_drop_vs_old has no noise floor to compare \
+                     with"
+                )),
+            }
+        }
         if !reasons.is_empty() {
             GateDecision::Hold
         } else if let Some(a) = agreement {
@@ -209,6 +379,7 @@ pub fn evaluate(
             GateDecision::Inconclusive
         }
     };
+    reasons.extend(notes);
     GateView {
         feature: name.to_string(),
         decision,
@@ -220,6 +391,9 @@ pub fn evaluate(
         window_seconds: (p.window_ms / 1000) as u64,
         requests: total,
         exposed_judged: judged,
+        old_path_agreement: old_agreement,
+        old_path_judged: w.old_judged(),
+        webhook: WebhookAnswer::of(decision, p.inconclusive),
         thresholds: *p,
         evaluated_at: format_rfc3339_ms(now_ms),
         view: None,
@@ -233,9 +407,23 @@ pub fn with_freshness(mut g: GateView, view: Option<Freshness>) -> GateView {
     if let Some(problem) = view.as_ref().and_then(Freshness::problem) {
         g.decision = GateDecision::Inconclusive;
         g.reasons.insert(0, problem);
+        g.webhook = WebhookAnswer::of(g.decision, g.thresholds.inconclusive);
     }
     g.view = view;
     g
+}
+
+/// A difference of ratios and a limit in percentage points, with enough
+/// decimals to tell them apart: `2 percentage points`, `1.99 percentage
+/// points`.
+fn points_pair(x: f64, t: f64) -> (String, String) {
+    let words = |p: String| {
+        let p = p.trim_end_matches('%').to_string();
+        let s = if p == "1" { "" } else { "s" };
+        format!("{p} percentage point{s}")
+    };
+    let (a, b) = pct_pair(x, t);
+    (words(a), words(b))
 }
 
 // ------------------------------------------------------------ parameters --
@@ -257,6 +445,13 @@ pub enum ParamError {
     RatioRange { name: &'static str, value: String },
     #[error("{name} must be a number between 0 and 1, got {value:?}")]
     RatioSyntax { name: &'static str, value: String },
+    #[error(
+        "max_drop_vs_old must be a decimal fraction from 0 to 1 with at most {max} decimals (e.g. 0.01), got {0:?}",
+        max = Fraction::MAX_DECIMALS
+    )]
+    MaxDrop(String),
+    #[error("inconclusive must be hold or proceed, got {0:?}")]
+    Inconclusive(String),
 }
 
 /// A window: humantime, whole seconds, from 1s to 1h.
@@ -284,7 +479,8 @@ fn parse_ratio(name: &'static str, s: &str) -> Result<f64, ParamError> {
 }
 
 /// The gate's query parameters, by name.
-pub const PARAMS: [&str; 4] = ["window", "min_samples", "min_agreement", "max_incomplete"];
+pub const PARAMS: [&str; 6] =
+    ["window", "min_samples", "min_agreement", "max_incomplete", "max_drop_vs_old", "inconclusive"];
 
 /// Parses the gate's parameters (missing ones take defaults); `get` looks
 /// one up by name.
@@ -301,6 +497,16 @@ pub fn parse_params<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<GatePar
     }
     if let Some(m) = get("max_incomplete") {
         p.max_incomplete = parse_ratio("max_incomplete", m)?;
+    }
+    if let Some(f) = get("max_drop_vs_old") {
+        p.max_drop_vs_old = Some(Fraction::parse(f).ok_or_else(|| ParamError::MaxDrop(f.to_string()))?);
+    }
+    if let Some(i) = get("inconclusive") {
+        p.inconclusive = match i {
+            "hold" => Inconclusive::Hold,
+            "proceed" => Inconclusive::Proceed,
+            _ => return Err(ParamError::Inconclusive(i.to_string())),
+        };
     }
     Ok(p)
 }
@@ -344,6 +550,83 @@ mod tests {
             g.reasons,
             ["20% of requests incomplete > 10% allowed over 5m (2 of 10): analytics never reported for 2 requests"]
         );
+    }
+
+    #[test]
+    fn fractions_are_exact_decimals_from_0_to_1() {
+        let f = |s: &str| Fraction::parse(s).map(|f| (f.num, f.den));
+        assert_eq!(f("0.01"), Some((1, 100)));
+        assert_eq!(f(" 0.0100 "), Some((1, 100)));
+        assert_eq!(f(".5"), Some((5, 10)));
+        assert_eq!(f("1"), Some((1, 1)));
+        assert_eq!(f("1."), Some((1, 1)));
+        assert_eq!(f("1.000"), Some((1, 1)));
+        assert_eq!(f("0"), Some((0, 1)));
+        assert_eq!(f("0.000000001"), Some((1, 1_000_000_000)));
+        for bad in [
+            "",
+            ".",
+            "1.01",
+            "2",
+            "-0.1",
+            "+0.1",
+            "1e-3",
+            "NaN",
+            "inf",
+            "0.0000000001",
+            "0,1",
+            "0.1.2",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(f(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_noise_floor_comparison_is_exact() {
+        let f = |s: &str| Fraction::parse(s).unwrap();
+        // 99/100 − 97/100 is 0.020000000000000018 in floats.
+        assert!(!drops_more_than(97, 100, 99, 100, f("0.02")));
+        assert!(drops_more_than(97, 100, 99, 100, f("0.019999999")));
+        // 1/3 − 0 against 0.333333333 and 0.333333334.
+        assert!(drops_more_than(0, 5, 1, 3, f("0.333333333")));
+        assert!(!drops_more_than(0, 5, 1, 3, f("0.333333334")));
+        // Exposed above the floor never drops.
+        assert!(!drops_more_than(100, 100, 90, 100, f("0")));
+        assert!(drops_more_than(89, 100, 90, 100, f("0")));
+        // Counts too large for exact arithmetic fall back to floats.
+        assert!(drops_more_than(u64::MAX / 2, u64::MAX, u64::MAX, u64::MAX, f("0.1")));
+    }
+
+    #[test]
+    fn the_webhook_answers_inconclusive_as_told() {
+        assert_eq!(WebhookAnswer::of(GateDecision::Proceed, Inconclusive::Hold).status, 200);
+        assert_eq!(WebhookAnswer::of(GateDecision::Hold, Inconclusive::Proceed).status, 412);
+        assert_eq!(WebhookAnswer::of(GateDecision::Inconclusive, Inconclusive::Hold).status, 412);
+        let a = WebhookAnswer::of(GateDecision::Inconclusive, Inconclusive::Proceed);
+        assert_eq!(a.status, 200);
+        assert!(a.applied.unwrap().contains("missing data does not count toward rollback"));
+        // A view missing a partition makes the gate inconclusive: the
+        // webhook answer follows.
+        let p = GateParams { min_samples: 1, inconclusive: Inconclusive::Proceed, ..GateParams::default() };
+        let g = gate(&stats(10, 0, 0), GateParams { inconclusive: Inconclusive::Hold, ..p });
+        assert_eq!(g.webhook.status, 200);
+        let view = Freshness {
+            updated_at: None,
+            age_seconds: None,
+            streams: Some(1),
+            missing_streams: vec![0],
+            stale_streams: vec![],
+            stale_instances: vec![],
+            instances: 0,
+        };
+        let g = with_freshness(
+            gate(&stats(10, 0, 0), GateParams { inconclusive: Inconclusive::Hold, ..p }),
+            Some(view.clone()),
+        );
+        assert_eq!((g.decision, g.webhook.status), (GateDecision::Inconclusive, 412));
+        let g = with_freshness(gate(&stats(10, 0, 0), p), Some(view));
+        assert_eq!((g.decision, g.webhook.status), (GateDecision::Inconclusive, 200));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use accord::decode::InputFormat;
-use accord::exit::{render_markdown, ExitAgg, ExitRecorder, RequestTally, ReviewParams, ReviewWindow};
+use accord::exit::{render_markdown, ReviewParams, ReviewWindow};
 use accord::export::summary::Summary;
 use accord::export::verdicts::VerdictWriter;
 use accord::export::Metrics;
@@ -635,13 +635,10 @@ fn run_report(
     params: &ReviewParams,
 ) -> anyhow::Result<()> {
     let features = Arc::new(Features::new(catalog.clone()));
-    let (Resolved::Known(id), Some(spec)) = (features.resolve(feature), catalog.feature(feature)) else {
+    let (Resolved::Known(id), Some(_)) = (features.resolve(feature), catalog.feature(feature)) else {
         anyhow::bail!("feature {feature:?} is not in the catalog");
     };
-    let mut obs = (ExitRecorder::for_archive(features.clone(), id), RequestTally::default());
-    replay(sources, &features, opts, &mut obs)?;
-    let agg = obs.0.take().into_iter().find(|(f, _)| *f == id).map_or_else(ExitAgg::for_archive, |(_, a)| a);
-    let review = accord::exit::review(&agg, &obs.1.get(id), spec, &catalog.layers, params);
+    let review = accord::replay::exit_review(sources, &features, id, opts, params)?;
     let mut out = std::io::stdout().lock();
     match format {
         ReportFormat::Json => {

@@ -17,7 +17,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::decode::InputFormat;
-use crate::features::Features;
+use crate::exit::{ExitAgg, ExitRecorder, ExitReview, RequestTally, ReviewParams};
+use crate::features::{FeatureId, Features};
 use crate::join::{Observer, Position};
 use crate::pipeline::Pipeline;
 
@@ -97,6 +98,24 @@ pub fn replay(
         total += replay_lines(lines, opts.format, reference_ms, &mut pipeline, obs)?;
     }
     Ok(total)
+}
+
+/// `accord report`: the flag exit review of `feature` over archived
+/// records, judged exactly as [`replay`] judges them (the whole archive is
+/// the window). The live view's review of the same records is computed by
+/// the same code from an aggregate merged from the same evidence.
+pub fn exit_review(
+    sources: &[Source],
+    features: &Arc<Features>,
+    feature: FeatureId,
+    opts: ReplayOptions,
+    params: &ReviewParams,
+) -> Result<ExitReview, ReplayError> {
+    let mut obs = (ExitRecorder::for_archive(features.clone(), feature), RequestTally::default());
+    replay(sources, features, opts, &mut obs)?;
+    let agg = obs.0.take().into_iter().find(|(f, _)| *f == feature).map_or_else(ExitAgg::for_archive, |(_, a)| a);
+    let spec = features.spec(feature);
+    Ok(crate::exit::review(&agg, &obs.1.get(feature), &spec, &features.catalog().layers, params))
 }
 
 /// Judges one stream of lines (the wall clock now is the skew reference)

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Browser test of the status page: headless Chromium loads `/` from a running
 # `accord demo`; the rendered page must show every catalog feature and at
-# least one divergent request with its records, must have refreshed itself
-# from the JSON APIs and reference no external assets; a screenshot is saved
-# as a CI artifact and must not be blank (scripts/ci/lib/png_check.py).
+# least one divergent request with its records, an inline SVG chart per
+# feature (the last hour, drawn on the server) with the exposed-agreement
+# line of a feature with traffic, must have refreshed itself from the JSON
+# APIs and reference no external assets; a screenshot is saved as a CI
+# artifact and must not be blank (scripts/ci/lib/png_check.py).
 #
 #   bash scripts/ci/browser-test.sh        (builds target/release/accord if missing)
 #
@@ -82,6 +84,17 @@ rid=$(grep -oE '<details class="req" data-key="[^"]+"' "$PAGE" | head -1 \
 require "rendered page shows a divergent request" test -n "$rid"
 check "request id $rid shown" grep -q -- "<code class=\"rid\">$rid</code>" "$PAGE"
 check "the divergent request shows its records" grep -q 'class="rec"' "$PAGE"
+# A chart per feature: server-rendered SVG, no script or external asset.
+for f in "${FEATURES[@]}"; do
+    check "rendered page shows a chart for $f" grep -q -- "<svg class=\"chart\" data-feature=\"$f\"" "$PAGE"
+done
+# The demo's traffic is drawn: checkout_v2's chart has its exposed-agreement
+# series (a line, or a dot for a single minute).
+chart_has_agreement() {
+    grep -ozP '(?s)<svg class="chart" data-feature="checkout_v2".*?</svg>' "$PAGE" | grep -qa 'class="s-agree"'
+}
+check "checkout_v2's chart draws exposed agreement" chart_has_agreement
+check "the page links the exit review" grep -q '/api/v1/features/checkout_v2/exit-review' "$PAGE"
 # The script ran and refreshed the page (status line set by the script once
 # it fetched and swapped in /status/content).
 check "the page refreshed itself" grep -q 'every 5 s' "$PAGE"

@@ -39,16 +39,6 @@ impl RequestCounts {
             }
         }
     }
-
-    /// The same figures from the live view's window.
-    pub fn from_window(w: &crate::live::WindowStats) -> Self {
-        RequestCounts {
-            requests: w.total(),
-            divergent: w.verdict(Verdict::Diverge),
-            incomplete: w.verdict(Verdict::Incomplete),
-            by_kind: w.kinds,
-        }
-    }
 }
 
 /// Closed requests per feature (an observer).

@@ -8,6 +8,9 @@
 //!   readiness and the default gate of each feature.
 //! - `GET /api/v1/features/{feature}/divergences?limit=N` — the most recent
 //!   divergent requests with every layer's record as received.
+//! - `GET /api/v1/features/{feature}/exit-review?window=1h` — the flag exit
+//!   review over the view (JSON, or Markdown with `?format=markdown` or
+//!   `Accept: text/markdown`).
 //!
 //! Parameters are validated strictly: a malformed, out-of-range, repeated
 //! or unknown parameter is a 400 with a JSON error (a typo must not
@@ -17,7 +20,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -25,10 +28,11 @@ use serde::Serialize;
 
 use super::AppState;
 use crate::decode::format_rfc3339_ms;
+use crate::exit::{render_markdown, DEFAULT_MIN_SAMPLES};
 use crate::features::FeatureId;
-use crate::gate::{evaluate, parse_params, parse_window, with_freshness, GateDecision, GateView, ParamError, PARAMS};
-use crate::live::{LiveView, DEFAULT_WINDOW_MS, MAX_SAMPLES};
-use crate::views::{feature_view, feature_views, layer_namer, sample_views, DivergencesView};
+use crate::gate::{evaluate, parse_params, parse_window, with_freshness, GateView, ParamError, PARAMS};
+use crate::live::{LiveView, DEFAULT_EXIT_WINDOW_MS, DEFAULT_WINDOW_MS, MAX_SAMPLES};
+use crate::views::{feature_view, feature_views, layer_namer, live_review, sample_views, DivergencesView};
 
 /// Default number of divergent requests the divergences API returns.
 pub(crate) const DEFAULT_LIMIT: usize = 20;
@@ -44,6 +48,8 @@ pub(crate) enum QueryError {
     Repeated(String),
     #[error("limit must be an integer from 1 to {MAX_SAMPLES}, got {0:?}")]
     Limit(String),
+    #[error("format must be json or markdown, got {0:?}")]
+    Format(String),
     #[error(transparent)]
     Param(#[from] ParamError),
 }
@@ -128,6 +134,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/v1/features", get(features))
         .route("/api/v1/features/{feature}", get(feature))
         .route("/api/v1/features/{feature}/divergences", get(divergences))
+        .route("/api/v1/features/{feature}/exit-review", get(exit_review))
         .route("/api/v1/gates/{feature}", get(gate))
         .route("/api/v1/gates/{feature}/webhook", get(webhook).post(webhook))
 }
@@ -217,11 +224,66 @@ async fn gate(State(s): State<AppState>, UrlPath(name): UrlPath<String>, q: RawQ
     Ok(json_response(StatusCode::OK, &g))
 }
 
-/// 200 for `proceed`, 412 otherwise (Flagger treats non-2xx as "not yet").
+/// 200 for `proceed`, 412 for `hold`, and for `inconclusive` what the
+/// `inconclusive` parameter says (Flagger treats non-2xx as "not yet").
 async fn webhook(State(s): State<AppState>, UrlPath(name): UrlPath<String>, q: RawQuery) -> Result<Response, ApiError> {
     let g = gate_view(&s, &name, q)?;
-    let code = if g.decision == GateDecision::Proceed { StatusCode::OK } else { StatusCode::PRECONDITION_FAILED };
+    let code = StatusCode::from_u16(g.webhook.status).unwrap_or(StatusCode::PRECONDITION_FAILED);
     Ok(json_response(code, &g))
+}
+
+/// Whether an `Accept` header prefers Markdown to JSON: `text/markdown`
+/// with a quality above that of `application/json` (HTTP content
+/// negotiation; absent ranges count as 0, `*/*` counts for JSON).
+fn prefers_markdown(headers: &HeaderMap) -> bool {
+    let (mut md, mut json) = (0.0f32, 0.0f32);
+    for value in headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()) {
+        for range in value.split(',') {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()))
+                .next()
+                .unwrap_or(1.0)
+                .clamp(0.0, 1.0);
+            match media.as_str() {
+                "text/markdown" => md = md.max(q),
+                "application/json" | "application/*" | "*/*" => json = json.max(q),
+                _ => {}
+            }
+        }
+    }
+    md > json
+}
+
+/// `GET /api/v1/features/{feature}/exit-review?window=1h&min_samples=200&format=json|markdown`.
+async fn exit_review(
+    State(s): State<AppState>,
+    UrlPath(name): UrlPath<String>,
+    headers: HeaderMap,
+    q: RawQuery,
+) -> Result<Response, ApiError> {
+    let id = find_feature(&s.live, &name)?;
+    let q = params(q, &["window", "min_samples", "format"])?;
+    let window_ms = q.get("window").map(|w| parse_window(w)).transpose()?.unwrap_or(DEFAULT_EXIT_WINDOW_MS);
+    let min_samples = match q.get("min_samples") {
+        None => DEFAULT_MIN_SAMPLES,
+        Some(n) => n.trim().parse::<u64>().map_err(|_| ParamError::MinSamples(n.clone()))?,
+    };
+    let markdown = match q.get("format").map(String::as_str) {
+        None => prefers_markdown(&headers),
+        Some("json") => false,
+        Some("markdown") => true,
+        Some(other) => return Err(QueryError::Format(other.to_string()).into()),
+    };
+    let now = s.live.now_ms();
+    let r = live_review(&s.live, id, now, window_ms, min_samples);
+    if markdown {
+        let body = render_markdown(&r.review);
+        let ct = "text/markdown; charset=utf-8";
+        return Ok(([(header::CONTENT_TYPE, ct), (header::CACHE_CONTROL, "no-store")], body).into_response());
+    }
+    Ok(json_response(StatusCode::OK, &r))
 }
 
 #[cfg(test)]

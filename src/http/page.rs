@@ -1,6 +1,7 @@
 //! `GET /`: the human status page, and `GET /status/content`: its content
 //! as an HTML fragment. One self-contained document (`status_page.html`:
-//! inline CSS and a small script, no external assets).
+//! inline CSS and a small script, no external assets; charts are inline
+//! SVG drawn here, readable without the script or the style sheet).
 //!
 //! The markup is produced here and nowhere else: the page is rendered on
 //! the server, so it shows every feature without JavaScript (and in a
@@ -19,12 +20,22 @@ use serde_json::Value;
 
 use super::AppState;
 use crate::decode::format_rfc3339_ms;
-use crate::live::{LiveView, DEFAULT_WINDOW_MS};
+use crate::live::{LiveView, Point, DEFAULT_WINDOW_MS};
 use crate::text::{dur, human_window, num, pct, pct1};
 use crate::views::{feature_views, sample_views, FeatureView, LayerView, RecordView, SampleView};
 
 /// Divergent requests shown per feature.
 const PAGE_SAMPLES: usize = 5;
+
+/// The charts: this many points of this many milliseconds (the last hour,
+/// one point a minute).
+pub(crate) const CHART_POINTS: usize = 60;
+pub(crate) const CHART_STEP_MS: i64 = 60_000;
+
+/// Colours of the layers' lines, by the layer's place in the catalog
+/// (repeating beyond); exposed agreement is drawn in ink, thicker.
+const LAYER_COLOURS: [&str; 6] = ["#0969da", "#8250df", "#bf8700", "#1a7f37", "#cf222e", "#57606a"];
+const AGREEMENT_COLOUR: &str = "#1f2328";
 
 const TEMPLATE: &str = include_str!("status_page.html");
 
@@ -85,8 +96,9 @@ pub(crate) fn render(live: &LiveView, now_ms: i64) -> String {
 /// grid and each feature's newest divergent requests.
 pub(crate) fn content(live: &LiveView, now_ms: i64) -> String {
     let (ids, views): (Vec<_>, Vec<_>) = feature_views(live, now_ms, DEFAULT_WINDOW_MS).into_iter().unzip();
-    let samples: Vec<Vec<SampleView>> = ids.into_iter().map(|id| sample_views(live, id, PAGE_SAMPLES).0).collect();
-    render_content(&views, &live.features().catalog().layers, &samples)
+    let samples: Vec<Vec<SampleView>> = ids.iter().map(|id| sample_views(live, *id, PAGE_SAMPLES).0).collect();
+    let charts: Vec<Vec<Point>> = ids.iter().map(|id| live.series(*id, now_ms, CHART_STEP_MS, CHART_POINTS)).collect();
+    render_content(&views, &live.features().catalog().layers, &samples, &charts)
 }
 
 /// Text for HTML content and attribute values.
@@ -125,12 +137,17 @@ fn expiry(v: &FeatureView) -> String {
     }
 }
 
-fn render_content(views: &[FeatureView], layers: &[String], samples: &[Vec<SampleView>]) -> String {
+fn render_content(
+    views: &[FeatureView],
+    layers: &[String],
+    samples: &[Vec<SampleView>],
+    charts: &[Vec<Point>],
+) -> String {
     let mut o = String::new();
     let win = human_window(DEFAULT_WINDOW_MS);
     o.push_str("<section class=\"cards\">");
-    for v in views {
-        o.push_str(&render_card(v));
+    for (v, c) in views.iter().zip(charts) {
+        o.push_str(&render_card(v, c, layers));
     }
     o.push_str("</section>");
     let _ = write!(
@@ -150,7 +167,7 @@ fn render_content(views: &[FeatureView], layers: &[String], samples: &[Vec<Sampl
     o
 }
 
-fn render_card(v: &FeatureView) -> String {
+fn render_card(v: &FeatureView, chart: &[Point], layers: &[String]) -> String {
     let g = &v.gate;
     let d = g.decision.as_str();
     let mut o = String::new();
@@ -170,25 +187,155 @@ fn render_card(v: &FeatureView) -> String {
         human_window(v.window_seconds as i64 * 1000)
     );
     o.push_str(&render_verdict_bar(v));
+    o.push_str(&render_chart(&v.feature, chart, layers));
     o.push_str("<ul class=\"reasons\">");
     for r in &g.reasons {
         let _ = write!(o, "<li>{}</li>", esc(r));
     }
     o.push_str("</ul>");
+    let e = &v.exit_readiness;
     let _ = write!(
         o,
-        "<div class=\"exit {}\"><b>flag exit</b> {}</div>",
-        v.exit_readiness.status,
-        esc(&v.exit_readiness.summary)
+        "<div class=\"exit {}\"><b>flag exit</b> {} <a href=\"{}\">exit review</a></div>",
+        e.status,
+        esc(&e.summary),
+        esc(&e.review)
     );
+    o.push_str(&render_convergence(v));
     let _ = write!(
         o,
-        "<div class=\"links\"><a href=\"{g}\">gate JSON</a><a href=\"{w}\">webhook</a><a href=\"{d}\">divergences JSON</a><a href=\"/api/v1/features/{f}\">feature JSON</a></div></article>",
+        "<div class=\"links\"><a href=\"{g}\">gate JSON</a><a href=\"{w}\">webhook</a><a href=\"{d}\">divergences JSON</a><a href=\"{x}\">exit review (1h)</a><a href=\"/api/v1/features/{f}\">feature JSON</a></div></article>",
         g = esc(&v.links.gate),
         w = esc(&v.links.webhook),
         d = esc(&v.links.divergences),
+        x = esc(&format!("/api/v1/features/{}/exit-review?format=markdown", crate::views::url_escape(&v.feature))),
         f = esc(&v.feature)
     );
+    o
+}
+
+/// Which flag revision is current and, per layer, how much of its work
+/// since then still used another one and how long it took to adopt it.
+fn render_convergence(v: &FeatureView) -> String {
+    let c = &v.revision_convergence;
+    let win = human_window(v.window_seconds as i64 * 1000);
+    let Some(cur) = &c.current_revision else {
+        return format!(
+            "<div class=\"revs none\"><b>flag revision</b> no record carried a flags_revision in the last {win}</div>"
+        );
+    };
+    let since = c.first_seen.as_deref().map(time_of).unwrap_or("–");
+    let mut o = format!(
+        "<div class=\"revs\"><b>flag revision</b> <code>{}</code> current since {since} UTC · {} seen in the last {win}<table class=\"conv\"><thead><tr><th>layer</th><th>stale share</th><th>adoption lag</th></tr></thead><tbody>",
+        esc(cur),
+        plural_n(c.revisions, "revision", "revisions")
+    );
+    for l in &c.layers {
+        let stale = match (l.stale_share_range, l.stale_share) {
+            (Some((lo, hi)), _) => format!("{}–{}", pct1(lo), pct1(hi)),
+            (None, Some(s)) => pct1(s),
+            (None, None) => "–".into(),
+        };
+        let lag = match l.adoption_lag_seconds {
+            Some(s) => dur(s.max(0.0)),
+            None => "not adopted".into(),
+        };
+        let cls = if l.stale_share.is_some_and(|s| s > 0.0) { " class=\"stale\"" } else { "" };
+        let _ = write!(o, "<tr{cls}><td>{}</td><td>{stale}</td><td>{lag}</td></tr>", esc(&l.layer));
+    }
+    o.push_str("</tbody></table></div>");
+    o
+}
+
+fn plural_n(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// A series as SVG polylines: consecutive points with a value form a line,
+/// a lone point a dot; steps without data leave a gap.
+fn polylines(o: &mut String, values: &[Option<f64>], x: impl Fn(usize) -> f64, y: impl Fn(f64) -> f64, style: &str) {
+    let mut run: Vec<(f64, f64)> = Vec::new();
+    let flush = |o: &mut String, run: &mut Vec<(f64, f64)>| {
+        match run.as_slice() {
+            [] => {}
+            [(px, py)] => {
+                let _ = write!(
+                    o,
+                    "<circle cx=\"{px:.1}\" cy=\"{py:.1}\" r=\"2\" {style} stroke=\"none\" fill=\"currentColor\"/>"
+                );
+            }
+            pts => {
+                let list: Vec<String> = pts.iter().map(|(px, py)| format!("{px:.1},{py:.1}")).collect();
+                let _ = write!(o, "<polyline points=\"{}\" fill=\"none\" {style}/>", list.join(" "));
+            }
+        }
+        run.clear();
+    };
+    for (i, v) in values.iter().enumerate() {
+        match v {
+            Some(v) => run.push((x(i), y(*v))),
+            None => flush(o, &mut run),
+        }
+    }
+    flush(o, &mut run);
+}
+
+/// A feature's chart over the last hour: exposed agreement and each
+/// layer's new-path ratio, one point per step, 0–100 %.
+pub(crate) fn render_chart(feature: &str, points: &[Point], layers: &[String]) -> String {
+    const W: f64 = 360.0;
+    const LEFT: f64 = 34.0;
+    const RIGHT: f64 = 352.0;
+    const TOP: f64 = 8.0;
+    const BOTTOM: f64 = 88.0;
+    let n = points.len().max(1) as f64;
+    let x = |i: usize| LEFT + (i as f64 + 0.5) * (RIGHT - LEFT) / n;
+    let y = |v: f64| BOTTOM - v.clamp(0.0, 1.0) * (BOTTOM - TOP);
+    let span = human_window(points.len() as i64 * CHART_STEP_MS);
+    let mut o = format!(
+        "<figure class=\"chart-box\"><svg class=\"chart\" data-feature=\"{f}\" viewBox=\"0 0 {W} 104\" width=\"{W}\" height=\"104\" role=\"img\" aria-label=\"{f}: exposed agreement and new-path ratio per layer over the last {span}\" font-family=\"sans-serif\" font-size=\"9\"><title>{f}: exposed agreement and new-path ratio per layer, last {span}, one point a minute</title>",
+        f = esc(feature)
+    );
+    for (v, label) in [(1.0, "100%"), (0.5, "50%"), (0.0, "0%")] {
+        let _ = write!(
+            o,
+            "<line x1=\"{LEFT}\" x2=\"{RIGHT}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" stroke=\"#d8dee4\" stroke-width=\"1\"/><text x=\"{tx}\" y=\"{ty:.1}\" text-anchor=\"end\" fill=\"#656d76\">{label}</text>",
+            yy = y(v),
+            tx = LEFT - 4.0,
+            ty = y(v) + 3.0
+        );
+    }
+    let _ = write!(
+        o,
+        "<text x=\"{LEFT}\" y=\"100\" fill=\"#656d76\">−{span}</text><text x=\"{RIGHT}\" y=\"100\" text-anchor=\"end\" fill=\"#656d76\">now</text>"
+    );
+    let has_data = points.iter().any(|p| p.exposed_judged > 0 || p.layers.iter().any(|(a, b)| a + b > 0));
+    if !has_data {
+        let _ = write!(
+            o,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#8c959f\">no decisions in the last {span}</text>",
+            (LEFT + RIGHT) / 2.0,
+            (TOP + BOTTOM) / 2.0 + 3.0
+        );
+    }
+    for (l, _) in layers.iter().enumerate() {
+        let values: Vec<Option<f64>> = points.iter().map(|p| p.new_path_ratio(l)).collect();
+        let colour = LAYER_COLOURS[l % LAYER_COLOURS.len()];
+        let style =
+            format!("class=\"s-layer\" data-layer=\"{l}\" stroke=\"{colour}\" color=\"{colour}\" stroke-width=\"1.2\"");
+        polylines(&mut o, &values, x, y, &style);
+    }
+    let values: Vec<Option<f64>> = points.iter().map(Point::exposed_agreement).collect();
+    let style =
+        format!("class=\"s-agree\" stroke=\"{AGREEMENT_COLOUR}\" color=\"{AGREEMENT_COLOUR}\" stroke-width=\"2.2\"");
+    polylines(&mut o, &values, x, y, &style);
+    o.push_str("</svg><figcaption class=\"chart-legend\">");
+    let _ = write!(o, "<span><i style=\"background:{AGREEMENT_COLOUR}\"></i>exposed agreement</span>");
+    for (l, name) in layers.iter().enumerate() {
+        let colour = LAYER_COLOURS[l % LAYER_COLOURS.len()];
+        let _ = write!(o, "<span><i style=\"background:{colour}\"></i>{} new path</span>", esc(name));
+    }
+    let _ = write!(o, "<span class=\"chart-span\">last {span}, per minute</span></figcaption></figure>");
     o
 }
 
@@ -516,6 +663,81 @@ mod tests {
         assert!(body.contains(&format!("data-key=\"checkout_v2/{id_esc}\"")));
         assert!(body.contains("&quot;note&quot;: &quot;&lt;/pre&gt;&lt;img src=x onerror=alert(1)&gt;&quot;"));
         assert!(body.contains("&quot;&lt;x-evil&gt;&quot;: &quot;x&quot;"));
+        for external in EXTERNAL {
+            assert!(!html.contains(external), "external asset: {external}");
+        }
+    }
+
+    fn point(exposed: (u64, u64), layers: &[(u64, u64)]) -> Point {
+        Point { exposed_judged: exposed.0, exposed_agree: exposed.1, layers: layers.to_vec() }
+    }
+
+    #[test]
+    fn charts_draw_lines_dots_and_gaps_from_the_points() {
+        let layers = ["frontend".to_string(), "api".to_string()];
+        let pts =
+            [point((2, 2), &[(1, 1), (0, 0)]), point((2, 1), &[(2, 0), (0, 0)]), point((0, 0), &[(0, 2), (1, 0)])];
+        let svg = render_chart("checkout_v2", &pts, &layers);
+        assert!(svg.starts_with("<figure class=\"chart-box\"><svg class=\"chart\" data-feature=\"checkout_v2\""));
+        // 0 % at y 88, 100 % at y 8; three steps centred at x 87, 193, 299.
+        assert!(
+            svg.contains("<polyline points=\"87.0,8.0 193.0,48.0\" fill=\"none\" class=\"s-agree\""),
+            "exposed agreement: {svg}"
+        );
+        assert!(
+            svg.contains(
+                "<polyline points=\"87.0,48.0 193.0,8.0 299.0,88.0\" fill=\"none\" class=\"s-layer\" data-layer=\"0\" stroke=\"#0969da\""
+            ),
+            "frontend: {svg}"
+        );
+        // A lone point is a dot; steps without records leave gaps.
+        assert!(
+            svg.contains(
+                "<circle cx=\"299.0\" cy=\"8.0\" r=\"2\" class=\"s-layer\" data-layer=\"1\" stroke=\"#8250df\""
+            ),
+            "api: {svg}"
+        );
+        assert_eq!(svg.matches("<polyline").count() + svg.matches("<circle").count(), 3, "{svg}");
+        assert!(svg.contains("<title>checkout_v2: exposed agreement and new-path ratio per layer, last 3m"));
+        assert!(svg.contains("api new path") && svg.contains("exposed agreement</span>"));
+        assert!(!svg.contains("no decisions"));
+        let empty = render_chart("x<y", &[point((0, 0), &[(0, 0), (0, 0)])], &layers);
+        assert!(empty.contains("data-feature=\"x&lt;y\""), "{empty}");
+        assert!(empty.contains(">no decisions in the last 1m</text>"), "{empty}");
+        assert!(!empty.contains("<polyline") && !empty.contains("<circle"));
+    }
+
+    #[tokio::test]
+    async fn the_page_charts_the_last_hour_and_shows_exit_and_revision_convergence() {
+        let mut r = Rig::new(1 << 20);
+        r.feed(Story::AgreeNew, 3);
+        r.set_now(crate::http::test_rig::T0 + 1_800_000);
+        r.feed(Story::AgreeNew, 1);
+        r.feed(Story::Fake, 1);
+        r.feed_one(Story::AgreeNew, "rev-1", &[r#""flags_revision":"r7""#]);
+        r.flush();
+        let (code, html) = r.get_text("/").await;
+        assert_eq!(code, StatusCode::OK);
+        for f in ["checkout_v2", "search.ranking"] {
+            assert_eq!(html.matches(&format!("<svg class=\"chart\" data-feature=\"{f}\"")).count(), 1, "{f}");
+        }
+        let chart = &html[html.find("data-feature=\"checkout_v2\" viewBox").unwrap()..];
+        let chart = &chart[..chart.find("</svg>").unwrap()];
+        // Half an hour ago everything agreed; in the newest minute 2 of 3.
+        assert!(chart.contains("cy=\"8.0\" r=\"2\" class=\"s-agree\""), "{chart}");
+        assert!(chart.contains("cy=\"34.7\" r=\"2\" class=\"s-agree\""), "{chart}");
+        assert!(html.contains(">no decisions in the last 1h</text>"), "search.ranking has none");
+        for needle in [
+            "<div class=\"exit not_ready\"><b>flag exit</b> still taking the old path in the last 5m: api (",
+            "<a href=\"/api/v1/features/checkout_v2/exit-review?window=5m\">exit review</a>",
+            "<a href=\"/api/v1/features/checkout_v2/exit-review?format=markdown\">exit review (1h)</a>",
+            "<b>flag revision</b> <code>r7</code> current since 00:30:00 UTC · 1 revision seen in the last 5m",
+            "<tr><td>frontend</td><td>0%</td><td>0 ms</td></tr>",
+            "<div class=\"exit insufficient_data\"><b>flag exit</b> in the last 5m: no request closed in the window",
+            "no record carried a flags_revision in the last 5m",
+        ] {
+            assert!(html.contains(needle), "status page lacks {needle}");
+        }
         for external in EXTERNAL {
             assert!(!html.contains(external), "external asset: {external}");
         }

@@ -44,10 +44,15 @@ pub(crate) enum Story {
 
 impl Rig {
     pub fn new(sample_bytes: usize) -> Rig {
+        Rig::at(T0, sample_bytes)
+    }
+
+    /// A rig whose clock starts at `start_ms`.
+    pub fn at(start_ms: i64, sample_bytes: usize) -> Rig {
         let cat = Catalog::parse(std::path::Path::new("c.toml"), include_str!("../../tests/conformance/catalog.toml"))
             .unwrap();
         let f = Arc::new(Features::new(Arc::new(cat)));
-        let clock = Arc::new(AtomicI64::new(T0));
+        let clock = Arc::new(AtomicI64::new(start_ms));
         let c = clock.clone();
         let live = LiveView::with_clock(f.clone(), Arc::new(move || c.load(Ordering::Relaxed)));
         Rig {
@@ -74,6 +79,20 @@ impl Rig {
             self.feed_one(story, &format!("req-{:04}", self.seq), &[]);
         }
         self.flush();
+    }
+
+    /// One record as given, arriving at the clock (its Kafka timestamp):
+    /// judged, nothing handed to the view yet.
+    pub fn ingest(&mut self, line: &str) {
+        let now = self.clock.load(Ordering::Relaxed);
+        self.rec.set_now_ms(now);
+        self.pos += 1;
+        let _ = self.pipe.ingest(line.as_bytes(), crate::join::Position::new(0, self.pos), now, &mut self.rec);
+    }
+
+    /// Hands the recorder's delta to the view (a commit round).
+    pub fn flush_delta(&mut self) {
+        self.state.live.apply(self.rec.take());
     }
 
     /// Closes what waits for a layer that never comes, and hands the

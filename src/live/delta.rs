@@ -10,15 +10,19 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use hdrhistogram::Histogram;
 
 use super::{
-    CauseCount, LayerStats, PairCount, Sample, WindowStats, BUCKET_MS, LAG_HIGH_MS, LAG_SLICE_MS, MAX_SAMPLES,
+    CauseCount, LayerStats, PairCount, Point, Sample, WindowStats, BUCKET_MS, EXIT_SLICE_MS, LAG_HIGH_MS, LAG_SLICE_MS,
+    MAX_SAMPLES,
 };
 use crate::catalog::{LayerId, LayerSet, MAX_LAYERS};
+use crate::exit::ExitAgg;
 use crate::explain::{Cause, Pair};
 use crate::join::{CloseCause, Position};
+use crate::judge::{RequestPath, Verdict};
 
 /// Per-layer counters of a bucket: non-late records by path, late
 /// records, missing reports.
@@ -149,6 +153,20 @@ pub(crate) struct FeatureDelta {
     pub(crate) lags: BTreeMap<i64, LagSlice>,
     /// Newest first by [`sample_order`], at most [`MAX_SAMPLES`].
     pub(crate) samples: Vec<Sample>,
+    /// The exit review's evidence, by 10-second slot since the epoch.
+    /// Shared with readers: a slice that a reader still merges is copied
+    /// before it changes, so no lock is held while a review is computed.
+    pub(crate) exits: BTreeMap<i64, Arc<ExitAgg>>,
+}
+
+/// Adds an exit slice into a map of them.
+pub(crate) fn merge_exit(exits: &mut BTreeMap<i64, Arc<ExitAgg>>, slot: i64, agg: Arc<ExitAgg>) {
+    match exits.get_mut(&slot) {
+        Some(mine) => Arc::make_mut(mine).merge(Arc::unwrap_or_clone(agg)),
+        None => {
+            exits.insert(slot, agg);
+        }
+    }
 }
 
 /// `⌈a / b⌉` for a positive `b`.
@@ -158,7 +176,7 @@ fn div_ceil(a: i64, b: i64) -> i64 {
 
 impl FeatureDelta {
     pub(crate) fn is_empty(&self) -> bool {
-        self.buckets.is_empty() && self.lags.is_empty() && self.samples.is_empty()
+        self.buckets.is_empty() && self.lags.is_empty() && self.samples.is_empty() && self.exits.is_empty()
     }
 
     /// Puts pairs and causes in their order and trims the samples, so that
@@ -193,6 +211,9 @@ impl FeatureDelta {
             self.samples.extend(o.samples);
             trim_samples(&mut self.samples);
         }
+        for (slot, a) in o.exits {
+            merge_exit(&mut self.exits, slot, a);
+        }
     }
 
     /// Drops the buckets and lag slices that no window ending at or after
@@ -201,6 +222,44 @@ impl FeatureDelta {
         let from = now_ms - keep_ms;
         self.buckets = self.buckets.split_off(&div_ceil(from, BUCKET_MS));
         self.lags = self.lags.split_off(&from.div_euclid(LAG_SLICE_MS));
+        self.exits = self.exits.split_off(&from.div_euclid(EXIT_SLICE_MS));
+    }
+
+    /// The exit slices that overlap the window `(now − window, now]`, and
+    /// where the first of them starts: the window rounded out to whole
+    /// slices (not later than the window's own start).
+    pub(crate) fn exit_slices(&self, now_ms: i64, window_ms: i64) -> (Vec<Arc<ExitAgg>>, i64) {
+        let from = now_ms - window_ms;
+        let (first, last) = (from.div_euclid(EXIT_SLICE_MS), now_ms.div_euclid(EXIT_SLICE_MS));
+        let slices = self.exits.range(first..=last.max(first)).filter(|(s, _)| **s <= last).map(|e| e.1.clone());
+        (slices.collect(), first * EXIT_SLICE_MS)
+    }
+
+    /// `points` consecutive steps of `step_ms` ending at `now_ms`: a
+    /// bucket counts in the step its second starts in, point `i` covering
+    /// the starts in `[now − (points − i) × step, now − (points − i − 1) ×
+    /// step)` (the last one also a second starting at `now` itself), so the
+    /// points add up to [`FeatureDelta::window`] of `points × step`.
+    pub(crate) fn series(&self, layers: usize, now_ms: i64, step_ms: i64, points: usize) -> Vec<Point> {
+        let mut out = vec![Point::empty(layers); points];
+        let step = step_ms.max(1);
+        let start = now_ms - step * points as i64;
+        let (first, last) = (div_ceil(start, BUCKET_MS), now_ms.div_euclid(BUCKET_MS));
+        for (sec, b) in self.buckets.range(first..=last.max(first)).filter(|(s, _)| **s <= last) {
+            let i = (sec * BUCKET_MS - start).div_euclid(step).min(points as i64 - 1);
+            let Some(p) = usize::try_from(i).ok().and_then(|i| out.get_mut(i)) else { continue };
+            for path in [RequestPath::New, RequestPath::Mixed] {
+                let row = &b.requests[path as usize];
+                let all: u64 = row.iter().map(|n| u64::from(*n)).sum();
+                p.exposed_judged += all - u64::from(row[Verdict::Incomplete as usize]);
+                p.exposed_agree += u64::from(row[Verdict::Agree as usize]);
+            }
+            for (acc, c) in p.layers.iter_mut().zip(&b.layers) {
+                acc.0 += u64::from(c[L_NEW]);
+                acc.1 += u64::from(c[L_OLD]);
+            }
+        }
+        out
     }
 
     /// Sums the window `(now − window, now]`: a bucket counts while its
@@ -354,6 +413,14 @@ impl Delta {
         let (first, last) = self.seconds()?;
         let now_ms = (last + 1) * super::BUCKET_MS - 1;
         self.window(feature, now_ms, (last - first + 1) * super::BUCKET_MS)
+    }
+
+    /// A feature's exit evidence over the exit slices that overlap
+    /// `window_ms` up to `now_ms`, merged (`None` if the delta holds
+    /// nothing of the feature).
+    pub fn exit_evidence(&self, feature: &str, now_ms: i64, window_ms: i64) -> Option<ExitAgg> {
+        let (slices, _) = self.features.get(feature)?.exit_slices(now_ms, window_ms);
+        Some(ExitAgg::merged(slices.into_iter().map(Arc::unwrap_or_clone)))
     }
 
     /// Keeps at most `n` samples per feature, the newest. Samples are

@@ -29,7 +29,19 @@
 //! - the [`MAX_SAMPLES`] most recent divergent requests, with the bytes of
 //!   every record as received (from the join engine's sample ring, see
 //!   [`Closed::raw`](crate::join::Closed::raw)); the bytes are parsed only
-//!   when an API reads them.
+//!   when an API reads them;
+//! - 10-second exit slices ([`EXIT_SLICE_MS`]): the flag exit review's
+//!   evidence of every valid record (late ones included) that arrived in
+//!   the slice, an [`ExitAgg`](crate::exit::ExitAgg) per feature. Slices
+//!   merge exactly (the aggregate of merged slices is the aggregate of
+//!   their records, in any order), so the view's exit review over a window
+//!   is the review an archive of the same records gives. A window reads the
+//!   slices that overlap it, and the review's request counts are read over
+//!   the same period: the window rounded out to whole 10-second slices.
+//!   Slices rather than one aggregate per 1-second bucket: an aggregate
+//!   carries per-layer and per-revision tables of its own (a few KB), and
+//!   3,600 of them per feature would cost several times the hour's
+//!   evidence itself.
 //!
 //! # Time
 //! Everything is bucketed by the **wall-clock time at which the judging
@@ -64,6 +76,7 @@ mod wire;
 use std::sync::Arc;
 
 use crate::catalog::{LayerId, LayerSet};
+use crate::exit::RequestCounts;
 use crate::explain::{Cause, Pair};
 use crate::join::{CloseCause, Position};
 use crate::judge::{RecordPath, RequestPath, Verdict};
@@ -71,7 +84,7 @@ use crate::judge::{RecordPath, RequestPath, Verdict};
 pub use delta::Delta;
 pub use recorder::Recorder;
 pub use shares::{Freshness, InstanceView, ShareNote};
-pub use view::{Applied, LiveView};
+pub use view::{Applied, ExitEvidence, LiveView};
 pub use wire::DecodeError;
 
 /// The longest window the APIs accept, and how long the view keeps data.
@@ -87,6 +100,10 @@ pub const LAG_SLICE_MS: i64 = 10_000;
 /// The largest lag a histogram tells apart; longer lags count as this.
 /// The same for every instance, so histograms merge exactly.
 pub const LAG_HIGH_MS: u64 = MAX_WINDOW_MS as u64;
+/// Granularity of the exit review's evidence.
+pub const EXIT_SLICE_MS: i64 = 10_000;
+/// The default window of the exit review.
+pub const DEFAULT_EXIT_WINDOW_MS: i64 = MAX_WINDOW_MS;
 
 /// Milliseconds since the epoch, now.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -247,5 +264,56 @@ impl WindowStats {
     pub fn incomplete_ratio(&self) -> Option<f64> {
         let n = self.total();
         (n > 0).then(|| self.verdict(Verdict::Incomplete) as f64 / n as f64)
+    }
+    /// Closed joins on the old path that count towards the old path's
+    /// agreement (verdict other than `incomplete`).
+    pub fn old_judged(&self) -> u64 {
+        let old = &self.requests[RequestPath::Old as usize];
+        old.iter().sum::<u64>() - old[Verdict::Incomplete as usize]
+    }
+    pub fn old_agree(&self) -> u64 {
+        self.requests[RequestPath::Old as usize][Verdict::Agree as usize]
+    }
+    /// The noise floor: of the judged old-path joins, the share on which
+    /// every layer agreed (disagreement that exists without the rollout);
+    /// `None` without a judged old-path join.
+    pub fn old_path_agreement(&self) -> Option<f64> {
+        let n = self.old_judged();
+        (n > 0).then(|| self.old_agree() as f64 / n as f64)
+    }
+    /// The closed requests as the flag exit review counts them.
+    pub fn request_counts(&self) -> RequestCounts {
+        RequestCounts {
+            requests: self.total(),
+            divergent: self.verdict(Verdict::Diverge),
+            incomplete: self.verdict(Verdict::Incomplete),
+            by_kind: self.kinds,
+        }
+    }
+}
+
+/// One point of a feature's chart: its figures over one step of time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Point {
+    /// Closed exposed joins other than `incomplete`, and of those the ones
+    /// that agreed.
+    pub exposed_judged: u64,
+    pub exposed_agree: u64,
+    /// Per layer (the catalog's order): non-late records on the new and on
+    /// the old path.
+    pub layers: Vec<(u64, u64)>,
+}
+
+impl Point {
+    pub fn empty(layers: usize) -> Self {
+        Point { exposed_judged: 0, exposed_agree: 0, layers: vec![(0, 0); layers] }
+    }
+    pub fn exposed_agreement(&self) -> Option<f64> {
+        (self.exposed_judged > 0).then(|| self.exposed_agree as f64 / self.exposed_judged as f64)
+    }
+    /// `new / (new + old)` of a layer, like [`LayerStats::new_path_ratio`].
+    pub fn new_path_ratio(&self, layer: usize) -> Option<f64> {
+        let (new, old) = self.layers.get(layer).copied().unwrap_or((0, 0));
+        (new + old > 0).then(|| new as f64 / (new + old) as f64)
     }
 }

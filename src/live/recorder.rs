@@ -4,8 +4,10 @@
 //! Per event it finds the feature's slot by index and the current bucket
 //! (the newest, almost always), and adds; a bucket is allocated once per
 //! second and feature, a lag histogram once per ten seconds, feature and
-//! layer, and a sample only for a divergent request (it keeps the record
-//! bytes). The scratch vectors of a close are reused.
+//! layer, an exit slice once per ten seconds and feature (its tables grow
+//! once per layer, revision, old-path taker and event-time second), and a
+//! sample only for a divergent request (it keeps the record bytes). The
+//! scratch vectors of a close are reused.
 
 use std::sync::Arc;
 
@@ -13,11 +15,12 @@ use super::delta::{
     count, lag_histogram, trim_samples, Bucket, FeatureDelta, LagSlice, LayerCounts, L_LATE, L_MISSING, L_NEW, L_OLD,
     L_UNKNOWN,
 };
-use super::{Delta, Sample, SampleRecord, BUCKET_MS, LAG_SLICE_MS, MAX_SAMPLES};
+use super::{Delta, Sample, SampleRecord, BUCKET_MS, EXIT_SLICE_MS, LAG_SLICE_MS, MAX_SAMPLES};
 use crate::catalog::{LayerId, LayerSet};
+use crate::exit::ExitAgg;
 use crate::explain::{Cause, Pair};
 use crate::features::{FeatureId, Features};
-use crate::join::{Closed, Observer};
+use crate::join::{Closed, Evidence, Observer};
 use crate::judge::{RecordPath, RequestPath, Verdict};
 
 /// Accumulates what one judging task saw; see the module header of `live`.
@@ -28,6 +31,10 @@ pub struct Recorder {
     now_ms: i64,
     sec: i64,
     slot: i64,
+    exit_slot: i64,
+    /// `(layer, second)` entries an exit slice keeps per revision: the
+    /// live view's bound for the catalog's layers.
+    exit_budget: usize,
     /// By feature id.
     slots: Vec<FeatureDelta>,
     /// Samples kept so far: orders closes within a millisecond.
@@ -46,6 +53,8 @@ impl Recorder {
             now_ms: i64::MIN,
             sec: 0,
             slot: 0,
+            exit_slot: 0,
+            exit_budget: ExitAgg::for_live(layers).budget(),
             slots: Vec::new(),
             seq: 0,
             pairs: Vec::new(),
@@ -64,6 +73,7 @@ impl Recorder {
             self.now_ms = now_ms;
             self.sec = now_ms.div_euclid(BUCKET_MS);
             self.slot = now_ms.div_euclid(LAG_SLICE_MS);
+            self.exit_slot = now_ms.div_euclid(EXIT_SLICE_MS);
         }
     }
 
@@ -165,6 +175,19 @@ pub(crate) struct CloseEvent<'a> {
 }
 
 impl Observer for Recorder {
+    /// The exit review's evidence, into the current exit slice.
+    fn evidence(&mut self, e: &Evidence<'_>) {
+        let Some(layer) = self.features.catalog().layers.get(e.layer.index()) else { return };
+        let i = e.feature.index();
+        if self.slots.len() <= i {
+            self.slots.resize_with(i + 1, FeatureDelta::default);
+        }
+        let (slot, budget) = (self.exit_slot, self.exit_budget);
+        let agg = self.slots[i].exits.entry(slot).or_insert_with(|| Arc::new(ExitAgg::with_budget(budget)));
+        // The recorder's slices are its own until taken: never copied here.
+        Arc::make_mut(agg).add(layer, e);
+    }
+
     fn record(&mut self, feature: FeatureId, layer: LayerId, path: RecordPath, late: bool) {
         let i = if late {
             L_LATE
@@ -239,7 +262,7 @@ impl Observer for Recorder {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::catalog::Catalog;
     use crate::explain::Direction;

@@ -9,9 +9,10 @@ use proptest::prelude::*;
 use super::recorder::CloseEvent;
 use super::{Delta, LiveView, Recorder, Sample, WindowStats, MAX_SAMPLES};
 use crate::catalog::{Catalog, LayerId, LayerSet};
+use crate::exit::ExitAgg;
 use crate::explain::{Cause, Direction, Pair};
 use crate::features::{FeatureId, Features};
-use crate::join::{CloseCause, Observer, Position};
+use crate::join::{CloseCause, Evidence, Observer, Position};
 use crate::judge::{DivergenceKind, RecordPath, RequestPath, Verdict};
 
 const NOW: i64 = 125_000;
@@ -64,6 +65,21 @@ fn feed(r: &mut Recorder, i: usize, e: &Ev) {
     let other = LayerId::new((e.layer + 1) % 4);
     let (up, down) = (l.min(other), l.max(other));
     r.set_now_ms(e.at_ms);
+    // Exit evidence of a record (event times spread around the arrival,
+    // revisions and builds from small tables so that they repeat).
+    if e.lag % 3 != 1 {
+        let revs = ["r1", "r2", "r10"];
+        let builds = ["b1", "b2"];
+        r.evidence(&Evidence {
+            feature: f,
+            layer: l,
+            path: RecordPath::ALL[(e.lag % 3) as usize],
+            ts_ms: e.at_ms - e.lag % 7_000,
+            service: (e.lag % 5 != 0).then_some("svc"),
+            build: Some(builds[(e.lag % 2) as usize]),
+            revision: (e.lag % 4 != 0).then(|| revs[(e.lag % 3) as usize]),
+        });
+    }
     let verdict = [Verdict::Agree, Verdict::Degraded, Verdict::Incomplete, Verdict::Diverge][e.what as usize % 4];
     let path = RequestPath::ALL[(e.what as usize / 2) % 4];
     match e.what {
@@ -140,26 +156,31 @@ fn judge(evs: &[Ev]) -> (Vec<Delta>, Delta) {
 const WINDOWS: [(i64, i64); 6] =
     [(NOW, 1_000), (NOW, 10_000), (NOW, 60_000), (NOW, 3_600_000), (60_250, 30_000), (0, 1_000)];
 
+/// One answer: window figures, samples or exit evidence.
+type Answer = (Option<WindowStats>, Vec<Sample>, Option<ExitAgg>);
+
 /// Every answer a reader can get of a delta.
-fn answers_of(d: &Delta) -> Vec<(Option<WindowStats>, Vec<Sample>)> {
+fn answers_of(d: &Delta) -> Vec<Answer> {
     let mut out = Vec::new();
     for f in FEATURES {
         for (now, w) in WINDOWS {
-            out.push((d.window(f, now, w), Vec::new()));
+            out.push((d.window(f, now, w), Vec::new(), None));
+            out.push((None, Vec::new(), d.exit_evidence(f, now, w).filter(|a| !a.is_empty())));
         }
-        out.push((None, d.samples(f, MAX_SAMPLES)));
+        out.push((None, d.samples(f, MAX_SAMPLES), None));
     }
     out
 }
 
 /// Every answer a reader can get of a view.
-fn answers_of_view(v: &LiveView) -> Vec<(Option<WindowStats>, Vec<Sample>)> {
+fn answers_of_view(v: &LiveView) -> Vec<Answer> {
     let mut out = Vec::new();
     for id in [FeatureId::new(0), FeatureId::new(1)] {
         for (now, w) in WINDOWS {
-            out.push((Some(v.window(id, now, w)), Vec::new()));
+            out.push((Some(v.window(id, now, w)), Vec::new(), None));
+            out.push((None, Vec::new(), Some(v.exit_evidence(id, now, w).agg).filter(|a| !a.is_empty())));
         }
-        out.push((None, v.samples(id, MAX_SAMPLES).0));
+        out.push((None, v.samples(id, MAX_SAMPLES).0, None));
     }
     out
 }
@@ -182,21 +203,22 @@ fn tree_merged(mut deltas: Vec<Delta>) -> Delta {
     left
 }
 
-/// Window figures only (samples carry each recorder's own close order).
-fn counts(a: Vec<(Option<WindowStats>, Vec<Sample>)>) -> Vec<Option<WindowStats>> {
+/// Window figures and exit evidence only (samples carry each recorder's
+/// own close order).
+fn counts(a: Vec<Answer>) -> Vec<(Option<WindowStats>, Option<ExitAgg>)> {
     a.into_iter()
-        .map(|(w, _)| w.filter(|w| w.total() + w.layers.iter().map(|l| l.records() + l.late).sum::<u64>() > 0))
+        .map(|(w, _, e)| (w.filter(|w| w.total() + w.layers.iter().map(|l| l.records() + l.late).sum::<u64>() > 0), e))
         .collect()
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
-    /// Merge order never changes any window answer or the samples kept,
-    /// whether deltas are merged with each other (linearly, or pairwise as
-    /// a tree), applied to a view, or sent through the wire format first;
-    /// and counts and lags equal what one recorder that saw everything
-    /// holds.
+    /// Merge order never changes any window answer, the samples kept or
+    /// the exit evidence, whether deltas are merged with each other
+    /// (linearly, or pairwise as a tree), applied to a view, or sent
+    /// through the wire format first; and counts, lags and exit evidence
+    /// equal what one recorder that saw everything holds.
     #[test]
     fn merge_order_never_changes_an_answer(evs in events(), keys in proptest::collection::vec(any::<u64>(), 64)) {
         let (deltas, all) = judge(&evs);

@@ -4,7 +4,8 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use super::delta::FeatureDelta;
 use super::shares::{Freshness, InstanceView, ShareNote, Shares};
-use super::{wall_clock, Clock, Delta, Recorder, Sample, WindowStats, MAX_WINDOW_MS};
+use super::{wall_clock, Clock, Delta, Point, Recorder, Sample, WindowStats, MAX_WINDOW_MS};
+use crate::exit::{ExitAgg, RequestCounts};
 use crate::features::{FeatureId, Features, Resolved};
 
 struct Inner {
@@ -25,6 +26,18 @@ struct Inner {
 #[derive(Clone)]
 pub struct LiveView {
     inner: Arc<Inner>,
+}
+
+/// The flag exit review's inputs over a window, from the view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExitEvidence {
+    /// Every valid record (late ones included) that arrived in the period.
+    pub agg: ExitAgg,
+    /// The joins that closed in the same period.
+    pub requests: RequestCounts,
+    /// Where the period starts: the window's start rounded down to a whole
+    /// exit slice (the period ends at the window's end).
+    pub from_ms: i64,
 }
 
 /// What [`LiveView::apply`] did with a delta.
@@ -170,6 +183,33 @@ impl LiveView {
         g.window(layers, now_ms, window_ms)
     }
 
+    /// The exit review's evidence of a feature over `window_ms` up to
+    /// `now_ms`, rounded out to whole exit slices: the evidence and the
+    /// closed requests over the same period. The slices are merged after
+    /// the feature's lock is released.
+    pub fn exit_evidence(&self, id: FeatureId, now_ms: i64, window_ms: i64) -> ExitEvidence {
+        let layers = self.inner.features.catalog().layers.len();
+        let slot = self.slot(id);
+        let (slices, from_ms, requests) = {
+            let g = lock(&slot);
+            let (slices, from_ms) = g.exit_slices(now_ms, window_ms);
+            (slices, from_ms, g.window(layers, now_ms, now_ms - from_ms).request_counts())
+        };
+        let agg = match slices.len() {
+            0 => ExitAgg::for_live(layers),
+            _ => ExitAgg::merged(slices.into_iter().map(std::sync::Arc::unwrap_or_clone)),
+        };
+        ExitEvidence { agg, requests, from_ms }
+    }
+
+    /// A feature's chart: `points` steps of `step_ms` ending at `now_ms`.
+    pub fn series(&self, id: FeatureId, now_ms: i64, step_ms: i64, points: usize) -> Vec<Point> {
+        let layers = self.inner.features.catalog().layers.len();
+        let slot = self.slot(id);
+        let g = lock(&slot);
+        g.series(layers, now_ms, step_ms, points)
+    }
+
     /// A feature's most recent divergent requests, newest first, and how
     /// many are kept.
     pub fn samples(&self, id: FeatureId, limit: usize) -> (Vec<Sample>, usize) {
@@ -242,6 +282,100 @@ mod tests {
         old.on_close(F0, agree(&[]));
         assert_eq!(live.apply(old.take()), Applied { features: 1, rejected: 0 });
         assert_eq!(live.window(F0, now, MAX_WINDOW_MS).total(), 3_601);
+    }
+
+    fn evidence(layer: u8, ts_ms: i64, rev: &str) -> crate::join::Evidence<'_> {
+        crate::join::Evidence {
+            feature: F0,
+            layer: LayerId::new(layer),
+            path: crate::judge::RecordPath::Old,
+            ts_ms,
+            service: Some("worker-svc"),
+            build: Some("b7"),
+            revision: Some(rev),
+        }
+    }
+
+    #[test]
+    fn exit_evidence_is_kept_for_an_hour_in_ten_second_slices() {
+        use crate::join::Observer;
+        let (live, clock) = manual(features(&catalog()), 0);
+        let mut r = live.recorder();
+        for s in (0..7_200i64).step_by(5) {
+            clock.store(s * 1000, Ordering::Relaxed);
+            r.set_now_ms(s * 1000);
+            r.evidence(&evidence(2, s * 1000 - 300, "r1"));
+            live.apply(r.take());
+        }
+        {
+            let slot = live.slot(F0);
+            let g = lock(&slot);
+            assert!(g.exits.len() <= 362, "{} slices", g.exits.len());
+        }
+        let now = 7_195_000;
+        let ev = live.exit_evidence(F0, now, MAX_WINDOW_MS);
+        // (now − 1h, now] rounded out to whole slices: from 3,590 s.
+        assert_eq!(ev.from_ms, 3_590_000);
+        let worker = &ev.agg.layers()["worker"];
+        assert_eq!(worker.records(), (7_195 - 3_590) / 5 + 1);
+        assert_eq!(worker.takers().next().map(|t| (t.0, t.1, t.2.last_ms)), Some(("worker-svc", "b7", now - 300)));
+    }
+
+    #[test]
+    fn exit_evidence_and_requests_cover_the_same_slices() {
+        use crate::join::Observer;
+        let (live, _) = manual(features(&catalog()), 9_000);
+        let mut r = live.recorder();
+        for (at, rev) in [(9_900, "r0"), (10_500, "r1"), (19_999, "r1"), (25_000, "r2")] {
+            r.set_now_ms(at);
+            r.on_close(F0, agree(&[]));
+            r.evidence(&evidence(1, at - 50, rev));
+        }
+        live.apply(r.take());
+        // The window (15 s, 25 s] overlaps the slices of [10 s, 20 s) and
+        // [20 s, 30 s): evidence and requests both start at 10 s.
+        let ev = live.exit_evidence(F0, 25_000, 10_000);
+        assert_eq!(ev.from_ms, 10_000);
+        assert_eq!(ev.requests.requests, 3);
+        assert_eq!(ev.agg.layers()["api"].records(), 3);
+        let revs: Vec<&str> = ev.agg.revisions().iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(revs, ["r1", "r2"]);
+        // A window on a slice boundary takes no slice before it.
+        assert_eq!(live.exit_evidence(F0, 30_000, 10_000).from_ms, 20_000);
+        assert_eq!(live.exit_evidence(F0, 30_000, 10_000).requests.requests, 1);
+        // Nothing: an empty aggregate and no request.
+        let none = live.exit_evidence(FeatureId::new(1), 25_000, 10_000);
+        assert!(none.agg.is_empty());
+        assert_eq!(none.requests.requests, 0);
+    }
+
+    #[test]
+    fn chart_points_add_up_to_the_window() {
+        use crate::join::Observer;
+        let (live, _) = manual(features(&catalog()), 0);
+        let mut r = live.recorder();
+        for at in [0i64, 59_999, 60_000, 61_000, 119_000, 120_000] {
+            r.set_now_ms(at);
+            r.on_close(F0, CloseEvent { path: RequestPath::New, ..agree(&[]) });
+            r.record(F0, L0, crate::judge::RecordPath::New, false);
+            r.record(F0, LayerId::new(1), crate::judge::RecordPath::Old, false);
+        }
+        r.set_now_ms(120_000);
+        r.on_close(F0, CloseEvent { path: RequestPath::Mixed, verdict: Verdict::Diverge, ..agree(&[]) });
+        r.on_close(F0, CloseEvent { path: RequestPath::New, verdict: Verdict::Incomplete, ..agree(&[]) });
+        live.apply(r.take());
+        let pts = live.series(F0, 120_000, 60_000, 2);
+        // [0, 60 s) and [60 s, 120 s], the second starting at now included.
+        assert_eq!((pts[0].exposed_judged, pts[0].exposed_agree), (2, 2));
+        assert_eq!((pts[1].exposed_judged, pts[1].exposed_agree), (5, 4));
+        assert_eq!(pts[1].exposed_agreement(), Some(0.8));
+        assert_eq!(pts[0].layers[0], (2, 0));
+        assert_eq!(pts[1].new_path_ratio(1), Some(0.0));
+        assert_eq!(pts[1].new_path_ratio(2), None);
+        let w = live.window(F0, 120_000, 120_000);
+        let sum: u64 = pts.iter().map(|p| p.exposed_judged).sum();
+        assert_eq!(sum, w.exposed_judged());
+        assert_eq!(pts.iter().map(|p| p.layers[0].0).sum::<u64>(), w.layers[0].new);
     }
 
     #[test]

@@ -9,6 +9,11 @@
 //! a newer one writes. Decoding untrusted bytes never panics and allocates
 //! no more than the input warrants: every index, name, time and histogram
 //! header is checked before it is used.
+//!
+//! The exit review's evidence (`exits`, added within version 1) embeds the
+//! exit aggregate's own versioned form ([`ExitAgg`]'s serde), checked as
+//! [`ExitAgg::decode`] checks it; an instance that predates it ignores the
+//! section, and a share from one (no section) has no exit evidence.
 
 use std::collections::BTreeMap;
 
@@ -18,9 +23,12 @@ use hdrhistogram::serialization::{Deserializer, Serializer as _, V2Serializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::delta::{count, Bucket, FeatureDelta, LagSlice, LayerCounts, L_LATE, L_MISSING, L_NEW, L_OLD, L_UNKNOWN};
-use super::{Delta, Sample, SampleRecord, BUCKET_MS, LAG_HIGH_MS, LAG_SLICE_MS};
+use super::delta::{
+    count, merge_exit, Bucket, FeatureDelta, LagSlice, LayerCounts, L_LATE, L_MISSING, L_NEW, L_OLD, L_UNKNOWN,
+};
+use super::{Delta, Sample, SampleRecord, BUCKET_MS, EXIT_SLICE_MS, LAG_HIGH_MS, LAG_SLICE_MS};
 use crate::catalog::{LayerId, LayerSet, MAX_LAYERS};
+use crate::exit::ExitAgg;
 use crate::explain::{Cause, Direction, Pair};
 use crate::join::{CloseCause, Position};
 use crate::judge::{DivergenceKind, RecordPath, RequestPath, Verdict};
@@ -77,6 +85,17 @@ struct FeatureWire {
     lags: Vec<LagWire>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     samples: Vec<SampleWire>,
+    /// The exit review's evidence by 10-second slot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    exits: Vec<ExitWire>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ExitWire {
+    /// Ten-second slots since the epoch.
+    slot: i64,
+    /// The exit aggregate in its own versioned form.
+    agg: ExitAgg,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -353,6 +372,7 @@ pub(crate) fn encode(d: &Delta) -> Vec<u8> {
                     })
                     .collect(),
                 samples: f.samples.iter().map(sample_wire).collect(),
+                exits: f.exits.iter().map(|(slot, a)| ExitWire { slot: *slot, agg: ExitAgg::clone(a) }).collect(),
             };
             (name.clone(), w)
         })
@@ -545,7 +565,7 @@ fn sample(w: &SampleWire, layers: &Layers, at: &str) -> Result<Sample, DecodeErr
     })
 }
 
-fn feature(name: &str, w: &FeatureWire, layers: &Layers) -> Result<FeatureDelta, DecodeError> {
+fn feature(name: &str, w: FeatureWire, layers: &Layers) -> Result<FeatureDelta, DecodeError> {
     let mut f = FeatureDelta::default();
     for b in &w.buckets {
         let at = format!("feature {name:?}, second {}", b.sec);
@@ -579,6 +599,13 @@ fn feature(name: &str, w: &FeatureWire, layers: &Layers) -> Result<FeatureDelta,
     for (i, s) in w.samples.iter().enumerate() {
         f.samples.push(sample(s, layers, &format!("feature {name:?}, sample {i}"))?);
     }
+    for e in w.exits {
+        let at = format!("feature {name:?}, exit slot {}", e.slot);
+        let slot = check_time(e.slot, EXIT_SLICE_MS / 1000, &at)?;
+        if !e.agg.is_empty() {
+            merge_exit(&mut f.exits, slot, std::sync::Arc::new(e.agg));
+        }
+    }
     f.normalize();
     Ok(f)
 }
@@ -611,10 +638,10 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Delta, DecodeError> {
     }
     let layers = Layers(w.layers.len());
     let mut d = Delta::new(w.layers.clone());
-    for (name, f) in &w.features {
-        let f = feature(name, f, &layers)?;
+    for (name, f) in w.features {
+        let f = feature(&name, f, &layers)?;
         if !f.is_empty() {
-            d.features.insert(name.clone(), f);
+            d.features.insert(name, f);
         }
     }
     Ok(d)
@@ -726,6 +753,42 @@ mod tests {
         assert!(
             bad(r#"["frontend","api","worker","analytics"]"#, &format!("[{}]", many.join(","))).contains("at most 64")
         );
+    }
+
+    #[test]
+    fn exit_evidence_travels_in_its_own_versioned_form() {
+        use crate::join::{Evidence, Observer};
+        let f = crate::live::recorder::tests::features();
+        let mut r = crate::live::Recorder::new(f, 1_800_000_004_000);
+        for (i, rev) in ["r41", "r42", "r42"].iter().enumerate() {
+            r.evidence(&Evidence {
+                feature: crate::features::FeatureId::new(0),
+                layer: LayerId::new(2),
+                path: RecordPath::ALL[i],
+                ts_ms: 1_800_000_000_000 + i as i64 * 1_500,
+                service: Some("fulfilment-worker"),
+                build: (i == 1).then_some("2026.11.12-1a2b3c4"),
+                revision: Some(rev),
+            });
+        }
+        let d = r.take();
+        let text = String::from_utf8(d.encode()).unwrap();
+        assert!(text.contains(r#""exits":[{"slot":180000000,"agg":{"v":1,"budget":16384,"#), "{text}");
+        let back = Delta::decode(text.as_bytes()).unwrap();
+        assert_eq!(back, d);
+        let agg = back.exit_evidence("checkout_v2", 1_800_000_004_000, 10_000).unwrap();
+        assert_eq!(agg.layers()["worker"].paths, [1, 1, 1]);
+        // A writer that predates exit evidence: none, and nothing else lost.
+        let old = Delta::decode(&valid()).unwrap();
+        assert!(old.exit_evidence("checkout_v2", 1_800_000_000_999, 10_000).unwrap().is_empty());
+        // The aggregate's own version and checks apply inside the delta.
+        let err = |from: &str, to: &str| {
+            assert!(text.contains(from), "{from}");
+            Delta::decode(text.replacen(from, to, 1).as_bytes()).unwrap_err().to_string()
+        };
+        assert!(err(r#""agg":{"v":1,"#, r#""agg":{"v":2,"#).contains("format version 2"));
+        assert!(err(r#""slot":180000000"#, r#""slot":9223372036854775807"#).contains("out of range"));
+        assert!(err(r#""paths":[1,1,1]"#, r#""paths":[1,1,2]"#).contains("do not add up"));
     }
 
     fn hist_error(bytes: &[u8]) -> String {

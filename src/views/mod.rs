@@ -2,19 +2,20 @@
 //! live view: what the JSON answers carry and the status page shows.
 
 mod divergences;
+mod exit;
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 pub(crate) use divergences::{sample_views, DivergencesView, RecordView, SampleView};
+pub(crate) use exit::{exit_parts, live_review, ConvergenceView, ExitView};
 
 use crate::catalog::LayerId;
 use crate::features::{FeatureId, Features};
 use crate::gate::{divergence_counts, evaluate, with_freshness, GateParams, GateView};
 use crate::judge::{RequestPath, Verdict};
 use crate::live::LiveView;
-use crate::text::{human_window, pct1};
 
 /// Names layers for explanations.
 pub(crate) fn layer_namer(features: &Features) -> impl Fn(LayerId) -> String + '_ {
@@ -61,18 +62,12 @@ pub(crate) struct LayerView {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct ExitView {
-    /// `ready` (no layer took the old path), `not_ready`, or `no_traffic`.
-    pub status: &'static str,
-    pub layers_on_old_path: Vec<String>,
-    pub summary: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
 pub(crate) struct Links {
     pub gate: String,
     pub webhook: String,
     pub divergences: String,
+    /// The flag exit review over the same window.
+    pub exit_review: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -101,7 +96,11 @@ pub(crate) struct FeatureView {
     /// Per layer pair and kind (like `accord_divergences_total`).
     pub divergence_pairs: Vec<PairView>,
     pub layers: Vec<LayerView>,
+    /// The flag exit review's status over the window, with its blockers
+    /// (the whole review is at `links.exit_review`).
     pub exit_readiness: ExitView,
+    /// Which flag revision is current and how far each layer adopted it.
+    pub revision_convergence: ConvergenceView,
     /// The gate with default thresholds over this window.
     pub gate: GateView,
     pub links: Links,
@@ -120,36 +119,6 @@ pub(crate) fn url_escape(s: &str) -> String {
             }
         })
         .collect()
-}
-
-fn exit_view(name: &str, layers: &[LayerView], win: &str) -> ExitView {
-    let on_old: Vec<&LayerView> = layers.iter().filter(|l| l.old > 0).collect();
-    let records: u64 = layers.iter().map(|l| l.records).sum();
-    if records == 0 {
-        ExitView {
-            status: "no_traffic",
-            layers_on_old_path: vec![],
-            summary: format!(
-                "no decision records in the last {win}: cannot tell whether any layer still needs the old path"
-            ),
-        }
-    } else if on_old.is_empty() {
-        ExitView {
-            status: "ready",
-            layers_on_old_path: vec![],
-            summary: format!("no layer took the old path for requests of {name} in the last {win} ({records} records)"),
-        }
-    } else {
-        let list: Vec<String> = on_old
-            .iter()
-            .map(|l| format!("{} ({} of its records)", l.layer, pct1(l.old_path_share.unwrap_or(0.0))))
-            .collect();
-        ExitView {
-            status: "not_ready",
-            layers_on_old_path: on_old.iter().map(|l| l.layer.clone()).collect(),
-            summary: format!("still taking the old path in the last {win}: {}", list.join(", ")),
-        }
-    }
 }
 
 /// Everything the features API and the status page show of one feature.
@@ -215,7 +184,8 @@ pub(crate) fn feature_view(live: &LiveView, id: FeatureId, now_ms: i64, window_m
             lag_p99_seconds: l.lag_p99_ms.map(|v| v as f64 / 1000.0),
         })
         .collect();
-    let exit_readiness = exit_view(&name, &layers, &human_window(window_ms));
+    let review = live_review(live, id, now_ms, window_ms, crate::exit::DEFAULT_MIN_SAMPLES).review;
+    let (exit_readiness, revision_convergence) = exit_parts(&name, &review, window_ms);
     let today = now_ms.div_euclid(86_400_000) * 86_400;
     let days = spec.expires.map(|e| (e - today).div_euclid(86_400));
     let key = url_escape(&name);
@@ -238,13 +208,15 @@ pub(crate) fn feature_view(live: &LiveView, id: FeatureId, now_ms: i64, window_m
         divergence_causes,
         divergence_pairs,
         layers,
-        exit_readiness,
-        gate,
         links: Links {
             gate: format!("/api/v1/gates/{key}"),
             webhook: format!("/api/v1/gates/{key}/webhook"),
             divergences: format!("/api/v1/features/{key}/divergences"),
+            exit_review: exit_readiness.review.clone(),
         },
+        exit_readiness,
+        revision_convergence,
+        gate,
         feature: name,
     }
 }

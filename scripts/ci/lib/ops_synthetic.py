@@ -105,6 +105,16 @@ def synthetic_exposition(elapsed):
     metric("accord_kafka_commits_total", "counter",
            [({"result": r}, (5 if r == "ok" else 0.1) * t) for r in values("accord_kafka_commits_total", "result")])
     metric("accord_records_replayed_suppressed_total", "counter", [({}, 0.2 * t)])
+    metric("accord_stale_revision_records_total", "counter",
+           [({"feature": f, "layer": la}, 2 * t) for f, ls in feats.items() for la in ls])
+    metric("accord_records_clock_skewed_total", "counter",
+           [({"feature": f, "layer": la}, 0.5 * t) for f, ls in feats.items() for la in ls])
+    metric("accord_otlp_items_ignored_total", "counter", [({}, 0.3 * t)])
+    metric("accord_stream_topic_waits_expired_total", "counter",
+           [({"topic": "decisions", "partition": str(p)}, 0.1 * t) for p in range(3)])
+    metric("accord_stats_published_bytes_total", "counter", [({}, 500 * t)])
+    metric("accord_view_age_seconds", "gauge", [({}, 4)])
+    metric("accord_view_instances", "gauge", [({}, 3)])
     return "\n".join(lines) + "\n"
 
 

@@ -274,16 +274,32 @@ async fn features_api_shows_catalog_live_figures_and_exit_readiness() {
     assert!(c["exit_readiness"]["summary"].as_str().unwrap().contains("frontend (25% of its records)"));
     assert_eq!(c["gate"]["decision"], "inconclusive");
     assert_eq!(c["divergence_causes"], serde_json::json!([]));
+    // Readiness is the exit review's status over the same window, with its
+    // blockers and a link to the whole review.
+    assert_eq!(c["exit_readiness"]["requests"], 8);
+    assert_eq!(c["exit_readiness"]["review"], "/api/v1/features/checkout_v2/exit-review?window=5m");
+    assert_eq!(c["links"]["exit_review"], c["exit_readiness"]["review"]);
+    let (_, review) = r.get("/api/v1/features/checkout_v2/exit-review?window=5m").await;
+    assert_eq!(review["status"], c["exit_readiness"]["status"]);
+    let first: Vec<&Value> = review["blockers"].as_array().unwrap().iter().take(5).collect();
+    assert_eq!(first, c["exit_readiness"]["blockers"].as_array().unwrap().iter().collect::<Vec<_>>());
+    assert_eq!(c["revision_convergence"]["current_revision"], Value::Null);
     let s = &fs[1];
     assert_eq!(s["feature"], "search.ranking");
-    assert_eq!(s["exit_readiness"]["status"], "no_traffic");
+    // No traffic: the review cannot tell (formerly `no_traffic`).
+    assert_eq!(s["exit_readiness"]["status"], "insufficient_data");
+    assert!(s["exit_readiness"]["summary"].as_str().unwrap().contains("no request closed in the window"));
     assert_eq!(s["layers"][2]["role"], "unlisted");
     assert_eq!(s["layers"][0]["role"], "optional");
     assert_eq!(s["exposed_agreement"], Value::Null);
 
-    // After the old path is gone for a whole window: ready to exit.
+    // After the old path is gone for a whole window, with enough requests
+    // (the review's min_samples, 200): ready to exit.
     r.set_now(T0 + 400_000);
     r.feed(Story::AgreeNew, 3);
+    let (_, c) = r.get("/api/v1/features/checkout_v2").await;
+    assert_eq!(c["exit_readiness"]["status"], "insufficient_data");
+    r.feed(Story::AgreeNew, 197);
     let (_, c) = r.get("/api/v1/features/checkout_v2").await;
     assert_eq!(c["exit_readiness"]["status"], "ready");
     assert!(c["exit_readiness"]["summary"].as_str().unwrap().starts_with("no layer took the old path"));
@@ -344,4 +360,373 @@ async fn records_that_left_the_sample_buffer_are_named() {
         rec["unavailable"],
         "the worker record at position 3 is no longer in the sample buffer (--sample-buffer-bytes)"
     );
+}
+
+// ------------------------------------------------------------- the gate's
+// webhook answer while inconclusive, and the noise floor ------------------
+
+#[tokio::test]
+async fn inconclusive_answers_412_by_default_and_200_when_told() {
+    let mut r = Rig::new(0);
+    r.feed(Story::AgreeNew, 3);
+    for (q, code) in [
+        ("", StatusCode::PRECONDITION_FAILED),
+        ("inconclusive=hold", StatusCode::PRECONDITION_FAILED),
+        ("inconclusive=proceed", StatusCode::OK),
+    ] {
+        let (g, hook) = r.gate(q).await;
+        assert_eq!(g["decision"], "inconclusive", "{q}: {g}");
+        assert_eq!(hook, code, "{q}");
+        assert_eq!(g["webhook"]["status"], code.as_u16(), "{q}: {g}");
+        let applied = g["webhook"]["applied"].as_str().unwrap();
+        let mode = if code == StatusCode::OK { "proceed" } else { "hold" };
+        assert!(applied.starts_with(&format!("inconclusive answered as {mode} (inconclusive={mode})")), "{applied}");
+        assert_eq!(g["thresholds"]["inconclusive"], mode);
+    }
+    // A conclusive gate answers as it decides, whatever `inconclusive` says.
+    let (g, hook) = r.gate("min_samples=3&inconclusive=proceed").await;
+    assert_eq!((g["decision"].as_str(), hook), (Some("proceed"), StatusCode::OK));
+    assert!(g["webhook"].get("applied").is_none(), "{g}");
+    r.feed(Story::Fake, 1);
+    let (g, hook) = r.gate("min_samples=3&inconclusive=proceed").await;
+    assert_eq!((g["decision"].as_str(), hook), (Some("hold"), StatusCode::PRECONDITION_FAILED));
+}
+
+/// 99 old-path requests agree and 1 degrades (the noise floor: 99 %);
+/// `agree` of `n` exposed requests agree and the rest diverge.
+fn noise_floor_rig(agree: usize, diverge: usize) -> Rig {
+    let mut r = Rig::new(0);
+    r.feed(Story::AgreeOld, 99);
+    r.feed(Story::Degraded, 1);
+    r.feed(Story::AgreeNew, agree);
+    r.feed(Story::Fake, diverge);
+    r
+}
+
+#[tokio::test]
+async fn max_drop_vs_old_holds_beyond_the_noise_floor_and_exactly_at_it_proceeds() {
+    // Exposed agreement 97 %, old path 99 %: 2 points below.
+    let r = noise_floor_rig(97, 3);
+    let base = "min_samples=100&min_agreement=0.9";
+    let (g, hook) = r.gate(base).await;
+    assert_eq!(g["decision"], "proceed", "{g}");
+    assert_eq!(hook, StatusCode::OK);
+    assert_eq!(g["old_path_agreement"], 0.99);
+    assert_eq!(g["old_path_judged"], 100);
+    assert!(g["thresholds"].get("max_drop_vs_old").is_none(), "{g}");
+    // Exactly F below passes (0.99 − 0.97 is 0.020000000000000018 in floats).
+    let (g, hook) = r.gate(&format!("{base}&max_drop_vs_old=0.02")).await;
+    assert_eq!(g["decision"], "proceed", "{g}");
+    assert_eq!(hook, StatusCode::OK);
+    assert_eq!(g["thresholds"]["max_drop_vs_old"], 0.02);
+    assert!(
+        reasons(&g).contains("exposed agreement 97% is within 2 percentage points of the old path's agreement 99%"),
+        "{}",
+        reasons(&g)
+    );
+    for f in ["0.020", "0.0200000", ".02"] {
+        let (g, _) = r.gate(&format!("{base}&max_drop_vs_old={f}")).await;
+        assert_eq!(g["decision"], "proceed", "{f}: {g}");
+    }
+    // More than F below holds, with a reason naming both figures.
+    let (g, hook) = r.gate(&format!("{base}&max_drop_vs_old=0.0199")).await;
+    assert_eq!(g["decision"], "hold", "{g}");
+    assert_eq!(hook, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(
+        reasons(&g),
+        "exposed agreement 97% is 2 percentage points below the old path's agreement 99% over 5m, more than the \
+         1.99 percentage points max_drop_vs_old allows: the rollout adds disagreement beyond the noise floor (100 \
+         judged requests of the old path)"
+    );
+    let (g, _) = r.gate(&format!("{base}&max_drop_vs_old=0.019999999")).await;
+    assert_eq!(g["decision"], "hold", "{g}");
+    let (g, _) = r.gate(&format!("{base}&max_drop_vs_old=0")).await;
+    assert_eq!(g["decision"], "hold", "{g}");
+    let (g, _) = r.gate(&format!("{base}&max_drop_vs_old=1")).await;
+    assert_eq!(g["decision"], "proceed", "{g}");
+    // The agreement threshold still holds on its own; both reasons show.
+    let (g, _) = r.gate("min_samples=100&max_drop_vs_old=0.01").await;
+    assert_eq!(g["decision"], "hold");
+    let why = reasons(&g);
+    assert!(why.starts_with("exposed agreement 97% < 99.9% over 5m"), "{why}");
+    assert!(why.contains("is 2 percentage points below the old path's agreement 99%"), "{why}");
+}
+
+#[tokio::test]
+async fn max_drop_vs_old_without_old_path_traffic_says_so_and_decides_nothing() {
+    let mut r = Rig::new(0);
+    r.feed(Story::AgreeNew, 10);
+    let (g, hook) = r.gate("min_samples=10&max_drop_vs_old=0.01").await;
+    assert_eq!(g["decision"], "proceed", "{g}");
+    assert_eq!(hook, StatusCode::OK);
+    assert_eq!(g["old_path_agreement"], Value::Null);
+    assert!(
+        reasons(&g).contains("no old-path request was judged in the last 5m: max_drop_vs_old has no noise floor"),
+        "{}",
+        reasons(&g)
+    );
+    // Inconclusive stays inconclusive: the floor only ever adds a hold.
+    let (g, _) = r.gate("min_samples=11&max_drop_vs_old=0").await;
+    assert_eq!(g["decision"], "inconclusive");
+}
+
+#[tokio::test]
+async fn bad_gate_parameters_of_the_webhook_modes_are_400_json() {
+    let r = Rig::new(0);
+    for q in [
+        "max_drop_vs_old=2",
+        "max_drop_vs_old=1.5",
+        "max_drop_vs_old=-0.1",
+        "max_drop_vs_old=x",
+        "max_drop_vs_old=NaN",
+        "max_drop_vs_old=inf",
+        "max_drop_vs_old=",
+        "max_drop_vs_old=.",
+        "max_drop_vs_old=1e-3",
+        "max_drop_vs_old=0.0000000001",
+        "max_drop_vs_old=0.01&max_drop_vs_old=0.02",
+        "inconclusive=maybe",
+        "inconclusive=HOLD",
+        "inconclusive=",
+        "inconclusive=200",
+        "inconclusive=hold&inconclusive=proceed",
+    ] {
+        for path in ["/api/v1/gates/checkout_v2", "/api/v1/gates/checkout_v2/webhook"] {
+            let (code, body) = r.get(&format!("{path}?{q}")).await;
+            assert_eq!(code, StatusCode::BAD_REQUEST, "{path}?{q}: {body}");
+            assert_eq!(body["status"], 400);
+            assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{q}: {body}");
+        }
+    }
+    let (_, body) = r.get("/api/v1/gates/checkout_v2?max_drop_vs_old=2").await;
+    assert_eq!(
+        body["error"],
+        "max_drop_vs_old must be a decimal fraction from 0 to 1 with at most 9 decimals (e.g. 0.01), got \"2\""
+    );
+    let (_, body) = r.get("/api/v1/gates/checkout_v2/webhook?inconclusive=maybe").await;
+    assert_eq!(body["error"], "inconclusive must be hold or proceed, got \"maybe\"");
+    for q in ["max_drop_vs_old=0", "max_drop_vs_old=1", "max_drop_vs_old=1.0", "max_drop_vs_old=0.000000001"] {
+        let (code, body) = r.get(&format!("/api/v1/gates/checkout_v2?{q}")).await;
+        assert_eq!(code, StatusCode::OK, "{q}: {body}");
+    }
+}
+
+// ------------------------------------------------------- the exit review --
+
+/// 2026-11-20T10:00:00Z: in the past, so that `accord report` (whose
+/// clock-skew reference is the wall clock) takes every `ts` as given.
+const BASE: i64 = 1_795_168_800_000;
+
+/// A rollout of 240 requests, one a second, as decision records in arrival
+/// order: r42 replaces r41 at request 80 (frontend and api), the worker
+/// adopts it at request 120, analytics never does; two worker builds take
+/// the old path now and then (path mismatches), analytics skips some
+/// requests (incomplete) and names no path for others, two analytics
+/// records carry no provenance; a retried job of request 5 arrives late
+/// (its request long judged); records of another feature, a reject.
+fn rollout_records() -> Vec<(i64, String)> {
+    let rec = |i: i64, layer: &str, ts: i64, fields: String| {
+        format!(
+            r#"{{"request_id":"req-{i:04}","layer":"{layer}","feature":"checkout_v2","ts":{ts},"flag_state":true{fields}}}"#
+        )
+    };
+    let mut out = Vec::new();
+    for i in 0..240i64 {
+        let t = BASE + i * 1000;
+        let rev = |adopted: bool| if adopted { "r42" } else { "r41" };
+        out.push((
+            t,
+            rec(
+                i,
+                "frontend",
+                t,
+                format!(
+                    r#","selected_flow":"v2","flags_revision":"{}","service":"web-spa","build":"2026.11.20-3f9c2a1""#,
+                    rev(i >= 80)
+                ),
+            ),
+        ));
+        out.push((
+            t + 10,
+            rec(i, "api", t + 10, format!(r#","selected_flow":"v2","api_capability":"v2","flags_revision":"{}","service":"checkout-api","build":"2026.11.19-88d01be""#, rev(i >= 80))),
+        ));
+        let (version, build) = match i {
+            i if i % 10 == 0 => (1, "2026.11.12-1a2b3c4"),
+            i if i % 25 == 3 => (1, "2026.11.19-0ff1ce"),
+            _ => (2, "2026.11.20-77aa001"),
+        };
+        out.push((
+            t + 300,
+            rec(i, "worker", t + 300, format!(r#","job_payload_version":{version},"flags_revision":"{}","service":"fulfilment-worker","build":"{build}""#, rev(i >= 120))),
+        ));
+        let analytics = match i {
+            i if i % 50 == 5 => None,
+            7 | 207 => Some(r#","selected_flow":"v1","flags_revision":"r41""#.to_string()),
+            i if i % 60 == 30 => Some(r#","flag_state":null,"flags_revision":"r41","service":"events-pipeline","build":"2026.10.30-9e8d7c6""#.to_string()),
+            _ => Some(r#","selected_flow":"v2","flags_revision":"r41","service":"events-pipeline","build":"2026.10.30-9e8d7c6""#.to_string()),
+        };
+        if let Some(a) = analytics {
+            out.push((t + 900, rec(i, "analytics", t + 900, a)));
+        }
+        if i == 150 {
+            // A retried job of request 5, run by an old worker much later.
+            out.push((
+                t + 400,
+                rec(5, "worker", BASE + 5_500, r#","job_payload_version":1,"flags_revision":"r41","service":"fulfilment-worker","build":"2026.11.01-retry""#.into()),
+            ));
+            out.push((t + 500, "not json".into()));
+        }
+        if i % 40 == 0 {
+            out.push((
+                t + 20,
+                format!(r#"{{"request_id":"s-{i}","layer":"api","feature":"search.ranking","ts":{},"selected_flow":"ltr"}}"#, t + 20),
+            ));
+        }
+    }
+    out
+}
+
+/// The review as `accord report` gives it for these records.
+fn report_of(lines: &[(i64, String)], now_ms: i64) -> Value {
+    use crate::exit::{ReviewParams, ReviewWindow};
+    use crate::replay::{exit_review, ReplayOptions, Source};
+    let dir = std::env::temp_dir().join(format!("accord-live-vs-report-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("rollout.jsonl");
+    let text: String = lines.iter().map(|(_, l)| format!("{l}\n")).collect();
+    std::fs::write(&path, text).unwrap();
+    let cat =
+        crate::Catalog::parse(std::path::Path::new("c.toml"), include_str!("../../../tests/conformance/catalog.toml"))
+            .unwrap();
+    let features = std::sync::Arc::new(crate::Features::new(std::sync::Arc::new(cat)));
+    let id = features.lookup("checkout_v2").unwrap();
+    let params = ReviewParams { window: ReviewWindow::Archive, now_ms, min_samples: 200 };
+    let review = exit_review(&[Source::File(path)], &features, id, ReplayOptions::default(), &params).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    // As `accord report --format json` prints it, read back as the API's
+    // answer is (JSON text both ways, so floats parse alike).
+    serde_json::from_str(&serde_json::to_string_pretty(&review).unwrap()).unwrap()
+}
+
+/// The live exit review equals `accord report` over the same records: the
+/// same judging (a pipeline), the same evidence (the live recorder's exit
+/// slices, merged by the view, against the archive's one aggregate) and the
+/// same review code. What legitimately differs: `window_seconds` (the live
+/// window, an hour, against the archive's span of event times) and `view`
+/// (the live view's freshness; an archive has none).
+#[tokio::test]
+async fn the_live_exit_review_equals_accord_report_over_the_same_records() {
+    let lines = rollout_records();
+    let mut r = Rig::at(BASE, 0);
+    for (i, (arrival, line)) in lines.iter().enumerate() {
+        r.set_now(*arrival.max(&BASE));
+        r.ingest(line);
+        // Shares reach the view now and then, as commit rounds do.
+        if i % 97 == 0 {
+            r.flush_delta();
+        }
+    }
+    let now = BASE + 241_000;
+    r.set_now(now);
+    r.flush();
+    let (code, mut live) = r.get("/api/v1/features/checkout_v2/exit-review?window=1h").await;
+    assert_eq!(code, StatusCode::OK, "{live}");
+    let mut archive = report_of(&lines, now);
+    // The scenario exercises what the review reports.
+    assert_eq!(archive["status"], "not_ready");
+    assert_eq!(archive["current_revision"], "r42");
+    assert_eq!(archive["requests"], 240);
+    assert!(archive["incomplete_requests"].as_u64().unwrap() > 0);
+    assert!(archive["divergent_requests"]["path_mismatch"].as_u64().unwrap() > 0);
+    let worker = archive["layers"].as_array().unwrap().iter().find(|l| l["layer"] == "worker").unwrap();
+    assert!(worker["old_path_takers"].as_array().unwrap().iter().any(|t| t["build"] == "2026.11.01-retry"));
+    assert!(worker["stale_share"].as_f64().unwrap() > 0.0);
+    assert!(worker["adoption_lag_seconds"].as_f64().unwrap() > 0.0);
+    assert!(archive["notes"].as_array().is_some_and(|n| !n.is_empty()), "{archive}");
+
+    assert_eq!(live["window_seconds"], 3600);
+    assert_eq!(live["view"], Value::Null);
+    assert_eq!(archive["window_seconds"], 240);
+    for v in [&mut live, &mut archive] {
+        let o = v.as_object_mut().unwrap();
+        o.remove("window_seconds");
+        o.remove("view");
+    }
+    assert_eq!(live, archive);
+}
+
+#[tokio::test]
+async fn the_exit_review_answers_markdown_when_asked_and_400_or_404_json_otherwise() {
+    let mut r = Rig::new(0);
+    r.feed(Story::AgreeNew, 3);
+    let (code, j) = r.get("/api/v1/features/checkout_v2/exit-review").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(j["window_seconds"], 3600);
+    assert_eq!(j["status"], "insufficient_data");
+    assert_eq!(j["min_samples"], 200);
+    let (_, j) = r.get("/api/v1/features/checkout_v2/exit-review?min_samples=3&window=10m").await;
+    assert_eq!((j["status"].as_str(), j["window_seconds"].as_u64()), (Some("ready"), Some(600)));
+    let md = |accept: Option<&str>, q: &str| {
+        let mut req = Request::get(format!("/api/v1/features/checkout_v2/exit-review{q}"));
+        if let Some(a) = accept {
+            req = req.header("accept", a);
+        }
+        req.body(Body::empty()).unwrap()
+    };
+    for (accept, q, markdown) in [
+        (None, "?format=markdown", true),
+        (Some("text/markdown"), "", true),
+        (Some("text/markdown;q=0.9, application/json;q=0.5"), "", true),
+        (Some("application/json, text/markdown;q=0.5"), "", false),
+        (Some("*/*"), "", false),
+        (Some("text/markdown"), "?format=json", false),
+        (None, "", false),
+    ] {
+        let (code, headers, body) = r.request(md(accept, q)).await;
+        assert_eq!(code, StatusCode::OK, "{accept:?} {q}");
+        let ct = headers["content-type"].to_str().unwrap();
+        if markdown {
+            assert_eq!(ct, "text/markdown; charset=utf-8", "{accept:?} {q}");
+            assert!(body.starts_with("# Exit review: checkout_v2 — not enough data"), "{body}");
+        } else {
+            assert_eq!(ct, "application/json", "{accept:?} {q}");
+            assert!(body.starts_with('{'), "{body}");
+        }
+    }
+    for q in [
+        "window=2h",
+        "window=0s",
+        "window=x",
+        "format=xml",
+        "format=",
+        "min_samples=-1",
+        "limit=3",
+        "window=1h&window=1h",
+    ] {
+        let (code, body) = r.get(&format!("/api/v1/features/checkout_v2/exit-review?{q}")).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{q}: {body}");
+        assert_eq!(body["status"], 400);
+        assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{q}: {body}");
+    }
+    for path in ["/api/v1/features/nope/exit-review", "/api/v1/features/nope/exit-review?format=markdown&window=x"] {
+        let (code, body) = r.get(path).await;
+        assert_eq!(code, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(body["error"], "unknown feature \"nope\"");
+    }
+}
+
+#[tokio::test]
+async fn an_incomplete_view_never_calls_a_flag_ready() {
+    let mut r = Rig::new(0);
+    r.feed(Story::AgreeNew, 5);
+    let (_, j) = r.get("/api/v1/features/checkout_v2/exit-review?min_samples=5").await;
+    assert_eq!(j["status"], "ready");
+    // The group has two streams and no instance published either: the
+    // view covers part of the traffic at best.
+    r.state.live.expect_streams(2, 10_000);
+    let (_, j) = r.get("/api/v1/features/checkout_v2/exit-review?min_samples=5").await;
+    assert_eq!(j["status"], "insufficient_data", "{j}");
+    let blockers = j["blockers"].as_array().unwrap();
+    assert!(blockers[0].as_str().unwrap().contains("no instance has published the statistics of partition(s) 0, 1"));
+    assert_eq!(j["view"]["missing_streams"], serde_json::json!([0, 1]));
 }

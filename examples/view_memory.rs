@@ -11,8 +11,10 @@
 //! (the default commit interval) its delta is taken, encoded as a share
 //! would be, and applied to one view (as every instance's reader does).
 //! The figures: encoded bytes per share (mean, max), bytes per second per
-//! instance, and the view's resident memory after the hour (RSS growth
-//! from before the first share). A share's size grows with features,
+//! instance, and the view's memory after the hour: the heap bytes it
+//! holds (a counting allocator: what decoding and applying the shares
+//! allocated and did not free), and the whole process's RSS growth, which
+//! also counts the simulated instances' pipelines. A share's size grows with features,
 //! layers, divergence pairs and the seconds it covers, not with the
 //! records behind it: run it at two rates to see how little the rate moves
 //! it (distinct pairs, causes and the capped samples saturate quickly).
@@ -25,6 +27,36 @@ use accord::live::{LiveView, Recorder};
 use accord::pipeline::Pipeline;
 use accord::simulate::{Generator, Scenario, Timing};
 use accord::Features;
+
+/// Counts the bytes the process holds on the heap, so the view's own
+/// memory can be told from the simulated pipelines'.
+struct Counting;
+
+static HELD: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+// SAFETY: every call is forwarded to the system allocator unchanged; the
+// counter is only arithmetic on the sizes it was given.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+        HELD.fetch_add(l.size() as i64, std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+        HELD.fetch_sub(l.size() as i64, std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, new: usize) -> *mut u8 {
+        HELD.fetch_add(new as i64 - l.size() as i64, std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.realloc(p, l, new) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+fn held() -> i64 {
+    HELD.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
@@ -62,6 +94,9 @@ fn main() {
     let mut recs: Vec<Recorder> = (0..instances).map(|_| Recorder::new(features.clone(), t0)).collect();
     let rss0 = rss_kib();
     let (mut shares, mut bytes, mut max_share, mut records) = (0u64, 0u64, 0usize, 0u64);
+    // Heap bytes the view holds: what decoding and applying each share
+    // allocated and did not give back (the share itself is freed inside).
+    let mut view_heap = 0i64;
     let mut offsets = vec![0u64; instances];
     for sec in 0..seconds {
         let end = t0 + (sec + 1) * 1000;
@@ -79,7 +114,9 @@ fn main() {
             bytes += encoded.len() as u64;
             max_share = max_share.max(encoded.len());
             shares += 1;
+            let before = held();
             view.apply(accord::live::Delta::decode(&encoded).expect("a share decodes"));
+            view_heap += held() - before;
         }
     }
     let rss1 = rss_kib();
@@ -93,8 +130,9 @@ fn main() {
         bytes as f64 / shares as f64
     );
     println!("  stats topic: {per_instance_per_sec:.0} B/s per instance (uncompressed), one share per commit interval");
+    println!("  view memory after {seconds} s: {} KiB on the heap", view_heap / 1024);
     println!(
-        "  view memory after {seconds} s: {} KiB RSS growth ({} KiB → {} KiB)",
+        "  process RSS growth (the view and {instances} simulated pipelines with their sample rings): {} KiB ({} KiB → {} KiB)",
         rss1.saturating_sub(rss0),
         rss0,
         rss1

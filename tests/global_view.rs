@@ -269,8 +269,13 @@ async fn converged(instances: &[&Instance], e: &Expected, what: &str) -> Value {
         let want = expected_figures(e, "checkout_v2");
         let equal = answers.iter().all(|a| gate_figures(a) == want);
         if complete && same && equal {
-            // The features and divergences APIs agree across instances too.
-            for path in ["/api/v1/features?window=1h", "/api/v1/features/checkout_v2/divergences?limit=100"] {
+            // The features, divergences and exit-review APIs agree across
+            // instances too.
+            for path in [
+                "/api/v1/features?window=1h",
+                "/api/v1/features/checkout_v2/divergences?limit=100",
+                "/api/v1/features/checkout_v2/exit-review?window=1h",
+            ] {
                 let all: Vec<Value> = instances.iter().map(|i| stable(&i.get(path))).collect();
                 assert!(all.windows(2).all(|w| w[0] == w[1]), "{what}: {path} differs between instances");
             }

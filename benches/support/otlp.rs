@@ -12,13 +12,10 @@ use accord::judge::RecordPath;
 use accord::pipeline::Pipeline;
 use accord::Features;
 
-/// The shared catalog with an `[otel]` section naming the simulator's
-/// services.
+/// The shared catalog (`accord.toml`, whose `[otel]` section names the
+/// simulator's services).
 pub fn features() -> Arc<Features> {
-    let text = super::catalog_text(1_000_000)
-        + "\n[otel]\n[otel.layers]\n\"web-spa\" = \"frontend\"\n\"checkout-api\" = \"api\"\n\"fulfilment-worker\" = \"worker\"\n";
-    let catalog = accord::Catalog::parse(std::path::Path::new("bench.toml"), &text).expect("bench catalog");
-    Arc::new(Features::new(Arc::new(catalog)))
+    Arc::new(Features::new(super::catalog(1_000_000)))
 }
 
 /// Counts what the join stage decides, so decode + join + judge is

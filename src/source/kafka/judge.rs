@@ -414,3 +414,6 @@ fn fetch_error(stream: &mut Stream, t: usize, e: KafkaError, errors: &mut RateLi
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -25,6 +25,7 @@ pub mod join;
 pub mod judge;
 pub mod live;
 pub mod pipeline;
+pub mod position;
 pub(crate) mod ratelimit;
 pub mod replay;
 pub mod service;

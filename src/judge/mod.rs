@@ -142,8 +142,8 @@ pub struct Facts {
 
 impl Facts {
     /// Where the record came from.
-    pub fn position(&self) -> crate::join::Position {
-        crate::join::Position { source: self.source, offset: self.offset, item: self.item }
+    pub fn position(&self) -> crate::position::Position {
+        crate::position::Position { source: self.source, offset: self.offset, item: self.item }
     }
 }
 
@@ -188,7 +188,7 @@ pub fn facts(
     spec: &FeatureSpec,
     layer: LayerId,
     api_layer: Option<LayerId>,
-    at: crate::join::Position,
+    at: crate::position::Position,
     ts_ms: i64,
 ) -> Facts {
     let path = record_path(d, spec);
@@ -307,7 +307,7 @@ mod tests {
         let c = catalog();
         let d = decode(json.as_bytes()).unwrap();
         let spec = c.feature(&d.feature).unwrap();
-        facts(&d, spec, c.layer_id(&d.layer).unwrap(), c.api_layer, crate::join::Position::default(), 0)
+        facts(&d, spec, c.layer_id(&d.layer).unwrap(), c.api_layer, crate::position::Position::default(), 0)
     }
 
     fn rec(layer: &str, extra: &str) -> Facts {

@@ -68,11 +68,6 @@ pub struct Stream {
     /// While re-reading: the previous owner's last watermark, raised to
     /// (silently) once every topic has read past its mark.
     replay_wm: Option<i64>,
-    /// The state taken over from the previous owner: its marks stand for
-    /// every topic not re-read yet, so this owner's shares and commits
-    /// claim the stream from the start (a caught-up stream re-reads
-    /// nothing and would otherwise look unowned to the global view).
-    inherited: Option<StreamState>,
     last_record: Instant,
     idle_not_before: Instant,
     /// Stream-local clock origin for the merge's milliseconds.
@@ -117,7 +112,6 @@ impl Stream {
                 })
                 .collect(),
             replay_wm: None,
-            inherited: None,
             last_record: now,
             idle_not_before: now + IDLE_GRACE,
             origin: now,
@@ -204,24 +198,20 @@ impl Stream {
         } else {
             engine.advance_watermark(st.wm_processed, &mut Quiet(&mut NoObserver));
         }
-        self.inherited = Some(st.clone());
         seek
     }
 
     /// What the next owner needs, or `None` before anything was judged or
-    /// inherited (the previous commit then stays valid). A topic not
-    /// re-read since the takeover keeps the inherited mark.
+    /// inherited (the previous commit then stays valid).
     pub fn handover(&mut self) -> Option<StreamState> {
         let wm_now = self.pipeline.engine().watermark();
         let mut topics = Vec::new();
         let mut earliest: Option<(u64, i64)> = None;
         for (i, c) in self.topics.iter().enumerate() {
-            let Some(next) = c.next_offset else {
-                // Nothing re-read yet: the inherited mark stands.
-                if let Some(m) = self.inherited.as_ref().and_then(|st| st.topic(&c.name)) {
-                    topics.push(m.clone());
-                }
-                continue;
+            let next = match (c.next_offset, c.suppress_through) {
+                (Some(n), _) => n,
+                // Inherited but nothing re-read yet: the inherited marks stand.
+                (None, Some(_)) | (None, None) => continue,
             };
             let needed = self.pipeline.engine_mut().lowest_needed(i);
             if let Some(n) = needed {
@@ -239,26 +229,11 @@ impl Stream {
         if topics.is_empty() {
             return None;
         }
-        if topics.iter().all(|t| self.topic_unread(&t.topic)) {
-            return self.inherited.clone();
-        }
-        // An inherited mark's records are needed from the inherited
-        // watermark on: the lower of the two is where the next owner starts.
-        let inherited_wm = self
-            .inherited
-            .as_ref()
-            .filter(|_| topics.iter().any(|t| self.topic_unread(&t.topic)))
-            .map(|st| st.wm_at_offset);
-        let at_offset = earliest.map_or(wm_now, |e| e.1);
         Some(StreamState {
-            wm_at_offset: inherited_wm.map_or(at_offset, |w| w.min(at_offset)),
+            wm_at_offset: earliest.map_or(wm_now, |e| e.1),
             wm_processed: self.replay_wm.unwrap_or(wm_now),
             topics,
         })
-    }
-
-    fn topic_unread(&self, topic: &str) -> bool {
-        self.topics.iter().any(|c| c.name == topic && c.next_offset.is_none())
     }
 
     /// The merge's view of topic `t` with its fetched head, if any.
@@ -492,31 +467,6 @@ mod tests {
             assert_eq!(report(&f, both), want, "cut after {cut} messages");
             assert_eq!(judged.live as usize, msgs.len() - cut, "cut {cut}: every message judged live once");
         }
-    }
-
-    #[test]
-    fn an_owner_that_reads_nothing_hands_on_what_it_inherited() {
-        let layers = ["frontend", "api", "worker", "analytics"];
-        let msgs = requests(20, &layers, |l| usize::from(l == "worker"));
-        let mut sum = Summary::new(features());
-        let mut a = stream(&["a", "b"]);
-        feed(&mut a, &msgs[..30], &mut sum);
-        let st = a.handover().unwrap();
-        // The next owner is caught up (or stops before reading): it still
-        // claims the stream, with the state it took over.
-        let mut b = stream(&["a", "b"]);
-        b.inherit(&st);
-        assert_eq!(b.handover(), Some(st.clone()));
-        // It reads topic a only: topic b keeps the inherited mark.
-        let mut c = stream(&["a", "b"]);
-        let seek = c.inherit(&st);
-        let rest: Vec<_> =
-            msgs.iter().filter(|(t, off, _, _)| *t == 0 && *off >= seek[0].unwrap_or(0)).cloned().collect();
-        feed(&mut c, &rest, &mut sum);
-        let next = c.handover().unwrap();
-        assert_eq!(next.topic("b"), st.topic("b"));
-        assert!(next.topic("a").unwrap().processed > st.topic("a").unwrap().processed);
-        assert!(next.wm_at_offset <= st.wm_at_offset, "topic b's records are needed from the inherited watermark");
     }
 
     #[test]

@@ -53,8 +53,8 @@ pub struct Envelope {
 
 impl Envelope {
     /// The envelope of a share: every stream with a state, and every other
-    /// owned stream with an empty one (owned, but nothing judged or taken
-    /// over yet: a caught-up stream is still this instance's, and the view
+    /// owned stream with an empty one (nothing judged since it came to this
+    /// instance: a caught-up stream is still this instance's, and the view
     /// must not call it missing or stale).
     pub fn new(instance: String, published_ms: i64, states: &[(i32, StreamState)], owned: &[i32]) -> Envelope {
         let mut streams: Vec<(i32, String)> = states.iter().map(|(p, s)| (*p, s.encode())).collect();

@@ -42,11 +42,19 @@ fn spawn(brokers: &str, catalog: &Path, port: u16, t: &Topics) -> Child {
         // broker (by the test on the mock cluster, which cannot).
         .args(["--commit-interval", "1s"])
         .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("ACCORD_LOG", "warn")
+        .env("ACCORD_LOG", if common::log_dir().is_some() { "info" } else { "warn" })
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log_file(port))
         .spawn()
         .unwrap()
+}
+
+/// The instance's log, kept in the test log directory when there is one.
+fn log_file(port: u16) -> Stdio {
+    match common::log_dir().and_then(|d| std::fs::File::create(d.join(format!("crash-{port}.log"))).ok()) {
+        Some(f) => Stdio::from(f),
+        None => Stdio::null(),
+    }
 }
 
 fn wait_ready(port: u16) {

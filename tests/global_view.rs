@@ -104,7 +104,8 @@ impl Instance {
             instance_id: Some(name.to_string()),
             ..KafkaConfig::new(&b.brokers, &[topic], group)
         };
-        let handle = tokio::spawn(service.run(kafka, listener, cancel.clone()));
+        common::init_log("global_view");
+        let handle = tokio::spawn(common::instrumented(name, service.run(kafka, listener, cancel.clone())));
         Instance { name: name.to_string(), cancel, handle, metrics, status, addr }
     }
 

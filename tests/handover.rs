@@ -101,7 +101,11 @@ impl Instance {
             sample_bytes: 0,
             ..KafkaConfig::new(&b.brokers, &[topic], group)
         };
-        let handle = tokio::spawn(service.run(kafka, listener, cancel.clone()));
+        common::init_log("handover");
+        let handle = tokio::spawn(common::instrumented(
+            &common::next_instance_name(),
+            service.run(kafka, listener, cancel.clone()),
+        ));
         Instance { cancel, handle, metrics, status }
     }
 
@@ -286,6 +290,7 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    common::init_log("handover");
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ACCORD_LOG").unwrap_or_else(|_| "warn".into()))
         .with_test_writer()
@@ -354,6 +359,9 @@ async fn graceful_restart_judges_every_request_once() {
     let suppressed = b_metrics.replayed_suppressed.get();
     let b_metrics = b.stop().await;
     let live = sum(&contract(&a_metrics), &contract(&b_metrics));
+    if expected.iter().any(|(k, v)| live.get(k).copied().unwrap_or(0.0) != *v) {
+        eprintln!("restart: {}", common::explain_verdicts(&s.broker.brokers, &s.verdicts, &produced, &["analytics"]));
+    }
     assert_exact(&live, &expected, "restart");
     assert!(suppressed > 0, "B re-read and suppressed the records of A's open joins");
     eprintln!("restart: {open_at_cut} joins open at the cut, {suppressed} records re-read silently by B, {want} requests judged once");
@@ -403,6 +411,9 @@ async fn rebalance_in_and_out_judges_every_request_once() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let a_metrics = a.stop().await;
     let live = sum(&contract(&a_metrics), &contract(&b_metrics));
+    if expected.iter().any(|(k, v)| live.get(k).copied().unwrap_or(0.0) != *v) {
+        eprintln!("rebalance: {}", common::explain_verdicts(&s.broker.brokers, &s.verdicts, &produced, &["analytics"]));
+    }
     assert_exact(&live, &expected, "rebalance");
     eprintln!(
         "rebalance: {want} requests judged once; rebalances seen by A: {}, records re-read silently: A {} B {}",

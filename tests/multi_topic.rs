@@ -218,7 +218,11 @@ impl Instance {
             sample_bytes: 1 << 20,
             ..KafkaConfig::new(&b.brokers, &[&topics[0], &topics[1]], group)
         };
-        let handle = tokio::spawn(service.run(kafka, listener, cancel.clone()));
+        common::init_log("multi_topic");
+        let handle = tokio::spawn(common::instrumented(
+            &common::next_instance_name(),
+            service.run(kafka, listener, cancel.clone()),
+        ));
         Instance { cancel, handle, metrics, status }
     }
 

@@ -3,6 +3,44 @@
 
 use std::collections::BTreeMap;
 
+/// The directory for the logs of the code under test, when
+/// `ACCORD_TEST_LOG_DIR` is set (CI keeps it with its artifacts): a failure
+/// of a timing-dependent test is then explained by what accord logged.
+pub fn log_dir() -> Option<std::path::PathBuf> {
+    let dir = std::path::PathBuf::from(std::env::var_os("ACCORD_TEST_LOG_DIR")?);
+    std::fs::create_dir_all(&dir).ok()?;
+    Some(dir)
+}
+
+/// A name for the next in-process instance of this test binary, for its
+/// log lines (`i1`, `i2`, …).
+pub fn next_instance_name() -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    format!("i{}", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1)
+}
+
+/// Runs `fut` (an instance) under an `instance` span naming it, so the log
+/// lines of its threads say whose they are.
+pub fn instrumented<F: std::future::Future>(name: &str, fut: F) -> tracing::instrument::Instrumented<F> {
+    tracing::Instrument::instrument(fut, tracing::info_span!("instance", name = %name))
+}
+
+/// Sends this test binary's tracing output (every in-process instance,
+/// each line under its `instance` span) to `<log dir>/<test>.log`.
+pub fn init_log(test: &str) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Some(dir) = log_dir() else { return };
+        let Ok(file) = std::fs::File::create(dir.join(format!("{test}.log"))) else { return };
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("accord=debug,info"))
+            .with_thread_names(true)
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .try_init();
+    });
+}
+
 /// Parses classic Prometheus text into `series -> value`, with each
 /// series' labels sorted by name (`name{a="1",b="2"}`).
 pub fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
@@ -223,4 +261,72 @@ pub fn mock_internal_topics(
     for t in accord::source::kafka::internal_topic_names(group) {
         let _ = cluster.create_topic(&t, 1, 1);
     }
+}
+
+/// For a failed exactness check: the requests the verdicts topic holds
+/// more or less than once, or with a layer missing that replay never
+/// misses, each with where its records sit (`partition`, offsets) and what
+/// was said about it, so the failure shows which handover went wrong.
+pub fn explain_verdicts(
+    brokers: &str,
+    verdicts_topic: &str,
+    produced: &[(i32, i64, Vec<u8>)],
+    replay_missing: &[&str],
+) -> String {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use std::time::{Duration, Instant};
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("explain-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(verdicts_topic, 0, rdkafka::Offset::Beginning).unwrap();
+    c.assign(&tpl).unwrap();
+    let mut said: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let (t, mut quiet) = (Instant::now(), Instant::now());
+    while t.elapsed() < Duration::from_secs(30) && quiet.elapsed() < Duration::from_secs(3) {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or(&[])).unwrap_or_default();
+            let id = v["request_id"].as_str().unwrap_or("?").to_string();
+            said.entry(id).or_default().push(format!(
+                "@{} {} {} missing={}",
+                m.offset(),
+                v["verdict"],
+                v["path"],
+                v["missing"]
+            ));
+            quiet = Instant::now();
+        }
+    }
+    let mut records: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (p, o, b) in produced {
+        let v: serde_json::Value = serde_json::from_slice(b).unwrap_or_default();
+        let id = v["request_id"].as_str().unwrap_or("?").to_string();
+        records.entry(id).or_default().push(format!("p{p}@{o} {}", v["layer"].as_str().unwrap_or("?")));
+    }
+    let odd: Vec<&String> = records
+        .keys()
+        .filter(|id| {
+            let lines = said.get(*id).map_or(&[][..], |v| v.as_slice());
+            lines.len() != 1
+                || lines.iter().any(|l| {
+                    let missing = l.split("missing=").nth(1).unwrap_or("");
+                    ["frontend", "api", "worker", "analytics"]
+                        .iter()
+                        .any(|x| missing.contains(x) && !replay_missing.contains(x))
+                })
+        })
+        .collect();
+    let mut out = format!("{} requests judged other than once or with an unexpected missing layer", odd.len());
+    for id in odd.iter().take(12) {
+        out.push_str(&format!(
+            "\n  {id}: records [{}], verdicts [{}]",
+            records[*id].join(", "),
+            said.get(*id).map(|v| v.join("; ")).unwrap_or_default()
+        ));
+    }
+    out
 }

@@ -69,6 +69,10 @@ pub struct Shared {
     /// Streams made in the assign callback, started once the assignment
     /// is applied.
     pending: Mutex<Vec<(i32, Stream)>>,
+    /// Streams started since the consumer's main queue was last found
+    /// empty: messages fetched before their partition queues were split
+    /// may still be on it (see `Control::RoutingDone`).
+    routing: Mutex<Vec<i32>>,
     /// Partitions of streams refused because other instances own some of
     /// their topics.
     refused: Mutex<Vec<i32>>,
@@ -117,6 +121,7 @@ impl Shared {
             committed: Mutex::new(HashMap::new()),
             retained: Mutex::new(HashMap::new()),
             pending: Mutex::new(Vec::new()),
+            routing: Mutex::new(Vec::new()),
             refused: Mutex::new(Vec::new()),
             consumer: OnceLock::new(),
             errors: Mutex::new(RateLimit::every(Duration::from_secs(10))),
@@ -471,6 +476,7 @@ impl Shared {
             if judges[j].send(Control::Add(Box::new(slot))) {
                 judges[j].streams += 1;
                 owner.insert(p, j);
+                lock(&self.routing).push(p);
             }
         }
         let refused = lock(&self.refused).clone();
@@ -488,6 +494,27 @@ impl Shared {
         self.status.broker_up.store(true, Ordering::Relaxed);
         self.metrics.ready.set(i64::from(assigned && refused.is_empty()));
         info!(streams = owner.len(), "partitions assigned");
+    }
+
+    /// The consumer's main queue was found empty: since the split no message
+    /// of a started stream goes there, so every one fetched before it has
+    /// been routed, and the streams' partition queues may be read.
+    fn routing_done(&self) {
+        let started = std::mem::take(&mut *lock(&self.routing));
+        if started.is_empty() {
+            return;
+        }
+        let owner = lock(&self.owner);
+        let judges = lock(&self.judges);
+        let mut by_judge: BTreeMap<usize, Vec<i32>> = BTreeMap::new();
+        for p in started {
+            if let Some(&j) = owner.get(&p) {
+                by_judge.entry(j).or_default().push(p);
+            }
+        }
+        for (j, partitions) in by_judge {
+            judges[j].send(Control::RoutingDone { partitions });
+        }
     }
 
     /// A message that arrived on the consumer's own queue (fetched before
@@ -511,6 +538,27 @@ impl Shared {
         }
         let assigned = self.status.assigned.load(Ordering::Relaxed);
         self.metrics.ready.set(i64::from(assigned && lock(&self.refused).is_empty()));
+    }
+}
+
+/// Whether the consumer's main queue holds nothing (messages fetched before
+/// a partition queue was split, events). rust-rdkafka's `poll` answers
+/// `None` both for an empty queue and after serving an event, so this asks
+/// librdkafka (`rd_kafka_queue_length` of the consumer queue, the one
+/// `BaseConsumer::poll` reads).
+fn main_queue_empty(consumer: &BaseConsumer<Ctx>) -> bool {
+    use rdkafka::bindings as rd;
+    // SAFETY: the client pointer is valid while `consumer` is borrowed; the
+    // queue handle returned by `rd_kafka_queue_get_consumer` is a new
+    // reference, released before returning.
+    unsafe {
+        let q = rd::rd_kafka_queue_get_consumer(consumer.client().native_ptr());
+        if q.is_null() {
+            return true;
+        }
+        let n = rd::rd_kafka_queue_length(q);
+        rd::rd_kafka_queue_destroy(q);
+        n == 0
     }
 }
 
@@ -682,9 +730,12 @@ pub fn start(
     *lock(&shared.judges) = judges;
     let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(|e| SourceError::Config(format!("cannot subscribe to {topics:?}: {e}")))?;
+    // The caller's span (an instance's, when several run in one process,
+    // as in the tests) goes with the thread's log lines.
+    let span = tracing::Span::current();
     std::thread::Builder::new()
         .name("accord-kafka".into())
-        .spawn(move || run(consumer, shared, stop))
+        .spawn(move || span.in_scope(|| run(consumer, shared, stop)))
         .map_err(|e| SourceError::Thread(format!("consumer thread: {e}")))
 }
 
@@ -695,6 +746,9 @@ fn run(consumer: Arc<BaseConsumer<Ctx>>, shared: Arc<Shared>, stop: Arc<AtomicBo
     while !stop.load(Ordering::Acquire) {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => shared.route(&m),
+            // `None` also follows a rebalance or commit event served by the
+            // poll, with messages still queued: ask the queue itself.
+            None if main_queue_empty(&consumer) => shared.routing_done(),
             Some(Err(KafkaError::PartitionEOF(_))) | None => {}
             Some(Err(e)) => {
                 if let Verdict::Log { suppressed } = errors.check(Instant::now()) {

@@ -53,6 +53,11 @@ pub struct Slot<C: ConsumerContext + 'static> {
     /// Messages of this stream that arrived on the consumer's main queue
     /// (fetched before the partition's queue was split), oldest first.
     routed: VecDeque<(usize, OwnedMessage)>,
+    /// More may still be routed: the partition queues hold only what was
+    /// fetched after the split, so they wait until the consumer thread has
+    /// emptied its main queue (`Control::RoutingDone`). Judged earlier,
+    /// a queued message would make the older routed ones look re-delivered.
+    routing: bool,
     /// When the merge may stop waiting for a topic.
     wait_until: Option<Instant>,
     /// The stream's live statistics since its last share (taken with its
@@ -76,6 +81,7 @@ impl<C: ConsumerContext + 'static> Slot<C> {
             wm_gauges,
             parked: (0..n).map(|_| None).collect(),
             routed: VecDeque::new(),
+            routing: true,
             wait_until: None,
             recorder,
         }
@@ -118,6 +124,11 @@ pub enum Control<C: ConsumerContext + 'static> {
         partition: i32,
         topic: usize,
         msg: OwnedMessage,
+    },
+    /// Every message of these streams fetched before their partition
+    /// queues were split has been routed: the queues come next.
+    RoutingDone {
+        partitions: Vec<i32>,
     },
     /// The broker answers again: every stream's idle clock starts over.
     BrokerBackUp,
@@ -166,7 +177,10 @@ where
     O: Observer + Send + 'static,
 {
     let (tx, rx) = mpsc::channel::<Control<C>>();
-    let join = thread::Builder::new().name(format!("accord-judge-{index}")).spawn(move || run(rx, ctx, &mut obs))?;
+    let span = tracing::Span::current();
+    let join = thread::Builder::new()
+        .name(format!("accord-judge-{index}"))
+        .spawn(move || span.in_scope(|| run(rx, ctx, &mut obs)))?;
     let thread = join.thread().clone();
     Ok(JudgeHandle { tx, thread, join: Some(join), streams: 0 })
 }
@@ -204,6 +218,12 @@ fn run<C: ConsumerContext + 'static>(rx: Receiver<Control<C>>, ctx: Context, obs
                 Ok(Control::Routed { partition, topic, msg }) => {
                     if let Some(s) = slots.iter_mut().find(|s| s.stream.partition == partition) {
                         s.routed.push_back((topic, msg));
+                        s.wake.store(true, Ordering::Release);
+                    }
+                }
+                Ok(Control::RoutingDone { partitions }) => {
+                    for s in slots.iter_mut().filter(|s| partitions.contains(&s.stream.partition)) {
+                        s.routing = false;
                         s.wake.store(true, Ordering::Release);
                     }
                 }
@@ -311,7 +331,7 @@ fn round<C: ConsumerContext + 'static>(
     rejects: &mut RateLimit,
     errors: &mut RateLimit,
 ) -> (Judged, bool) {
-    let Slot { stream, queues, parked, routed, wait_until, recorder, .. } = slot;
+    let Slot { stream, queues, parked, routed, routing, wait_until, recorder, .. } = slot;
     *wait_until = None;
     // Every event also goes to the stream's own live statistics.
     let mut both = (obs, recorder);
@@ -324,6 +344,9 @@ fn round<C: ConsumerContext + 'static>(
     // Messages from the main queue are older than anything queued since.
     while let Some((t, m)) = routed.pop_front() {
         add(stream.judge(t, Msg::of(&m), obs, rejects, Instant::now()));
+    }
+    if *routing {
+        return (judged, false);
     }
     if queues.len() == 1 {
         // One topic: nothing to merge, judge in offset order as fetched.

@@ -228,7 +228,8 @@ impl Reader {
     /// the reader has caught up with the topic's end at start.
     pub fn start(self, view: LiveView, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle<()>> {
         view.set_rebuilding(true);
-        std::thread::Builder::new().name("accord-stats".into()).spawn(move || self.run(view, stop))
+        let span = tracing::Span::current();
+        std::thread::Builder::new().name("accord-stats".into()).spawn(move || span.in_scope(|| self.run(view, stop)))
     }
 
     fn assign_from_an_hour_back(&self) -> Result<(), KafkaError> {

@@ -1,6 +1,6 @@
 //! A judging thread on librdkafka's in-process mock cluster: messages that
 //! arrived before the partition queue was split (routed) and the queue's
-//! are judged once each; a snapshot and a release hand back the state and
+//! are judged once each, in offset order even when the queue filled first; a snapshot and a release hand back the state and
 //! the statistics of exactly what was judged.
 
 use std::sync::atomic::AtomicU64;
@@ -88,8 +88,24 @@ fn a_judging_thread_judges_routed_then_queued_messages_and_hands_the_stream_back
         w.store(true, Ordering::Release);
         thread.unpark();
     });
+    // Let the fetcher fill the partition queue (offsets 4..12) first: the
+    // routed messages arrive after it, as when the consumer thread drains
+    // its main queue after the rebalance that split the partition.
+    let fetched = Instant::now();
+    while fetched.elapsed() < Duration::from_millis(1500) {
+        let _ = consumer.poll(Duration::from_millis(50));
+    }
     let slot = Slot::new(stream, vec![queue], wake, Vec::new(), recorder);
     assert!(handle.send(Control::Add(Box::new(slot))));
+    let waited = Instant::now();
+    while waited.elapsed() < Duration::from_millis(500) {
+        let _ = consumer.poll(Duration::from_millis(50));
+    }
+    assert_eq!(
+        status.records.load(Ordering::Relaxed),
+        0,
+        "nothing of the partition queue is judged before the main queue's messages are routed"
+    );
     for offset in 0..4 {
         let msg = OwnedMessage::new(
             Some(record(offset as usize)),
@@ -102,6 +118,7 @@ fn a_judging_thread_judges_routed_then_queued_messages_and_hands_the_stream_back
         );
         assert!(handle.send(Control::Routed { partition: 0, topic: 0, msg }));
     }
+    assert!(handle.send(Control::RoutingDone { partitions: vec![0] }));
 
     let deadline = Instant::now() + Duration::from_secs(20);
     while status.records.load(Ordering::Relaxed) < 12 {

@@ -26,14 +26,18 @@ pub fn instrumented<F: std::future::Future>(name: &str, fut: F) -> tracing::inst
 }
 
 /// Sends this test binary's tracing output (every in-process instance,
-/// each line under its `instance` span) to `<log dir>/<test>.log`.
+/// each line under its `instance` span) to `<log dir>/<test>.log`, filtered
+/// by `ACCORD_TEST_LOG` (default `accord=debug,info`; add
+/// `librdkafka=debug` with `--kafka debug=cgrp` to see the group protocol).
 pub fn init_log(test: &str) {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let Some(dir) = log_dir() else { return };
         let Ok(file) = std::fs::File::create(dir.join(format!("{test}.log"))) else { return };
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("accord=debug,info"))
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                std::env::var("ACCORD_TEST_LOG").unwrap_or("accord=debug,info".into()),
+            ))
             .with_thread_names(true)
             .with_ansi(false)
             .with_writer(std::sync::Mutex::new(file))

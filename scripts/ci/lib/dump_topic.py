@@ -39,8 +39,13 @@ def main():
     while time.time() < deadline:
         m = c.poll(0.5)
         if m is None:
-            # Watermarks may lag the records (tansu); stop after 3 s without records.
-            if time.time() - idle_since > 3:
+            # Watermarks may lag the records (tansu): once every partition
+            # reached its high watermark, stop after 3 s without records.
+            # Before that, keep reading until the deadline: a broker that
+            # reads its storage back after a restart (tansu on S3) can
+            # pause longer than that between fetches.
+            caught_up = all(last[p] + 1 >= ends[p] for p in parts)
+            if caught_up and time.time() - idle_since > 3:
                 break
             continue
         if m.error():

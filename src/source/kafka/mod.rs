@@ -299,7 +299,8 @@ impl KafkaSource {
         let instance = self.cfg.instance_id.clone().unwrap_or_else(stats::instance_id);
         let kafka = |e: KafkaError| SourceError::Config(format!("stats topic client configuration: {e}"));
         let publisher = stats::Publisher::new(&self.cfg, stats.name.clone(), instance.clone()).map_err(kafka)?;
-        let reader = stats::Reader::new(&self.cfg, stats.name.clone(), &instance).map_err(kafka)?;
+        let health = (self.status.clone(), self.metrics.ready.clone());
+        let reader = stats::Reader::new(&self.cfg, stats.name.clone(), &instance, health).map_err(kafka)?;
         let reader_state = reader.state.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let reader =

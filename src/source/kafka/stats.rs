@@ -23,8 +23,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer as _};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -33,7 +35,7 @@ use tracing::{info, warn};
 use super::commit::FLUSH_TIMEOUT;
 use super::handover::StreamState;
 use super::verdicts::Producer;
-use super::{client_config_for, ClientRole, KafkaConfig};
+use super::{client_config_for, ClientRole, KafkaConfig, SourceStatus};
 use crate::live::{Delta, LiveView, ShareNote, MAX_WINDOW_MS};
 use crate::ratelimit::{RateLimit, Verdict};
 
@@ -193,15 +195,47 @@ impl ReaderState {
     }
 }
 
+/// The reader's librdkafka callbacks. The reader polls on its own thread,
+/// so it also tells the instance when every broker is down: the consumer
+/// thread may be blocked meanwhile in a synchronous offset commit that
+/// waits for the broker to come back, and the judging threads must stop
+/// advancing idle watermarks by the wall clock (and `/readyz` say 503) at
+/// once. The consumer's statistics callback says when the broker is back.
+pub struct ReaderCtx {
+    status: Arc<SourceStatus>,
+    ready: prometheus::IntGauge,
+}
+
+impl ClientContext for ReaderCtx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        super::consumer::forward_log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.status.broker_up.store(false, Ordering::Relaxed);
+            self.ready.set(0);
+        }
+        tracing::debug!(%error, reason, "stats topic reader: kafka client error");
+    }
+}
+
+impl ConsumerContext for ReaderCtx {}
+
 /// The stats topic reader.
 pub struct Reader {
-    consumer: Arc<BaseConsumer>,
+    consumer: Arc<BaseConsumer<ReaderCtx>>,
     topic: String,
     pub state: Arc<ReaderState>,
 }
 
 impl Reader {
-    pub fn new(cfg: &KafkaConfig, topic: String, instance: &str) -> Result<Reader, KafkaError> {
+    pub fn new(
+        cfg: &KafkaConfig,
+        topic: String,
+        instance: &str,
+        (status, ready): (Arc<SourceStatus>, prometheus::IntGauge),
+    ) -> Result<Reader, KafkaError> {
         let mut c = client_config_for(&cfg.brokers, &cfg.properties, ClientRole::Consumer);
         c.set("group.id", format!("{}-stats-{instance}", cfg.group))
             .set("enable.auto.commit", "false")
@@ -209,7 +243,8 @@ impl Reader {
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", "100")
             .set("session.timeout.ms", "6000");
-        Ok(Reader { consumer: Arc::new(c.create()?), topic, state: Arc::default() })
+        let consumer = c.create_with_context(ReaderCtx { status, ready })?;
+        Ok(Reader { consumer: Arc::new(consumer), topic, state: Arc::default() })
     }
 
     /// The end (next offset) of every partition of the topic, now.

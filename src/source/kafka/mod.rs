@@ -24,6 +24,7 @@
 //! the handover topic) run on the consumer and judging threads, never on
 //! the async runtime, which serves HTTP.
 
+mod client_log;
 mod commit;
 mod consumer;
 mod handover;
@@ -412,11 +413,11 @@ struct ProbeCtx {
 
 impl ClientContext for ProbeCtx {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        consumer::forward_log(level, fac, log_message);
+        client_log::forward_log(level, fac, log_message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        if let Some(p) = consumer::security_problem(error.rdkafka_error_code(), reason) {
+        if let Some(p) = client_log::security_problem(error.rdkafka_error_code(), reason) {
             let log = self.logged.lock().unwrap_or_else(|e| e.into_inner()).check(Instant::now());
             if let Verdict::Log { .. } = log {
                 tracing::error!("{p}");

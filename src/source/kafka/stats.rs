@@ -208,7 +208,7 @@ pub struct ReaderCtx {
 
 impl ClientContext for ReaderCtx {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        super::consumer::forward_log(level, fac, log_message);
+        super::client_log::forward_log(level, fac, log_message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {

@@ -247,12 +247,7 @@ impl Shared {
     fn release(&self, partitions: &[i32]) -> Vec<Released> {
         let mut owner = lock(&self.owner);
         let mut judges = lock(&self.judges);
-        let mut by_judge: BTreeMap<usize, Vec<i32>> = BTreeMap::new();
-        for p in partitions {
-            if let Some(j) = owner.remove(p) {
-                by_judge.entry(j).or_default().push(*p);
-            }
-        }
+        let by_judge = by_judge(partitions.iter().filter_map(|p| owner.remove(p).map(|j| (j, *p))));
         let mut out = Vec::new();
         for (j, ps) in by_judge {
             let (tx, rx) = mpsc::channel();
@@ -507,13 +502,7 @@ impl Shared {
         }
         let owner = lock(&self.owner);
         let judges = lock(&self.judges);
-        let mut by_judge: BTreeMap<usize, Vec<i32>> = BTreeMap::new();
-        for p in started {
-            if let Some(&j) = owner.get(&p) {
-                by_judge.entry(j).or_default().push(p);
-            }
-        }
-        for (j, partitions) in by_judge {
+        for (j, partitions) in by_judge(started.into_iter().filter_map(|p| owner.get(&p).map(|&j| (j, p)))) {
             judges[j].send(Control::RoutingDone { partitions });
         }
     }
@@ -563,6 +552,15 @@ fn main_queue_empty(consumer: &BaseConsumer<Ctx>) -> bool {
     }
 }
 
+/// Partitions grouped by the judging thread that owns them.
+fn by_judge(owned: impl Iterator<Item = (usize, i32)>) -> BTreeMap<usize, Vec<i32>> {
+    let mut out: BTreeMap<usize, Vec<i32>> = BTreeMap::new();
+    for (j, p) in owned {
+        out.entry(j).or_default().push(p);
+    }
+    out
+}
+
 /// The start offset of each configured topic in a state.
 fn seek_offsets(topics: &[String], st: &StreamState) -> Vec<Option<i64>> {
     topics.iter().map(|t| st.topic(t).map(|m| m.offset)).collect()
@@ -606,10 +604,7 @@ impl ClientContext for Ctx {
         match code {
             // The end of a partition is not an error.
             Some(RDKafkaErrorCode::PartitionEOF) => return,
-            Some(RDKafkaErrorCode::AllBrokersDown) => {
-                self.shared.status.broker_up.store(false, Ordering::Relaxed);
-                self.shared.metrics.ready.set(0);
-            }
+            Some(RDKafkaErrorCode::AllBrokersDown) => self.shared.status.broker_down(&self.shared.metrics.ready),
             _ => {}
         }
         // Credentials and certificates do not fix themselves: one clear

@@ -244,6 +244,13 @@ impl SourceStatus {
         Ok(())
     }
 
+    /// librdkafka reports every broker down: not ready, and no stream
+    /// advances its watermark by the wall clock until the broker is back.
+    pub(crate) fn broker_down(&self, ready: &prometheus::IntGauge) {
+        self.broker_up.store(false, Ordering::Relaxed);
+        ready.set(0);
+    }
+
     /// The problem set by `set_problem`, if any.
     pub fn problem(&self) -> Option<String> {
         self.problem.lock().unwrap_or_else(|e| e.into_inner()).clone()

@@ -213,8 +213,7 @@ impl ClientContext for ReaderCtx {
 
     fn error(&self, error: KafkaError, reason: &str) {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
-            self.status.broker_up.store(false, Ordering::Relaxed);
-            self.ready.set(0);
+            self.status.broker_down(&self.ready);
         }
         tracing::debug!(%error, reason, "stats topic reader: kafka client error");
     }

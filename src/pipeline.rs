@@ -192,11 +192,17 @@ impl Pipeline {
     /// a record without `ts` takes.
     pub fn event_time(&self, v: &Valid<'_>, reference_ms: i64, obs: &mut impl Observer) -> Option<i64> {
         let ts = v.record.ts_ms?;
-        if ts > reference_ms.saturating_add(self.catalog.max_clock_skew_ms) {
+        if !self.within_skew(ts, reference_ms) {
             obs.clock_skewed(v.feature, v.layer);
             return None;
         }
         Some(ts)
+    }
+
+    /// Whether a record's own `ts` counts against `reference_ms` (see
+    /// [`Pipeline::event_time`]).
+    pub fn within_skew(&self, ts: i64, reference_ms: i64) -> bool {
+        ts <= reference_ms.saturating_add(self.catalog.max_clock_skew_ms)
     }
 
     /// Decodes one message of `format` and hands `f` each record it holds,

@@ -355,6 +355,31 @@ pub fn decode(bytes: &[u8]) -> Result<Record<'_>, Reject> {
     validate(raw)
 }
 
+/// What [`peek_ts`] found of a record's `ts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeekTs {
+    /// No `ts` (or `null`): the record takes its message's time.
+    Absent,
+    /// The `ts`, epoch milliseconds.
+    Ms(i64),
+    /// Not found out without decoding the record (escapes, nesting, a
+    /// malformed or invalid `ts`): [`decode`] decides.
+    Unknown,
+}
+
+/// A record's `ts` without decoding the rest: one pass over the bytes, no
+/// UTF-8 check of the whole record, no field but `ts` read. Where the
+/// record decodes, an answer other than `Unknown` is its `ts_ms` (checked
+/// by a property test); of a record that does not decode it may still
+/// answer, so it only serves what needs no more than the time, such as the
+/// order in which several topics' records are merged.
+pub fn peek_ts(bytes: &[u8]) -> PeekTs {
+    if bytes.len() > MAX_RECORD_BYTES {
+        return PeekTs::Unknown;
+    }
+    fast::peek_ts(bytes).unwrap_or(PeekTs::Unknown)
+}
+
 /// The hot path of [`decode`]: a flat JSON object whose values are
 /// strings without escapes, `true`/`false`/`null` or non-negative
 /// integers — every record a producer normally sends — scanned in one
@@ -366,12 +391,13 @@ pub fn decode(bytes: &[u8]) -> Result<Record<'_>, Reject> {
 mod fast {
     use std::borrow::Cow;
 
-    use super::{Key, RawRecord, Val};
+    use super::{Key, PeekTs, RawRecord, Val};
 
     struct Scan<'a> {
         /// The whole record, validated as UTF-8 once, so a string is a
-        /// subslice between two ASCII quotes and needs no check of its own.
-        s: &'a str,
+        /// subslice between two ASCII quotes and needs no check of its own
+        /// (`None` for [`peek_ts`], which reads no string as text).
+        s: Option<&'a str>,
         b: &'a [u8],
         i: usize,
     }
@@ -407,6 +433,14 @@ mod fast {
         #[inline]
         fn string(&mut self) -> Option<&'a str> {
             let start = self.i;
+            let end = self.raw_string()?.len() + start;
+            self.s?.get(start..end)
+        }
+
+        /// [`Scan::string`] as bytes.
+        #[inline]
+        fn raw_string(&mut self) -> Option<&'a [u8]> {
+            let start = self.i;
             let mut i = start;
             // Eight bytes at a time to the first `"`, `\\` or control byte.
             while let Some(chunk) = self.b.get(i..i + 8) {
@@ -425,7 +459,7 @@ mod fast {
                 }
             }
             self.i = i + 1;
-            self.s.get(start..i)
+            self.b.get(start..i)
         }
 
         #[inline]
@@ -480,7 +514,7 @@ mod fast {
     pub(super) fn parse(b: &[u8]) -> Option<RawRecord<'_>> {
         // Invalid UTF-8 is malformed JSON wherever it is; serde says so.
         let text = std::str::from_utf8(b).ok()?;
-        let mut s = Scan { s: text, b, i: 0 };
+        let mut s = Scan { s: Some(text), b, i: 0 };
         let mut r = RawRecord::default();
         s.ws();
         if s.peek()? != b'{' {
@@ -523,6 +557,75 @@ mod fast {
         }
         s.ws();
         (s.i == b.len()).then_some(r)
+    }
+
+    /// [`super::peek_ts`] for the grammar of [`parse`]: `None` where
+    /// `parse` would give up, or where the `ts` found would not validate.
+    pub(super) fn peek_ts(b: &[u8]) -> Option<PeekTs> {
+        let mut s = Scan { s: None, b, i: 0 };
+        let mut ts = PeekTs::Absent;
+        s.ws();
+        if s.peek()? != b'{' {
+            return None;
+        }
+        s.i += 1;
+        s.ws();
+        if s.peek()? == b'}' {
+            s.i += 1;
+        } else {
+            loop {
+                if s.peek()? != b'"' {
+                    return None;
+                }
+                s.i += 1;
+                let key = s.raw_string()?;
+                s.ws();
+                if s.peek()? != b':' {
+                    return None;
+                }
+                s.i += 1;
+                s.ws();
+                // Duplicate keys: the last one wins, as in `parse`.
+                match (key, s.peek()?) {
+                    (b"ts", b'"') => {
+                        s.i += 1;
+                        let text = std::str::from_utf8(s.raw_string()?).ok()?;
+                        ts = PeekTs::Ms(super::parse_rfc3339_ms(text)?);
+                    }
+                    (b"ts", b'0'..=b'9') => ts = PeekTs::Ms(i64::try_from(s.integer()?).ok()?),
+                    (b"ts", b'n') => {
+                        s.literal(b"null")?;
+                        ts = PeekTs::Absent;
+                    }
+                    (b"ts", _) => return None,
+                    (_, b'"') => {
+                        s.i += 1;
+                        s.raw_string()?;
+                    }
+                    (_, b't') => s.literal(b"true")?,
+                    (_, b'f') => s.literal(b"false")?,
+                    (_, b'n') => s.literal(b"null")?,
+                    (_, b'0'..=b'9') => {
+                        s.integer()?;
+                    }
+                    _ => return None,
+                }
+                s.ws();
+                match s.peek()? {
+                    b',' => {
+                        s.i += 1;
+                        s.ws();
+                    }
+                    b'}' => {
+                        s.i += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        s.ws();
+        (s.i == b.len()).then_some(ts)
     }
 }
 

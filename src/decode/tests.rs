@@ -148,6 +148,36 @@ proptest! {
         fast_agrees(&b);
     }
 
+    /// Where a record decodes, the peek's `ts` is the record's.
+    #[test]
+    fn peek_ts_agrees_with_decode(s in JSONISH) {
+        peek_agrees(s.as_bytes());
+    }
+
+    #[test]
+    fn peek_ts_agrees_with_decode_on_bytes(
+        s in JSONISH,
+        at in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+    ) {
+        let mut b = s.into_bytes();
+        if !b.is_empty() {
+            let i = at.index(b.len());
+            b[i] = byte;
+        }
+        peek_agrees(&b);
+    }
+
+    #[test]
+    fn peek_ts_agrees_with_decode_on_timestamps(
+        ts in prop_oneof![rfc3339ish().prop_map(|s| format!("{s:?}")), "null|[0-9]{1,20}|-1|1\\.5|true"],
+        before in prop_oneof![Just(""), Just(r#""ts":"2026-01-01T00:00:00Z","#), Just(r#""ts":1,"#), Just(r#""x":{"ts":1},"#)],
+        after in prop_oneof![Just(""), Just(r#","ts":7"#), Just(r#","ts":null"#), Just(r#","note":"\"ts\":5""#)],
+    ) {
+        let text = format!(r#"{{"request_id":"r",{before}"layer":"api","feature":"f","ts":{ts}{after}}}"#);
+        peek_agrees(text.as_bytes());
+    }
+
     /// Where the RFC 3339 fast path answers, chrono answers the same.
     #[test]
     fn rfc3339_fast_agrees_with_chrono(s in rfc3339ish()) {
@@ -252,4 +282,36 @@ fn rfc3339_fast_edges() {
     {
         assert_eq!(rfc3339_fast(s.as_bytes()), None, "{s}");
     }
+}
+
+fn peek_agrees(b: &[u8]) {
+    if let Ok(r) = decode(b) {
+        let expected = match r.ts_ms {
+            Some(ms) => PeekTs::Ms(ms),
+            None => PeekTs::Absent,
+        };
+        let peek = peek_ts(b);
+        assert!(peek == PeekTs::Unknown || peek == expected, "{peek:?} for {:?}", String::from_utf8_lossy(b));
+    }
+}
+
+#[test]
+fn peek_ts_reads_the_records_producers_send() {
+    let rec = |ts: &str| {
+        format!(
+            r#"{{"request_id":"r-1","layer":"api","feature":"f","ts":{ts},"flag_state":true,"job_payload_version":2}}"#
+        )
+    };
+    assert_eq!(peek_ts(rec(r#""2026-03-01T10:00:00.250Z""#).as_bytes()), PeekTs::Ms(1_772_359_200_250));
+    assert_eq!(peek_ts(rec("1772359200250").as_bytes()), PeekTs::Ms(1_772_359_200_250));
+    assert_eq!(peek_ts(rec("null").as_bytes()), PeekTs::Absent);
+    assert_eq!(peek_ts(br#"{"request_id":"r-1","layer":"api","feature":"f"}"#), PeekTs::Absent);
+    // The last `ts` wins, as in decode.
+    assert_eq!(peek_ts(br#"{"ts":5,"request_id":"r","ts":7}"#), PeekTs::Ms(7));
+    // What only decode can tell.
+    assert_eq!(peek_ts(br#"{"t\u0073":5}"#), PeekTs::Unknown);
+    assert_eq!(peek_ts(br#"{"x":{"ts":1},"ts":2}"#), PeekTs::Unknown);
+    assert_eq!(peek_ts(br#"{"ts":"yesterday"}"#), PeekTs::Unknown);
+    assert_eq!(peek_ts(br#"{"ts":-5}"#), PeekTs::Unknown);
+    assert_eq!(peek_ts(b"[1]"), PeekTs::Unknown);
 }

@@ -373,10 +373,14 @@ fn round<C: ConsumerContext + 'static>(
     // Several topics: merge by event time.
     let mut heads: Vec<Option<(i64, Head<'_>)>> =
         parked.iter_mut().map(|p| p.take().map(|(k, m)| (k, Head::Kept(m)))).collect();
+    let mut views = Vec::with_capacity(heads.len());
     let mut more = false;
     let mut n = 0;
+    // One clock reading serves a round (at most `DRAIN_BUDGET` records, a
+    // millisecond or so), renewed before the merge decides to wait, the one
+    // decision that depends on it.
+    let mut now = Instant::now();
     loop {
-        let now = Instant::now();
         for (t, h) in heads.iter_mut().enumerate() {
             // Past events (end of partition, errors) to a message or to an
             // empty queue: messages may be queued behind an event.
@@ -398,12 +402,16 @@ fn round<C: ConsumerContext + 'static>(
             more = true;
             break;
         }
-        let views: Vec<_> = heads
-            .iter()
-            .enumerate()
-            .map(|(t, h)| stream.topic_view(t, h.as_ref().map(|(k, m)| (*k, m.msg().offset))))
-            .collect();
-        match choose(&views, stream.millis(now), stream.max_topic_idle_ms()) {
+        views.clear();
+        views.extend(
+            heads.iter().enumerate().map(|(t, h)| stream.topic_view(t, h.as_ref().map(|(k, m)| (*k, m.msg().offset)))),
+        );
+        let mut choice = choose(&views, stream.millis(now), stream.max_topic_idle_ms());
+        if matches!(choice, Choice::Wait { .. }) {
+            now = Instant::now();
+            choice = choose(&views, stream.millis(now), stream.max_topic_idle_ms());
+        }
+        match choice {
             Choice::Take { topic, overdue } => {
                 if let Some(u) = overdue {
                     stream.note_overdue(u);

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use super::handover::{StreamState, TopicMark};
 use super::merge::TopicView;
-use crate::decode::InputFormat;
+use crate::decode::{peek_ts, InputFormat, PeekTs};
 use crate::join::{Observer, Position};
 use crate::pipeline::Pipeline;
 use crate::ratelimit::{RateLimit, Verdict};
@@ -256,10 +256,24 @@ impl Stream {
     /// turn in the merge: its (first valid) record's own `ts` (bad clocks
     /// excepted), else the message timestamp. An OpenTelemetry message
     /// holds many records and takes its turn as a whole, by its first.
+    ///
+    /// An accord record's `ts` is peeked at, not decoded: the judge decodes
+    /// it anyway, and a second full decode per record was most of what the
+    /// merge cost (docs/performance.md). Where the peek cannot tell, or for
+    /// an OpenTelemetry message, the message is decoded. The peek may give
+    /// a record that will be rejected its `ts` rather than the message
+    /// time; a reject changes no join, so its turn changes no counter.
     pub fn merge_key(&mut self, t: usize, m: &Msg<'_>) -> i64 {
         let reference = m.timestamp_ms.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
-        let mut key = None;
         let format = self.topics[t].format;
+        if format == InputFormat::Accord {
+            match peek_ts(m.payload) {
+                PeekTs::Ms(ts) if self.pipeline.within_skew(ts, reference) => return ts,
+                PeekTs::Ms(_) | PeekTs::Absent => return reference,
+                PeekTs::Unknown => {}
+            }
+        }
+        let mut key = None;
         self.pipeline.for_each_record(format, m.payload, &mut NoObserver, |p, _, v, _, obs| {
             if let (None, Ok(v)) = (key, v) {
                 key = p.event_time(&v, reference, obs);

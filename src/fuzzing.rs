@@ -139,6 +139,9 @@ pub fn fuzz_otlp(data: &[u8]) {
         InputFormat::OtlpProtoTraces => Some(Signal::Traces),
         _ => None,
     };
+    if signal.is_none() {
+        crate::decode::otlp::json::fast_path_agrees(&map, msg);
+    }
     let decoded = map.decode(signal, msg);
     if let Ok(d) = &decoded {
         for r in d.records().flatten() {

@@ -18,6 +18,8 @@ use crate::catalog::MAX_KEY_BYTES;
 
 pub mod otlp;
 
+pub(crate) use fast::specials as fast_specials;
+
 /// Records larger than this are rejected unparsed (docs/reference.md#limits).
 pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 
@@ -409,7 +411,7 @@ mod fast {
     /// character; the lowest one set is exact (the bit tricks only err
     /// above a true hit).
     #[inline]
-    pub(super) fn specials(x: u64) -> u64 {
+    pub(crate) fn specials(x: u64) -> u64 {
         let q = x ^ (LO * u64::from(b'"'));
         let e = x ^ (LO * u64::from(b'\\'));
         ((q.wrapping_sub(LO) & !q) | (e.wrapping_sub(LO) & !e) | (x.wrapping_sub(LO * 0x20) & !x)) & HI

@@ -2,7 +2,9 @@
 //! `ExportLogsServiceRequest` or `ExportTraceServiceRequest` per message,
 //! told apart by `resourceLogs` / `resourceSpans`.
 //!
-//! Read with serde visitors straight into the [`Builder`]: strings are
+//! `fast` reads the requests encoders write in one pass; anything it
+//! leaves (escapes, floats, odd types, malformed input) is read here with
+//! serde visitors straight into the [`Builder`]: strings are
 //! borrowed from the message unless they hold escapes, values of
 //! attributes accord does not read are skipped unparsed, and no
 //! `serde_json::Value` is built. As the encoding rules ask of receivers,
@@ -19,11 +21,45 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 
 use super::{AnyVal, Builder, Signal, Target};
 
-/// Parses one message into `b`.
+mod fast;
+
+/// Parses one message into `b`: by the fast path where it answers, else
+/// by serde_json.
 pub(crate) fn parse<'a>(bytes: &'a [u8], b: &mut Builder<'a>) -> Result<(), serde_json::Error> {
     // JSON text is UTF-8: checked once for the whole message (fast on
     // ASCII), so the parser need not check every string it meets.
     let text = std::str::from_utf8(bytes).map_err(|_| <serde_json::Error as de::Error>::custom("not UTF-8"))?;
+    if fast::parse(text, b).is_some() {
+        return Ok(());
+    }
+    b.reset();
+    parse_serde(text, b)
+}
+
+/// Checks the fast path against serde_json on one message: where the fast
+/// path answers, serde_json must accept the message and collect the same
+/// contexts, items and values (panics otherwise). Returns whether the fast
+/// path answered. For the tests and the `otlp` fuzz target.
+#[doc(hidden)]
+pub fn fast_path_agrees(map: &super::Mapping, bytes: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(bytes) else { return false };
+    let collected = |b: &Builder<'_>| format!("{:?}", (&b.ctxs, &b.items, &b.vals, b.ignored, b.signal));
+    let mut fast_scratch = super::Scratch::default();
+    let mut fast = Builder::new(map, bytes.len(), &mut fast_scratch);
+    if fast::parse(text, &mut fast).is_none() {
+        return false;
+    }
+    let mut serde_scratch = super::Scratch::default();
+    let mut serde = Builder::new(map, bytes.len(), &mut serde_scratch);
+    if let Err(e) = parse_serde(text, &mut serde) {
+        panic!("the fast path accepted what serde_json rejects ({e}): {text}");
+    }
+    assert_eq!(collected(&fast), collected(&serde), "fast path and serde_json disagree on {text}");
+    true
+}
+
+/// [`parse`] by serde_json alone.
+fn parse_serde<'a>(text: &'a str, b: &mut Builder<'a>) -> Result<(), serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
     Request { b: &mut *b }.deserialize(&mut de)?;
     de.end()?;
@@ -591,17 +627,27 @@ pub(crate) fn hex_trace_id(s: &[u8]) -> Option<[u8; 16]> {
     if s.len() != 32 {
         return None;
     }
-    let digit = |c: u8| -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
+    // Each byte's digit value, 0xff for a byte that is not a hex digit.
+    const DIGIT: [u8; 256] = {
+        let mut t = [0xff; 256];
+        let mut c = 0;
+        while c < 256 {
+            t[c] = match c as u8 {
+                b @ b'0'..=b'9' => b - b'0',
+                b @ b'a'..=b'f' => b - b'a' + 10,
+                b @ b'A'..=b'F' => b - b'A' + 10,
+                _ => 0xff,
+            };
+            c += 1;
         }
+        t
     };
     let mut out = [0u8; 16];
-    for (i, pair) in s.chunks_exact(2).enumerate() {
-        out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+    let mut bad = 0;
+    for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+        let (hi, lo) = (DIGIT[usize::from(pair[0])], DIGIT[usize::from(pair[1])]);
+        bad |= hi | lo;
+        *o = hi << 4 | lo;
     }
-    (out != [0; 16]).then_some(out)
+    (bad & 0xf0 == 0 && out != [0; 16]).then_some(out)
 }

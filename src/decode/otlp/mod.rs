@@ -265,6 +265,15 @@ impl<'a> Builder<'a> {
         Builder { map, ctxs, items, vals, hex: std::mem::take(&mut scratch.hex), ignored: 0, signal: None }
     }
 
+    /// Forgets what a parse that gave up collected.
+    fn reset(&mut self) {
+        self.ctxs.clear();
+        self.items.clear();
+        self.vals.clear();
+        self.ignored = 0;
+        self.signal = None;
+    }
+
     fn new_ctx(&mut self) -> u32 {
         self.ctxs.push(Ctx::default());
         (self.ctxs.len() - 1) as u32

@@ -581,6 +581,107 @@ proptest! {
     }
 }
 
+/// OTLP/JSON as encoders write it, and with what only serde_json reads.
+fn json_variants() -> Vec<Vec<u8>> {
+    let req = traces(
+        api(),
+        vec![span(
+            vec![s("accord.selected_flow", "v2")],
+            vec![event(
+                "feature_flag",
+                vec![s("feature_flag.key", "checkout_v2"), int("accord.job_payload_version", 2)],
+            )],
+        )],
+    );
+    let log_req = logs(
+        vec![s("service.name", "web-spa")],
+        vec![log(
+            "feature_flag.evaluation",
+            vec![s("feature_flag.key", "checkout_v2"), kv("feature_flag.result.value", Value::BoolValue(true))],
+        )],
+    );
+    let mut out = vec![serde_json::to_vec(&req).unwrap(), serde_json::to_vec(&log_req).unwrap()];
+    // The simulator's Collector-shaped batches: logs for the frontend,
+    // spans for the other layers, a trace id per request.
+    let lines: Vec<String> = ["frontend", "api", "worker", "analytics", "api"]
+        .iter()
+        .enumerate()
+        .map(|(i, layer)| {
+            format!(r#"{{"request_id":"req-{}","layer":"{layer}","feature":"checkout_v2","ts":"2026-03-01T10:00:0{i}Z","flag_state":{},"selected_flow":"v2","job_payload_version":3,"service":"svc-{layer}","build":"b7"}}"#, i % 2, i % 2 == 0)
+        })
+        .collect();
+    let records: Vec<_> = lines.iter().map(|l| crate::decode::decode(l.as_bytes()).unwrap()).collect();
+    let mut enc = crate::simulate::otlp::Encoder::new(crate::decode::InputFormat::OtlpJson, &OtelConfig::default(), 7);
+    out.extend(enc.encode_batch(&records).into_iter().map(|e| e.payload));
+    out
+}
+
+#[test]
+fn hex_trace_ids() {
+    use json::hex_trace_id;
+    assert_eq!(hex_trace_id(TRACE_HEX.as_bytes()), Some(TRACE));
+    assert_eq!(hex_trace_id(TRACE_HEX.to_uppercase().as_bytes()), Some(TRACE));
+    let mut id = [0u8; 16];
+    id[15] = 0x0f;
+    assert_eq!(hex_trace_id(b"0000000000000000000000000000000F"), Some(id));
+    for bad in [
+        &b"00000000000000000000000000000000"[..],
+        b"abababababababababababababababa",
+        b"ababababababababababababababababab",
+        b"abababababababababababababababag",
+        b"ab:babababababababababababababab",
+    ] {
+        assert_eq!(hex_trace_id(bad), None, "{}", String::from_utf8_lossy(bad));
+    }
+}
+
+#[test]
+fn the_json_fast_path_reads_what_encoders_write_and_agrees_with_serde() {
+    let m = default_mapping();
+    for msg in json_variants() {
+        assert!(json::fast_path_agrees(&m, &msg), "fast path gave up on {}", String::from_utf8_lossy(&msg));
+    }
+    // What it leaves to serde_json, which decides.
+    for msg in [
+        &br#"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"checkout\u002dapi"}}]}}]}"#[..],
+        br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"timeUnixNano":1.5e3}]}]}]}"#,
+        br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"attributes":[{"key":"feature_flag.result.value","value":{"doubleValue":0.1}}]}]}]}]}"#,
+        br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"timeUnixNano":-1}]}]}]}"#,
+        br#"{"resourceLogs":[,]}"#,
+        br#"{"resourceLogs":[]} x"#,
+    ] {
+        assert!(!json::fast_path_agrees(&m, msg), "{}", String::from_utf8_lossy(msg));
+    }
+    // Everything the hand-written messages above hold, in any shape.
+    let msg = br#"{"resource_logs":[null,{"scope_logs":[{"log_records":[{"attributes":[{"value":{"stringValue":"checkout_v2"},"key":"feature_flag.key"},{"key":"x","value":{"kvlistValue":{"values":[{"key":"a","value":{}}]}}},{"key":"accord.job_payload_version","value":{"intValue":"-2"}}],"time_unix_nano":1795168800123456789,"trace_id":"ABABABABABABABABABABABABABABABAB","event_name":"feature_flag","body":null,"severityText":null}],"scope":null}],"resource":{"attributes":[{"key":"service.name","value":{"string_value":"checkout-api"}}]}}],"extra":{"ignored":[1,-2.5e-3,true,false,null,"s"]}}"#;
+    assert!(json::fast_path_agrees(&m, msg));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// One byte changed, or one token inserted, anywhere in what encoders
+    /// write: wherever the fast path still answers, serde_json agrees.
+    #[test]
+    fn the_json_fast_path_agrees_with_serde_on_mutations(
+        which in any::<prop::sample::Index>(),
+        at in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        insert in prop_oneof![Just(""), Just("null"), Just(","), Just(" "), Just("-"), Just("0"), Just(".5"), Just("e3"), Just("\\"), Just("\"\""), Just("{}"), Just("[]"), Just("\"intValue\":1,"), Just("\"key\":null,")],
+    ) {
+        let m = default_mapping();
+        let variants = json_variants();
+        let mut msg = variants[which.index(variants.len())].clone();
+        let i = at.index(msg.len());
+        if insert.is_empty() {
+            msg[i] = byte;
+        } else {
+            msg.splice(i..i, insert.bytes());
+        }
+        json::fast_path_agrees(&m, &msg);
+    }
+}
+
 #[test]
 fn scratch_buffers_are_reused_across_messages() {
     let v: Vec<AnyVal<'_>> = Vec::with_capacity(100);

@@ -1,0 +1,486 @@
+//! The hot path of OTLP/JSON decoding: the request as every encoder
+//! writes it (strings without escapes, integers as numbers or decimal
+//! strings) read in one pass by a small recursive-descent scanner, with
+//! the visitors of `json.rs` written against it instead of serde's
+//! `MapAccess`. serde_json spends most of its time per token (a key, a
+//! `{"stringValue":…}` wrapper, a comma), and an evaluation is about sixty
+//! of them.
+//!
+//! Anything else — an escape in a string, a float, a number out of range,
+//! a value of an unexpected type, deep nesting, malformed input — returns
+//! `None`, and the serde path decodes the message from the start. The fast
+//! path therefore never decides an edge case: where it answers, the serde
+//! path would build the same contexts, items and values (checked by a
+//! differential property test and by the `otlp` fuzz target).
+
+use super::super::{AnyVal, Builder, Signal, Target};
+use super::{hex_trace_id, At, NO_SPAN};
+
+/// Nesting the fast path follows before it gives up (serde_json's own
+/// limit is 128; staying well below it keeps "too deep" serde's call).
+const MAX_DEPTH: u32 = 64;
+
+struct Lex<'a> {
+    /// The message, validated as UTF-8 once by the caller.
+    s: &'a str,
+    b: &'a [u8],
+    i: usize,
+    depth: u32,
+}
+
+/// Parses one message into `b`; `None`: let the serde path decide (`b`
+/// then holds a partial result and must be reset).
+pub(super) fn parse<'a>(text: &'a str, b: &mut Builder<'a>) -> Option<()> {
+    let mut l = Lex { s: text, b: text.as_bytes(), i: 0, depth: 0 };
+    l.object(|l, k| {
+        let signal = match k {
+            "resourceLogs" | "resource_logs" => Signal::Logs,
+            "resourceSpans" | "resource_spans" => Signal::Traces,
+            _ => return l.skip(),
+        };
+        if b.signal.is_some_and(|s| s != signal) {
+            return None;
+        }
+        b.signal = Some(signal);
+        match signal {
+            Signal::Logs => l.list(|l| resource(l, b, "scopeLogs", "scope_logs", scope_logs)),
+            Signal::Traces => l.list(|l| resource(l, b, "scopeSpans", "scope_spans", scope_spans)),
+        }
+    })?;
+    l.ws();
+    (l.i == l.b.len() && b.signal.is_some()).then_some(())
+}
+
+type Scope<'a> = fn(&mut Lex<'a>, &mut Builder<'a>, At) -> Option<()>;
+
+/// A `ResourceLogs` or `ResourceSpans`: its resource's attributes and its
+/// scope groups (`scopes` / `snake`: the field's two names).
+fn resource<'a>(l: &mut Lex<'a>, b: &mut Builder<'a>, scopes: &str, snake: &str, scope: Scope<'a>) -> Option<()> {
+    let r = b.new_ctx();
+    let at = At { resource: r, span: NO_SPAN };
+    l.object(|l, k| match k {
+        "resource" => l.nullable_object(|l, k| match k {
+            "attributes" => attributes(l, b, Target::Ctx(r)),
+            _ => l.skip(),
+        }),
+        k if k == scopes || k == snake => l.list(|l| scope(l, b, at)),
+        _ => l.skip(),
+    })
+}
+
+fn scope_logs<'a>(l: &mut Lex<'a>, b: &mut Builder<'a>, at: At) -> Option<()> {
+    l.object(|l, k| match k {
+        "logRecords" | "log_records" => l.list(|l| log_record(l, b, at)),
+        _ => l.skip(),
+    })
+}
+
+fn scope_spans<'a>(l: &mut Lex<'a>, b: &mut Builder<'a>, at: At) -> Option<()> {
+    l.object(|l, k| match k {
+        "spans" => l.list(|l| span(l, b, at)),
+        _ => l.skip(),
+    })
+}
+
+fn log_record<'a>(l: &mut Lex<'a>, b: &mut Builder<'a>, at: At) -> Option<()> {
+    let i = b.start_item(at.resource, None);
+    let mut event_name: Option<&'a str> = None;
+    l.object(|l, k| {
+        match k {
+            "timeUnixNano" | "time_unix_nano" => b.item(i).time_ns = l.u64()?,
+            "observedTimeUnixNano" | "observed_time_unix_nano" => b.item(i).observed_ns = l.u64()?,
+            "traceId" | "trace_id" => b.item(i).trace = l.trace_id()?,
+            "eventName" | "event_name" => event_name = l.opt_str()?,
+            "body" => {
+                let v = any(l)?;
+                b.set_body(i, v);
+            }
+            "attributes" => attributes(l, b, Target::Item(i))?,
+            _ => l.skip()?,
+        }
+        Some(())
+    })?;
+    b.end_log(i, event_name.unwrap_or(""));
+    Some(())
+}
+
+fn span<'a>(l: &mut Lex<'a>, b: &mut Builder<'a>, at: At) -> Option<()> {
+    let s = b.new_ctx();
+    let at = At { resource: at.resource, span: s };
+    l.object(|l, k| match k {
+        "traceId" | "trace_id" => {
+            b.ctxs[s as usize].trace = l.trace_id()?;
+            Some(())
+        }
+        "attributes" => attributes(l, b, Target::Ctx(s)),
+        "events" => l.list(|l| event(l, b, at)),
+        _ => l.skip(),
+    })
+}
+
+fn event<'a>(l: &mut Lex<'a>, b: &mut Builder<'a>, at: At) -> Option<()> {
+    let i = b.start_item(at.resource, Some(at.span));
+    let mut name: Option<&'a str> = None;
+    l.object(|l, k| {
+        match k {
+            "timeUnixNano" | "time_unix_nano" => b.item(i).time_ns = l.u64()?,
+            "name" => name = l.opt_str()?,
+            "attributes" => attributes(l, b, Target::Item(i))?,
+            _ => l.skip()?,
+        }
+        Some(())
+    })?;
+    b.end_event(i, name.unwrap_or(""));
+    Some(())
+}
+
+/// A `KeyValue` array (`null`: empty).
+fn attributes<'a>(l: &mut Lex<'a>, b: &mut Builder<'a>, t: Target) -> Option<()> {
+    l.list(|l| {
+        let mut mask: Option<u16> = None;
+        let mut value: Option<AnyVal<'a>> = None;
+        l.object(|l, k| {
+            match k {
+                "key" => mask = Some(l.opt_str()?.map_or(0, |k| b.map.mask(k.as_bytes()))),
+                // The key comes first in every encoder's output: the value
+                // of an attribute accord does not read is skipped unparsed.
+                "value" if mask == Some(0) => l.skip()?,
+                "value" => value = any(l)?,
+                _ => l.skip()?,
+            }
+            Some(())
+        })?;
+        if let (Some(mask), Some(v)) = (mask, value) {
+            if mask != 0 {
+                b.set(t, mask, v);
+            }
+        }
+        Some(())
+    })
+}
+
+/// An `AnyValue` (`Some(None)`: empty or null).
+fn any<'a>(l: &mut Lex<'a>) -> Option<Option<AnyVal<'a>>> {
+    let mut v = None;
+    l.nullable_object(|l, k| {
+        match k {
+            "stringValue" | "string_value" => {
+                if let Some(s) = l.opt_str()? {
+                    v = Some(AnyVal::Str(s.into()));
+                }
+            }
+            "boolValue" | "bool_value" => {
+                if let Some(x) = l.opt_bool()? {
+                    v = Some(AnyVal::Bool(x));
+                }
+            }
+            "intValue" | "int_value" => {
+                if let Some(n) = l.opt_i64()? {
+                    v = Some(AnyVal::Int(n));
+                }
+            }
+            "arrayValue" | "array_value" | "kvlistValue" | "kvlist_value" | "bytesValue" | "bytes_value" => {
+                if !l.null() {
+                    l.skip()?;
+                    v = Some(AnyVal::Other);
+                }
+            }
+            // Doubles (rare in flag evaluations) are left to serde_json,
+            // whose float parsing may round differently from the standard
+            // library's.
+            "doubleValue" | "double_value" => return None,
+            _ => l.skip()?,
+        }
+        Some(())
+    })?;
+    Some(v)
+}
+
+impl<'a> Lex<'a> {
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.b.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    /// The next byte past whitespace. Encoders write none, so the first
+    /// byte is checked before the loop.
+    #[inline]
+    fn peek(&mut self) -> Option<u8> {
+        match self.b.get(self.i) {
+            Some(&c) if c > b' ' => Some(c),
+            _ => {
+                self.ws();
+                self.b.get(self.i).copied()
+            }
+        }
+    }
+
+    /// `null` (consumed), or anything else (left).
+    #[inline]
+    fn null(&mut self) -> bool {
+        if self.peek() == Some(b'n') && self.b[self.i..].starts_with(b"null") {
+            self.i += 4;
+            return true;
+        }
+        false
+    }
+
+    /// An object, handing `f` each key to read its value with.
+    #[inline]
+    fn object(&mut self, mut f: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        if self.peek()? != b'{' {
+            return None;
+        }
+        self.i += 1;
+        self.enter()?;
+        if self.peek()? == b'}' {
+            self.i += 1;
+        } else {
+            loop {
+                let k = self.string()?;
+                if self.peek()? != b':' {
+                    return None;
+                }
+                self.i += 1;
+                f(self, k)?;
+                match self.peek()? {
+                    b',' => self.i += 1,
+                    b'}' => {
+                        self.i += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        self.depth -= 1;
+        Some(())
+    }
+
+    /// An object or `null`.
+    #[inline]
+    fn nullable_object(&mut self, f: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        if self.null() {
+            return Some(());
+        }
+        self.object(f)
+    }
+
+    /// An array of `f`'s elements, where a `null` element is nothing, or
+    /// `null` for an empty array.
+    #[inline]
+    fn list(&mut self, mut f: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        if self.null() {
+            return Some(());
+        }
+        self.array(|l| if l.null() { Some(()) } else { f(l) })
+    }
+
+    #[inline]
+    fn array(&mut self, mut f: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        if self.peek()? != b'[' {
+            return None;
+        }
+        self.i += 1;
+        self.enter()?;
+        if self.peek()? == b']' {
+            self.i += 1;
+        } else {
+            loop {
+                f(self)?;
+                match self.peek()? {
+                    b',' => self.i += 1,
+                    b']' => {
+                        self.i += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        self.depth -= 1;
+        Some(())
+    }
+
+    #[inline]
+    fn enter(&mut self) -> Option<()> {
+        self.depth += 1;
+        (self.depth <= MAX_DEPTH).then_some(())
+    }
+
+    /// A string without escapes or control characters.
+    #[inline]
+    fn string(&mut self) -> Option<&'a str> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        let start = self.i + 1;
+        let mut i = start;
+        // Eight bytes at a time to the first `"`, `\\` or control byte.
+        while let Some(chunk) = self.b.get(i..i + 8) {
+            let m = crate::decode::fast_specials(u64::from_le_bytes(chunk.try_into().ok()?));
+            if m != 0 {
+                i += m.trailing_zeros() as usize / 8;
+                break;
+            }
+            i += 8;
+        }
+        loop {
+            match *self.b.get(i)? {
+                b'"' => break,
+                b'\\' | 0..=0x1f => return None,
+                _ => i += 1,
+            }
+        }
+        self.i = i + 1;
+        // Between two ASCII quotes of valid UTF-8: always a char boundary.
+        self.s.get(start..i)
+    }
+
+    /// A string or `null`.
+    #[inline]
+    fn opt_str(&mut self) -> Option<Option<&'a str>> {
+        if self.null() {
+            return Some(None);
+        }
+        self.string().map(Some)
+    }
+
+    fn opt_bool(&mut self) -> Option<Option<bool>> {
+        match self.peek()? {
+            b'n' if self.null() => Some(None),
+            b't' if self.b[self.i..].starts_with(b"true") => {
+                self.i += 4;
+                Some(Some(true))
+            }
+            b'f' if self.b[self.i..].starts_with(b"false") => {
+                self.i += 5;
+                Some(Some(false))
+            }
+            _ => None,
+        }
+    }
+
+    /// A `fixed64` time: an integer or a decimal string (`null`: 0), as
+    /// `json.rs`'s `U64` reads it.
+    fn u64(&mut self) -> Option<u64> {
+        match self.peek()? {
+            b'n' if self.null() => Some(0),
+            b'"' => self.string()?.parse().ok(),
+            _ => {
+                let (negative, digits) = self.integer()?;
+                (!negative).then(|| digits_u64(digits))?
+            }
+        }
+    }
+
+    /// An `int64`: an integer or a decimal string (`null`: unset), as
+    /// `json.rs`'s `I64` reads it.
+    fn opt_i64(&mut self) -> Option<Option<i64>> {
+        match self.peek()? {
+            b'n' if self.null() => Some(None),
+            b'"' => self.string()?.parse().ok().map(Some),
+            _ => {
+                let (negative, digits) = self.integer()?;
+                let n = i64::try_from(digits_u64(digits)?).ok()?;
+                // serde_json reads `-0` as a float: its call.
+                if negative && n == 0 {
+                    return None;
+                }
+                Some(Some(if negative { -n } else { n }))
+            }
+        }
+    }
+
+    /// A JSON number without fraction or exponent: its sign and digits.
+    fn integer(&mut self) -> Option<(bool, &'a [u8])> {
+        let negative = self.peek()? == b'-';
+        if negative {
+            self.i += 1;
+        }
+        let start = self.i;
+        while let Some(b'0'..=b'9') = self.b.get(self.i) {
+            self.i += 1;
+        }
+        let digits = &self.b[start..self.i];
+        if digits.is_empty() || (digits.len() > 1 && digits[0] == b'0') {
+            return None;
+        }
+        if matches!(self.b.get(self.i), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        Some((negative, digits))
+    }
+
+    fn trace_id(&mut self) -> Option<Option<[u8; 16]>> {
+        if self.null() {
+            return Some(None);
+        }
+        Some(hex_trace_id(self.string()?.as_bytes()))
+    }
+
+    /// Skips any value, checking it as serde_json would.
+    fn skip(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'{' => self.object(|l, _| l.skip()),
+            b'[' => self.array(Self::skip),
+            b'"' => self.string().map(drop),
+            b't' if self.b[self.i..].starts_with(b"true") => {
+                self.i += 4;
+                Some(())
+            }
+            b'f' if self.b[self.i..].starts_with(b"false") => {
+                self.i += 5;
+                Some(())
+            }
+            b'n' if self.null() => Some(()),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    /// Any JSON number (RFC 8259 grammar).
+    fn number(&mut self) -> Option<()> {
+        let digits = |l: &mut Self| {
+            let start = l.i;
+            while let Some(b'0'..=b'9') = l.b.get(l.i) {
+                l.i += 1;
+            }
+            l.i > start
+        };
+        if self.b.get(self.i) == Some(&b'-') {
+            self.i += 1;
+        }
+        match self.b.get(self.i)? {
+            b'0' => self.i += 1,
+            b'1'..=b'9' => {
+                digits(self);
+            }
+            _ => return None,
+        }
+        if self.b.get(self.i) == Some(&b'.') {
+            self.i += 1;
+            if !digits(self) {
+                return None;
+            }
+        }
+        if let Some(b'e' | b'E') = self.b.get(self.i) {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.b.get(self.i) {
+                self.i += 1;
+            }
+            if !digits(self) {
+                return None;
+            }
+        }
+        Some(())
+    }
+}
+
+/// Decimal digits to a `u64` (`None`: out of range, where serde_json would
+/// read a float).
+fn digits_u64(digits: &[u8]) -> Option<u64> {
+    digits.iter().try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+}

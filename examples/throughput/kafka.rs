@@ -198,12 +198,19 @@ fn topics_phase(bench: &Bench<'_>, topics: &[&str], n: usize) -> anyhow::Result<
             *slot = Some(r);
         }
     };
+    let accord_ns = |r: &Run| r.drained.usage.cpu.of(&["accord-"]) * 1e9 / n as f64;
+    // CPU per record of each pair of runs back to back: the machine's
+    // speed drifts (a shared KVM guest) more between runs than within a
+    // pair, so the pairs' ratios say more than two bests taken apart.
+    let mut pairs = Vec::new();
     for i in 0..bench.args.kafka_repeat.max(1) {
-        best(&mut one, run_service(bench, &["decisions"], &format!("throughput-one-{i}"), threads, n)?);
-        best(&mut two, run_service(bench, topics, &format!("throughput-two-{i}"), threads, n)?);
+        let a = run_service(bench, &["decisions"], &format!("throughput-one-{i}"), threads, n)?;
+        let b = run_service(bench, topics, &format!("throughput-two-{i}"), threads, n)?;
+        pairs.push((accord_ns(&a), accord_ns(&b)));
+        best(&mut one, a);
+        best(&mut two, b);
     }
     let (one, two) = (one.expect("ran once"), two.expect("ran once"));
-    let accord_ns = |r: &Run| r.drained.usage.cpu.of(&["accord-"]) * 1e9 / n as f64;
     for (what, r) in [("one topic", &one), ("two topics", &two)] {
         println!(
             "(t) {what:<22} {:>12.0} records/s   (peak RSS {} MiB, accord's threads {:.0} ns/record)",
@@ -222,6 +229,16 @@ fn topics_phase(bench: &Bench<'_>, topics: &[&str], n: usize) -> anyhow::Result<
         100.0 * cost,
         100.0 * (accord_ns(&two) / accord_ns(&one) - 1.0)
     );
+    if pairs.len() > 1 {
+        let mut costs: Vec<f64> = pairs.iter().map(|(a, b)| 100.0 * (b / a - 1.0)).collect();
+        let each = pairs.iter().map(|(a, b)| format!("{a:.0}/{b:.0}")).collect::<Vec<_>>().join(", ");
+        costs.sort_by(f64::total_cmp);
+        println!(
+            "    run by run (one/two topics, accord's threads ns/record): {each}; CPU cost per pair {}; median {:+.1}%",
+            costs.iter().map(|c| format!("{c:+.1}%")).collect::<Vec<_>>().join(" "),
+            costs[costs.len() / 2]
+        );
+    }
     Ok(())
 }
 

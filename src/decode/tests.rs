@@ -215,7 +215,7 @@ fn rfc3339ish() -> impl Strategy<Value = String> {
 /// Records with the schema's keys and values of every kind the fast
 /// path must either decode exactly or hand to serde_json.
 const JSONISH: &str = concat!(
-    r#"[ \t\n]?\{[ \r]?("(request_id|layer|feature|ts|flag_state|job_payload_version|flags_revision|service|x|r\\u0065q)"[ ]?:[ \n]?"#,
+    r#"[ \t\n]?\{[ \r]?("(request_id|layer|feature|ts|flag_state|job_payload_version|flags_revision|service|x|r\\u0065q|t\\u0073)"[ ]?:[ \n]?"#,
     r#"(null|true|false|nul|truex|-?(0|[1-9][0-9]{0,19}|0[0-9])(\.[0-9]+|[eE][0-9])?|"([a-z0-9:. -]|\\n|\\"|é|\t){0,12}"|\[1,\{\}\]|\{"a":1\}),?[ ]?){0,8}\}[ \n]?x?"#
 );
 
@@ -306,8 +306,11 @@ fn peek_ts_reads_the_records_producers_send() {
     assert_eq!(peek_ts(rec("1772359200250").as_bytes()), PeekTs::Ms(1_772_359_200_250));
     assert_eq!(peek_ts(rec("null").as_bytes()), PeekTs::Absent);
     assert_eq!(peek_ts(br#"{"request_id":"r-1","layer":"api","feature":"f"}"#), PeekTs::Absent);
-    // The last `ts` wins, as in decode.
+    // The last `ts` wins, as in decode, also when escaped.
     assert_eq!(peek_ts(br#"{"ts":5,"request_id":"r","ts":7}"#), PeekTs::Ms(7));
+    assert_eq!(peek_ts(br#"{"ts":5,"request_id":"r","t\u0073":7}"#), PeekTs::Unknown);
+    assert_eq!(peek_ts(br#"{"ts":5,"request_id":"r\n"}"#), PeekTs::Unknown);
+    assert_eq!(peek_ts(br#"{"ts":5,"feature":"ts"}"#), PeekTs::Ms(5));
     // What only decode can tell.
     assert_eq!(peek_ts(br#"{"t\u0073":5}"#), PeekTs::Unknown);
     assert_eq!(peek_ts(br#"{"x":{"ts":1},"ts":2}"#), PeekTs::Unknown);

@@ -402,15 +402,37 @@ fn round<C: ConsumerContext + 'static>(
             more = true;
             break;
         }
-        views.clear();
-        views.extend(
-            heads.iter().enumerate().map(|(t, h)| stream.topic_view(t, h.as_ref().map(|(k, m)| (*k, m.msg().offset)))),
-        );
-        let mut choice = choose(&views, stream.millis(now), stream.max_topic_idle_ms());
-        if matches!(choice, Choice::Wait { .. }) {
-            now = Instant::now();
-            choice = choose(&views, stream.millis(now), stream.max_topic_idle_ms());
-        }
+        let choice = if heads.iter().all(Option::is_some) && !stream.re_reading() {
+            // The usual step while records flow: every topic has a record
+            // fetched and none is re-read, so `choose` would take the
+            // smallest key, ties to the topic named first, and wait for
+            // nobody. Decided here without building its views.
+            let topic = heads.iter().enumerate().min_by_key(|(t, h)| (h.as_ref().map_or(i64::MAX, |h| h.0), *t));
+            let choice = Choice::Take { topic: topic.map_or(0, |(t, _)| t), overdue: None };
+            debug_assert_eq!(choice, {
+                let views: Vec<_> = heads
+                    .iter()
+                    .enumerate()
+                    .map(|(t, h)| stream.topic_view(t, h.as_ref().map(|(k, m)| (*k, m.msg().offset))))
+                    .collect();
+                choose(&views, stream.millis(now), stream.max_topic_idle_ms())
+            });
+            choice
+        } else {
+            views.clear();
+            views.extend(
+                heads
+                    .iter()
+                    .enumerate()
+                    .map(|(t, h)| stream.topic_view(t, h.as_ref().map(|(k, m)| (*k, m.msg().offset)))),
+            );
+            let mut choice = choose(&views, stream.millis(now), stream.max_topic_idle_ms());
+            if matches!(choice, Choice::Wait { .. }) {
+                now = Instant::now();
+                choice = choose(&views, stream.millis(now), stream.max_topic_idle_ms());
+            }
+            choice
+        };
         match choice {
             Choice::Take { topic, overdue } => {
                 if let Some(u) = overdue {

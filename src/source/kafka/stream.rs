@@ -152,6 +152,11 @@ impl Stream {
         );
     }
 
+    /// Whether some topic still re-reads what the previous owner judged.
+    pub fn re_reading(&self) -> bool {
+        self.topics.iter().any(|c| c.suppress_through.is_some())
+    }
+
     pub fn max_topic_idle_ms(&self) -> i64 {
         self.pipeline.features().catalog().max_topic_idle_ms
     }

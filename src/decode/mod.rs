@@ -18,7 +18,7 @@ use crate::catalog::MAX_KEY_BYTES;
 
 pub mod otlp;
 
-pub(crate) use fast::specials as fast_specials;
+pub(crate) use fast::plain_string_end;
 
 /// Records larger than this are rejected unparsed (docs/reference.md#limits).
 pub const MAX_RECORD_BYTES: usize = 64 * 1024;
@@ -451,10 +451,34 @@ mod fast {
     /// character; the lowest one set is exact (the bit tricks only err
     /// above a true hit).
     #[inline]
-    pub(crate) fn specials(x: u64) -> u64 {
+    pub(super) fn specials(x: u64) -> u64 {
         let q = x ^ (LO * u64::from(b'"'));
         let e = x ^ (LO * u64::from(b'\\'));
         ((q.wrapping_sub(LO) & !q) | (e.wrapping_sub(LO) & !e) | (x.wrapping_sub(LO * 0x20) & !x)) & HI
+    }
+
+    /// The index of the closing quote of the string whose contents start
+    /// at `start` (after its opening quote), if it holds no escape and no
+    /// control character: where a JSON reader may borrow it as it is.
+    #[inline]
+    pub(crate) fn plain_string_end(b: &[u8], start: usize) -> Option<usize> {
+        let mut i = start;
+        // Eight bytes at a time to the first `"`, `\\` or control byte.
+        while let Some(chunk) = b.get(i..i + 8) {
+            let m = specials(u64::from_le_bytes(chunk.try_into().ok()?));
+            if m != 0 {
+                i += m.trailing_zeros() as usize / 8;
+                break;
+            }
+            i += 8;
+        }
+        loop {
+            match *b.get(i)? {
+                b'"' => return Some(i),
+                b'\\' | 0..=0x1f => return None,
+                _ => i += 1,
+            }
+        }
     }
 
     impl<'a> Scan<'a> {
@@ -475,25 +499,9 @@ mod fast {
         #[inline]
         fn string(&mut self) -> Option<&'a str> {
             let start = self.i;
-            let mut i = start;
-            // Eight bytes at a time to the first `"`, `\\` or control byte.
-            while let Some(chunk) = self.b.get(i..i + 8) {
-                let m = specials(u64::from_le_bytes(chunk.try_into().ok()?));
-                if m != 0 {
-                    i += m.trailing_zeros() as usize / 8;
-                    break;
-                }
-                i += 8;
-            }
-            loop {
-                match *self.b.get(i)? {
-                    b'"' => break,
-                    b'\\' | 0..=0x1f => return None,
-                    _ => i += 1,
-                }
-            }
-            self.i = i + 1;
-            self.s.get(start..i)
+            let end = plain_string_end(self.b, start)?;
+            self.i = end + 1;
+            self.s.get(start..end)
         }
 
         #[inline]

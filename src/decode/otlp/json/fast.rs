@@ -230,33 +230,14 @@ impl<'a> Lex<'a> {
     /// An object, handing `f` each key to read its value with.
     #[inline]
     fn object(&mut self, mut f: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
-        if self.peek()? != b'{' {
-            return None;
-        }
-        self.i += 1;
-        self.enter()?;
-        if self.peek()? == b'}' {
-            self.i += 1;
-        } else {
-            loop {
-                let k = self.string()?;
-                if self.peek()? != b':' {
-                    return None;
-                }
-                self.i += 1;
-                f(self, k)?;
-                match self.peek()? {
-                    b',' => self.i += 1,
-                    b'}' => {
-                        self.i += 1;
-                        break;
-                    }
-                    _ => return None,
-                }
+        self.seq(b'{', b'}', |l| {
+            let k = l.string()?;
+            if l.peek()? != b':' {
+                return None;
             }
-        }
-        self.depth -= 1;
-        Some(())
+            l.i += 1;
+            f(l, k)
+        })
     }
 
     /// An object or `null`.
@@ -279,20 +260,27 @@ impl<'a> Lex<'a> {
     }
 
     #[inline]
-    fn array(&mut self, mut f: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
-        if self.peek()? != b'[' {
+    fn array(&mut self, f: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.seq(b'[', b']', f)
+    }
+
+    /// An object or array from `open` to `close`, each member or element
+    /// read by `item`, separated by commas (none trailing, as in JSON).
+    #[inline]
+    fn seq(&mut self, open: u8, close: u8, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        if self.peek()? != open {
             return None;
         }
         self.i += 1;
         self.enter()?;
-        if self.peek()? == b']' {
+        if self.peek()? == close {
             self.i += 1;
         } else {
             loop {
-                f(self)?;
+                item(self)?;
                 match self.peek()? {
                     b',' => self.i += 1,
-                    b']' => {
+                    c if c == close => {
                         self.i += 1;
                         break;
                     }
@@ -317,26 +305,10 @@ impl<'a> Lex<'a> {
             return None;
         }
         let start = self.i + 1;
-        let mut i = start;
-        // Eight bytes at a time to the first `"`, `\\` or control byte.
-        while let Some(chunk) = self.b.get(i..i + 8) {
-            let m = crate::decode::fast_specials(u64::from_le_bytes(chunk.try_into().ok()?));
-            if m != 0 {
-                i += m.trailing_zeros() as usize / 8;
-                break;
-            }
-            i += 8;
-        }
-        loop {
-            match *self.b.get(i)? {
-                b'"' => break,
-                b'\\' | 0..=0x1f => return None,
-                _ => i += 1,
-            }
-        }
-        self.i = i + 1;
+        let end = crate::decode::plain_string_end(self.b, start)?;
+        self.i = end + 1;
         // Between two ASCII quotes of valid UTF-8: always a char boundary.
-        self.s.get(start..i)
+        self.s.get(start..end)
     }
 
     /// A string or `null`.

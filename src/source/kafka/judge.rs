@@ -376,9 +376,11 @@ fn round<C: ConsumerContext + 'static>(
     let mut views = Vec::with_capacity(heads.len());
     let mut more = false;
     let mut n = 0;
-    // One clock reading serves a round (at most `DRAIN_BUDGET` records, a
-    // millisecond or so), renewed before the merge decides to wait, the one
-    // decision that depends on it.
+    // One clock reading serves the records judged in a row (at most
+    // `DRAIN_BUDGET`, a millisecond or so): it is renewed whenever a topic
+    // is found empty (the start of a wait for it) and before the merge
+    // decides to wait, so no wait is cut short by a long round. What else
+    // reads it (a stream's last-record time) may lag by one round.
     let mut now = Instant::now();
     loop {
         for (t, h) in heads.iter_mut().enumerate() {
@@ -392,6 +394,9 @@ fn round<C: ConsumerContext + 'static>(
                     }
                     Some(Err(e)) => fetch_error(stream, t, e, errors),
                     None => {
+                        // The wait for this topic starts now, not when
+                        // the round did: renew the round's clock.
+                        now = Instant::now();
                         stream.empty(t, false, now);
                         break;
                     }

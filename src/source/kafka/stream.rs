@@ -260,14 +260,17 @@ impl Stream {
     /// The event time by which a fetched message of topic `t` takes its
     /// turn in the merge: its (first valid) record's own `ts` (bad clocks
     /// excepted), else the message timestamp. An OpenTelemetry message
-    /// holds many records and takes its turn as a whole, by its first.
+    /// holds many records and takes its turn as a whole, by its first. A
+    /// message with no valid record takes no turn (`i64::MIN`: judged, as
+    /// a reject, as soon as it is at the head of its topic), as rejects take
+    /// none in `replay --merge`, so it holds back nothing behind it.
     ///
     /// An accord record's `ts` is peeked at, not decoded: the judge decodes
     /// it anyway, and a second full decode per record was most of what the
     /// merge cost (docs/performance.md). Where the peek cannot tell, or for
-    /// an OpenTelemetry message, the message is decoded. The peek may give
-    /// a record that will be rejected its `ts` rather than the message
-    /// time; a reject changes no join, so its turn changes no counter.
+    /// an OpenTelemetry message, the message is decoded. A record the peek
+    /// reads but the catalog rejects (unknown layer or feature) takes its
+    /// turn at its `ts`, where a stream in event-time order has it anyway.
     pub fn merge_key(&mut self, t: usize, m: &Msg<'_>) -> i64 {
         let reference = m.timestamp_ms.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
         let format = self.topics[t].format;
@@ -278,13 +281,20 @@ impl Stream {
                 PeekTs::Unknown => {}
             }
         }
-        let mut key = None;
+        let (mut key, mut valid) = (None, false);
         self.pipeline.for_each_record(format, m.payload, &mut NoObserver, |p, _, v, _, obs| {
-            if let (None, Ok(v)) = (key, v) {
-                key = p.event_time(&v, reference, obs);
+            if let Ok(v) = v {
+                valid = true;
+                if key.is_none() {
+                    key = p.event_time(&v, reference, obs);
+                }
             }
         });
-        key.unwrap_or(reference)
+        match (key, valid) {
+            (Some(ts), _) => ts,
+            (None, true) => reference,
+            (None, false) => i64::MIN,
+        }
     }
 
     /// Topic `t` had nothing to fetch (`eof`: it reported the end of its
@@ -423,6 +433,24 @@ mod tests {
     fn stream(topics: &[&str]) -> Stream {
         let names: Vec<String> = topics.iter().map(|s| s.to_string()).collect();
         Stream::new(0, Pipeline::new(features(), 1 << 16), &names)
+    }
+
+    #[test]
+    fn merge_keys_by_own_time_message_time_or_no_turn() {
+        let mut s = stream(&["a"]);
+        let key = |s: &mut Stream, payload: &[u8]| s.merge_key(0, &Msg { offset: 0, timestamp_ms: Some(T0), payload });
+        // Its own `ts`, peeked at or decoded (an escape needs the decoder).
+        assert_eq!(key(&mut s, &rec(1, "api", T0 - 5)), T0 - 5);
+        let escaped = format!(r#"{{"request_id":"r\u0031","layer":"api","feature":"checkout_v2","ts":{}}}"#, T0 - 7);
+        assert_eq!(key(&mut s, escaped.as_bytes()), T0 - 7);
+        // No `ts`, or one far ahead of the message time (a bad clock).
+        assert_eq!(key(&mut s, br#"{"request_id":"r","layer":"api","feature":"checkout_v2"}"#), T0);
+        assert_eq!(key(&mut s, &rec(1, "api", T0 + 86_400_000)), T0);
+        // Nothing valid: no turn.
+        assert_eq!(key(&mut s, b"not json"), i64::MIN);
+        assert_eq!(key(&mut s, br#"{"request_id":"r\u0031","layer":"nope","feature":"checkout_v2","ts":5}"#), i64::MIN);
+        // A record the peek reads but the catalog rejects: its own `ts`.
+        assert_eq!(key(&mut s, br#"{"request_id":"r1","layer":"nope","feature":"checkout_v2","ts":5}"#), 5);
     }
 
     /// Judges `msgs` (topic, offset, message timestamp, record) in order.

@@ -409,16 +409,11 @@ pub fn peek_ts(b: &[u8]) -> PeekTs {
             }
         }
         Some(b'n') if b[v..].starts_with(b"null") => PeekTs::Absent,
-        // A non-negative integer as the fast path reads it: no leading
-        // zero, no fraction or exponent, at most 18 digits.
-        Some(b'0'..=b'9') => {
-            let digits = b[v..].iter().take_while(|c| c.is_ascii_digit()).count();
-            let after = b.get(v + digits);
-            if digits > 18 || (digits > 1 && b[v] == b'0') || matches!(after, Some(b'.' | b'e' | b'E')) {
-                return PeekTs::Unknown;
-            }
-            PeekTs::Ms(b[v..v + digits].iter().fold(0i64, |n, &c| n * 10 + i64::from(c - b'0')))
-        }
+        // A non-negative integer as the fast path reads it.
+        Some(b'0'..=b'9') => match fast::plain_integer(b, v) {
+            Some((ms, _)) => PeekTs::Ms(ms as i64),
+            None => PeekTs::Unknown,
+        },
         _ => PeekTs::Unknown,
     }
 }
@@ -481,6 +476,22 @@ mod fast {
         }
     }
 
+    /// A non-negative integer of at most 18 digits starting at `start`
+    /// (no sign, no fraction, no exponent, no leading zero), which
+    /// serde_json reads as a `u64`: its value and where it ends.
+    #[inline]
+    pub(super) fn plain_integer(b: &[u8], start: usize) -> Option<(u64, usize)> {
+        let digits = b.get(start..)?.iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 || digits > 18 || (digits > 1 && b[start] == b'0') {
+            return None;
+        }
+        let end = start + digits;
+        if matches!(b.get(end), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        Some((b[start..end].iter().fold(0, |n, &c| n * 10 + u64::from(c - b'0')), end))
+    }
+
     impl<'a> Scan<'a> {
         #[inline]
         fn ws(&mut self) {
@@ -519,22 +530,8 @@ mod fast {
         /// as a `u64`.
         #[inline]
         fn integer(&mut self) -> Option<i128> {
-            let start = self.i;
-            let mut v: u64 = 0;
-            while let Some(c @ b'0'..=b'9') = self.peek() {
-                v = v * 10 + u64::from(c - b'0');
-                self.i += 1;
-                if self.i - start > 18 {
-                    return None;
-                }
-            }
-            let len = self.i - start;
-            if len == 0 || (len > 1 && self.b[start] == b'0') {
-                return None;
-            }
-            if matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
-                return None;
-            }
+            let (v, end) = plain_integer(self.b, self.i)?;
+            self.i = end;
             Some(i128::from(v))
         }
 

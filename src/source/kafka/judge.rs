@@ -23,7 +23,7 @@ use rdkafka::message::OwnedMessage;
 use tracing::warn;
 
 use super::handover::StreamState;
-use super::merge::{choose, Choice};
+use super::merge::{choose, first_smallest, Choice, TopicView};
 use super::stream::{Judged, Msg, Stream};
 use super::SourceStatus;
 use crate::join::Observer;
@@ -412,25 +412,15 @@ fn round<C: ConsumerContext + 'static>(
             // fetched and none is re-read, so `choose` would take the
             // smallest key, ties to the topic named first, and wait for
             // nobody. Decided here without building its views.
-            let topic = heads.iter().enumerate().min_by_key(|(t, h)| (h.as_ref().map_or(i64::MAX, |h| h.0), *t));
-            let choice = Choice::Take { topic: topic.map_or(0, |(t, _)| t), overdue: None };
+            let topic = first_smallest(heads.iter().map(|h| h.as_ref().map(|h| h.0))).unwrap_or(0);
+            let choice = Choice::Take { topic, overdue: None };
             debug_assert_eq!(choice, {
-                let views: Vec<_> = heads
-                    .iter()
-                    .enumerate()
-                    .map(|(t, h)| stream.topic_view(t, h.as_ref().map(|(k, m)| (*k, m.msg().offset))))
-                    .collect();
+                views_of(stream, &heads, &mut views);
                 choose(&views, stream.millis(now), stream.max_topic_idle_ms())
             });
             choice
         } else {
-            views.clear();
-            views.extend(
-                heads
-                    .iter()
-                    .enumerate()
-                    .map(|(t, h)| stream.topic_view(t, h.as_ref().map(|(k, m)| (*k, m.msg().offset)))),
-            );
+            views_of(stream, &heads, &mut views);
             let mut choice = choose(&views, stream.millis(now), stream.max_topic_idle_ms());
             if matches!(choice, Choice::Wait { .. }) {
                 now = Instant::now();
@@ -459,6 +449,14 @@ fn round<C: ConsumerContext + 'static>(
         parked[t] = h.map(|(k, m)| (k, m.detach()));
     }
     (judged, more)
+}
+
+/// The merge's view of every topic of `stream`, with its fetched head.
+fn views_of(stream: &Stream, heads: &[Option<(i64, Head<'_>)>], views: &mut Vec<TopicView>) {
+    views.clear();
+    views.extend(
+        heads.iter().enumerate().map(|(t, h)| stream.topic_view(t, h.as_ref().map(|(k, m)| (*k, m.msg().offset)))),
+    );
 }
 
 fn fetch_error(stream: &mut Stream, t: usize, e: KafkaError, errors: &mut RateLimit) {

@@ -46,6 +46,12 @@ pub enum Choice {
     Idle,
 }
 
+/// The topic with the smallest key among those that have one, ties to the
+/// topic named first: the merge's order.
+pub fn first_smallest(keys: impl Iterator<Item = Option<i64>>) -> Option<usize> {
+    keys.enumerate().filter_map(|(i, k)| k.map(|k| (k, i))).min().map(|(_, i)| i)
+}
+
 /// Decides what a stream judges next at `now_ms`.
 pub fn choose(topics: &[TopicView], now_ms: i64, max_idle_ms: i64) -> Choice {
     let replaying = topics.iter().any(|t| t.suppress_through.is_some());
@@ -55,12 +61,7 @@ pub fn choose(topics: &[TopicView], now_ms: i64, max_idle_ms: i64) -> Choice {
         // While any topic re-reads, only re-read records are judged.
         (Some((_, offset)), true) => t.suppress_through.is_some_and(|m| offset <= m),
     };
-    let best = topics
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| eligible(t))
-        .min_by_key(|(i, t)| (t.head.map_or(i64::MAX, |h| h.0), *i))
-        .map(|(i, _)| i);
+    let best = first_smallest(topics.iter().map(|t| t.head.filter(|_| eligible(t)).map(|h| h.0)));
     // Who still must be waited for before `best` may go.
     let mut overdue = None;
     for (i, t) in topics.iter().enumerate() {

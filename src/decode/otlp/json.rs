@@ -26,9 +26,11 @@ mod fast;
 /// Parses one message into `b`: by the fast path where it answers, else
 /// by serde_json.
 pub(crate) fn parse<'a>(bytes: &'a [u8], b: &mut Builder<'a>) -> Result<(), serde_json::Error> {
-    // JSON text is UTF-8: checked once for the whole message (fast on
-    // ASCII), so the parser need not check every string it meets.
-    let text = std::str::from_utf8(bytes).map_err(|_| <serde_json::Error as de::Error>::custom("not UTF-8"))?;
+    // JSON text is UTF-8: checked once for the whole message, so the
+    // parser need not check every string it meets. simdutf8 checks 32 or
+    // 64 bytes per step where the standard library's check takes 8 to 16,
+    // and an evaluation is about a kilobyte of OTLP/JSON.
+    let text = simdutf8::basic::from_utf8(bytes).map_err(|_| <serde_json::Error as de::Error>::custom("not UTF-8"))?;
     if fast::parse(text, b).is_some() {
         return Ok(());
     }

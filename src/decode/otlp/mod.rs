@@ -135,6 +135,46 @@ impl Item {
     }
 }
 
+/// Places in [`Mapping`]'s name table.
+const TABLE: usize = 64;
+
+/// An attribute name's length and its first and last eight bytes (zero
+/// padded below eight): for names up to 16 bytes, which most are, that is
+/// the whole name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint {
+    len: usize,
+    head: u64,
+    tail: u64,
+}
+
+#[inline]
+fn fingerprint(key: &[u8]) -> Fingerprint {
+    let (head, tail) = match (key.first_chunk::<8>(), key.last_chunk::<8>()) {
+        (Some(h), Some(t)) => (u64::from_le_bytes(*h), u64::from_le_bytes(*t)),
+        _ => {
+            let w = key.iter().rev().fold(0u64, |w, &c| w << 8 | u64::from(c));
+            (w, w)
+        }
+    };
+    Fingerprint { len: key.len(), head, tail }
+}
+
+impl Fingerprint {
+    /// Whether the fingerprint alone tells the name.
+    fn whole(&self) -> bool {
+        self.len <= 16
+    }
+}
+
+/// A fingerprint's first place in the table: the top bits of a
+/// multiplicative hash, which mixes every input bit into them.
+#[inline]
+fn home(fp: Fingerprint) -> usize {
+    let h = (fp.head ^ fp.tail.rotate_left(29) ^ fp.len as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (h >> (64 - TABLE.trailing_zeros())) as usize
+}
+
 /// The `[otel]` catalog section prepared for decoding: which attribute
 /// names fill which slots, and the service → layer map. Built once per
 /// stream.
@@ -143,9 +183,12 @@ pub struct Mapping {
     /// Attribute name → the slots it fills (a bit per [`Slot`]; a name
     /// may fill several, e.g. a flow attribute that is also the variant).
     names: Vec<(Box<str>, u16)>,
-    /// Bit `n` set: some name is `n` bytes long (most keys are rejected on
-    /// their length alone).
-    lengths: u64,
+    /// `names` by [`fingerprint`], open addressing with linear probing:
+    /// the index into `names` plus one (0: empty). An attribute is looked
+    /// up once per item on the hot path, and most of an evaluation's
+    /// attribute names are ones accord reads.
+    table: [u8; TABLE],
+    fingerprints: Vec<Fingerprint>,
     request_id_attribute: bool,
     layers: HashMap<Box<str>, Box<str>>,
 }
@@ -178,22 +221,33 @@ impl Mapping {
             }
         };
         let layers = cfg.layers.iter().map(|(s, l)| (s.as_str().into(), l.as_str().into())).collect();
-        let lengths = names.iter().fold(0u64, |m, (n, _)| m | (1u64 << n.len().min(63)));
-        Mapping { names, lengths, request_id_attribute, layers }
+        // At most 14 names (13 fixed slots and the request id attribute)
+        // in 64 places: the table stays under a quarter full.
+        debug_assert!(names.len() < TABLE / 2);
+        let fingerprints: Vec<Fingerprint> = names.iter().map(|(n, _)| fingerprint(n.as_bytes())).collect();
+        let mut table = [0u8; TABLE];
+        for (i, &fp) in fingerprints.iter().enumerate() {
+            let mut at = home(fp);
+            while table[at] != 0 {
+                at = (at + 1) % TABLE;
+            }
+            table[at] = i as u8 + 1;
+        }
+        Mapping { names, table, fingerprints, request_id_attribute, layers }
     }
 
     /// The slots an attribute fills (0: accord does not read it).
     #[inline]
     fn mask(&self, key: &[u8]) -> u16 {
-        if self.lengths & (1u64 << key.len().min(63)) == 0 {
-            return 0;
-        }
-        for (name, mask) in &self.names {
-            if name.len() == key.len() && name.as_bytes() == key {
-                return *mask;
+        let fp = fingerprint(key);
+        let mut at = home(fp);
+        loop {
+            let Some(i) = usize::from(self.table[at]).checked_sub(1) else { return 0 };
+            if self.fingerprints[i] == fp && (fp.whole() || self.names[i].0.as_bytes() == key) {
+                return self.names[i].1;
             }
+            at = (at + 1) % TABLE;
         }
-        0
     }
 
     /// Decodes one message of an OTLP format. `Err` is the message's one

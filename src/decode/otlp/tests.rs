@@ -652,8 +652,10 @@ fn the_json_fast_path_reads_what_encoders_write_and_agrees_with_serde() {
     ] {
         assert!(!json::fast_path_agrees(&m, msg), "{}", String::from_utf8_lossy(msg));
     }
-    // Everything the hand-written messages above hold, in any shape.
-    let msg = br#"{"resource_logs":[null,{"scope_logs":[{"log_records":[{"attributes":[{"value":{"stringValue":"checkout_v2"},"key":"feature_flag.key"},{"key":"x","value":{"kvlistValue":{"values":[{"key":"a","value":{}}]}}},{"key":"accord.job_payload_version","value":{"intValue":"-2"}}],"time_unix_nano":1795168800123456789,"trace_id":"ABABABABABABABABABABABABABABABAB","event_name":"feature_flag","body":null,"severityText":null}],"scope":null}],"resource":{"attributes":[{"key":"service.name","value":{"string_value":"checkout-api"}}]}}],"extra":{"ignored":[1,-2.5e-3,true,false,null,"s"]}}"#;
+    // Everything the hand-written messages above hold, in any shape
+    // (attributes that start as encoders write them and then differ are
+    // read member by member).
+    let msg = br#"{"resource_logs":[null,{"scope_logs":[{"log_records":[{"attributes":[{"value":{"stringValue":"checkout_v2"},"key":"feature_flag.key"},{"key":"x","value":{"kvlistValue":{"values":[{"key":"a","value":{}}]}}},{"key":"accord.job_payload_version","value":{"intValue":"-2"}},{"key":"accord.selected_flow","value":{"stringValue":"v2"},"extra":1},{"key":"service.version","value":{"stringValue":"b7"} }],"time_unix_nano":1795168800123456789,"trace_id":"ABABABABABABABABABABABABABABABAB","event_name":"feature_flag","body":null,"severityText":null}],"scope":null}],"resource":{"attributes":[{"key":"service.name","value":{"string_value":"checkout-api"}}]}}],"extra":{"ignored":[1,-2.5e-3,true,false,null,"s"]}}"#;
     assert!(json::fast_path_agrees(&m, msg));
 }
 
@@ -699,4 +701,31 @@ fn scratch_buffers_are_reused_across_messages() {
         d.recycle(&mut scratch);
     }
     assert!(scratch.items.capacity() >= 20 && scratch.vals.capacity() >= 20 && scratch.hex.capacity() >= 640);
+}
+
+proptest! {
+    /// The name table answers as a search of every name would: for the
+    /// names themselves, for names with a byte changed, cut or extended,
+    /// and for anything else.
+    #[test]
+    fn the_attribute_name_table_finds_exactly_the_names(
+        which in any::<prop::sample::Index>(),
+        at in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        edit in 0..4u8,
+        other in "[a-z_.]{0,40}",
+    ) {
+        let m = mapping("[otel]\nrequest_id = \"attribute:app.request_id\"\n");
+        let search = |key: &[u8]| m.names.iter().find(|(n, _)| n.as_bytes() == key).map_or(0, |(_, mask)| *mask);
+        let mut key = m.names[which.index(m.names.len())].0.as_bytes().to_vec();
+        prop_assert_ne!(m.mask(&key), 0);
+        let i = at.index(key.len());
+        match edit {
+            0 => key[i] = byte,
+            1 => key.truncate(i),
+            2 => key.push(byte),
+            _ => key = other.into_bytes(),
+        }
+        prop_assert_eq!(m.mask(&key), search(&key));
+    }
 }

@@ -715,7 +715,9 @@ proptest! {
         edit in 0..4u8,
         other in "[a-z_.]{0,40}",
     ) {
-        let m = mapping("[otel]\nrequest_id = \"attribute:app.request_id\"\n");
+        // Names of every length class: under 8 bytes, 8 and 9 (first and
+        // last eight bytes overlap), up to 16, and longer.
+        let m = mapping("[otel]\nrequest_id = \"attribute:app.request_id\"\n[otel.attributes]\nselected_flow = \"flw\"\napi_capability = \"app.caps\"\njob_payload_version = \"app.pay.v\"\n");
         let search = |key: &[u8]| m.names.iter().find(|(n, _)| n.as_bytes() == key).map_or(0, |(_, mask)| *mask);
         let mut key = m.names[which.index(m.names.len())].0.as_bytes().to_vec();
         prop_assert_ne!(m.mask(&key), 0);

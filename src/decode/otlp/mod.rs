@@ -188,6 +188,8 @@ pub struct Mapping {
     /// up once per item on the hot path, and most of an evaluation's
     /// attribute names are ones accord reads.
     table: [u8; TABLE],
+    /// `fingerprints[i]` is `names[i]`'s, computed once at start-up so a
+    /// lookup compares three words instead of the name.
     fingerprints: Vec<Fingerprint>,
     request_id_attribute: bool,
     layers: HashMap<Box<str>, Box<str>>,

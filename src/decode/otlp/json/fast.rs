@@ -177,17 +177,10 @@ fn attributes<'a>(l: &mut Lex<'a>, b: &mut Builder<'a>, t: Target) -> Option<()>
 /// member by member, which decides.
 #[inline]
 fn compact_attribute<'a>(l: &mut Lex<'a>, b: &Builder<'a>) -> Option<(u16, Option<AnyVal<'a>>)> {
-    if !l.literal(b"{\"key\":\"") {
-        return None;
-    }
+    l.literal(b"{\"key\":").then_some(())?;
     l.enter()?;
-    let start = l.i;
-    let end = crate::decode::plain_string_end(l.b, start)?;
-    let mask = b.map.mask(&l.b[start..end]);
-    l.i = end + 1;
-    if !l.literal(b",\"value\":") {
-        return None;
-    }
+    let mask = b.map.mask(l.string()?.as_bytes());
+    l.literal(b",\"value\":").then_some(())?;
     // Not read: skipped unparsed, as the member-by-member path does.
     let v = if mask != 0 {
         any(l)?
@@ -197,9 +190,7 @@ fn compact_attribute<'a>(l: &mut Lex<'a>, b: &Builder<'a>) -> Option<(u16, Optio
         }
         None
     };
-    if !l.literal(b"}") {
-        return None;
-    }
+    l.literal(b"}").then_some(())?;
     l.depth -= 1;
     Some((mask, v))
 }
@@ -279,29 +270,24 @@ impl<'a> Lex<'a> {
     /// by its literal bytes (consumed), or `None` (nothing consumed).
     #[inline]
     fn compact_string_value(&mut self) -> Option<&'a str> {
-        const OPEN: &[u8] = b"{\"stringValue\":\"";
+        let at = self.i;
         // The member-by-member path would enter the object: same limit.
-        if self.depth >= MAX_DEPTH || !self.b[self.i..].starts_with(OPEN) {
+        if self.depth >= MAX_DEPTH || !self.literal(b"{\"stringValue\":") {
             return None;
         }
-        let start = self.i + OPEN.len();
-        let end = crate::decode::plain_string_end(self.b, start)?;
-        if self.b.get(end + 1) != Some(&b'}') {
-            return None;
+        match self.string() {
+            Some(s) if self.literal(b"}") => Some(s),
+            _ => {
+                self.i = at;
+                None
+            }
         }
-        let s = self.s.get(start..end)?;
-        self.i = end + 2;
-        Some(s)
     }
 
     /// `null` (consumed), or anything else (left).
     #[inline]
     fn null(&mut self) -> bool {
-        if self.peek() == Some(b'n') && self.b[self.i..].starts_with(b"null") {
-            self.i += 4;
-            return true;
-        }
-        false
+        self.peek() == Some(b'n') && self.literal(b"null")
     }
 
     /// An object, handing `f` each key to read its value with.
@@ -400,14 +386,8 @@ impl<'a> Lex<'a> {
     fn opt_bool(&mut self) -> Option<Option<bool>> {
         match self.peek()? {
             b'n' if self.null() => Some(None),
-            b't' if self.b[self.i..].starts_with(b"true") => {
-                self.i += 4;
-                Some(Some(true))
-            }
-            b'f' if self.b[self.i..].starts_with(b"false") => {
-                self.i += 5;
-                Some(Some(false))
-            }
+            b't' if self.literal(b"true") => Some(Some(true)),
+            b'f' if self.literal(b"false") => Some(Some(false)),
             _ => None,
         }
     }
@@ -476,14 +456,8 @@ impl<'a> Lex<'a> {
             b'{' => self.object(|l, _| l.skip()),
             b'[' => self.array(Self::skip),
             b'"' => self.string().map(drop),
-            b't' if self.b[self.i..].starts_with(b"true") => {
-                self.i += 4;
-                Some(())
-            }
-            b'f' if self.b[self.i..].starts_with(b"false") => {
-                self.i += 5;
-                Some(())
-            }
+            b't' if self.literal(b"true") => Some(()),
+            b'f' if self.literal(b"false") => Some(()),
             b'n' if self.null() => Some(()),
             b'-' | b'0'..=b'9' => self.number(),
             _ => None,

@@ -149,7 +149,7 @@ enum SmallKey {
 }
 
 impl SmallKey {
-    const INLINE: usize = 30;
+    const INLINE: usize = 38;
     fn new(s: &str) -> Self {
         if s.len() <= Self::INLINE {
             let mut b = [0; Self::INLINE];
@@ -173,6 +173,15 @@ impl SmallKey {
             SmallKey::Inline(n, b) => std::str::from_utf8(&b[..*n as usize]).unwrap_or(""),
             SmallKey::Heap(s) => s,
             SmallKey::Empty => "",
+        }
+    }
+    /// The key's bytes, for finding a join: [`SmallKey::as_str`] checks
+    /// the inline bytes as UTF-8 again, which a comparison need not.
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            SmallKey::Inline(n, b) => &b[..*n as usize],
+            SmallKey::Heap(s) => s.as_bytes(),
+            SmallKey::Empty => b"",
         }
     }
 }
@@ -287,7 +296,7 @@ impl JoinEngine {
             .find(ix::hash(hash), |&e| {
                 ix::matches(e, hash) && {
                     let j = &slab[ix::slot(e) as usize];
-                    j.hash == hash && j.feature == inp.feature && j.key.as_str() == inp.key
+                    j.hash == hash && j.feature == inp.feature && j.key.as_bytes() == inp.key.as_bytes()
                 }
             })
             .map(|&e| ix::slot(e));

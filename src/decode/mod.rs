@@ -18,7 +18,7 @@ use crate::catalog::MAX_KEY_BYTES;
 
 pub mod otlp;
 
-pub(crate) use fast::plain_string_end;
+pub(crate) use fast::checked_string;
 
 /// Records larger than this are rejected unparsed (docs/reference.md#limits).
 pub const MAX_RECORD_BYTES: usize = 64 * 1024;
@@ -471,6 +471,45 @@ mod fast {
             match *b.get(i)? {
                 b'"' => return Some(i),
                 b'\\' | 0..=0x1f => return None,
+                _ => i += 1,
+            }
+        }
+    }
+
+    /// [`plain_string_end`] for text not yet checked as UTF-8: the index of
+    /// the closing quote and the string's contents, which are checked here
+    /// (`None` also for invalid UTF-8). A reader that meets every
+    /// non-ASCII byte of a message inside a string (as a JSON scanner does:
+    /// outside strings the grammar allows ASCII only) thereby checks the
+    /// whole message in the same pass, instead of reading it twice.
+    #[inline]
+    pub(crate) fn checked_string(b: &[u8], start: usize) -> Option<(usize, &str)> {
+        // Eight bytes at a time to the first `"`, `\\`, control or
+        // non-ASCII byte: the usual string is ASCII and needs no other check.
+        // (SSE2 sixteen at a time measured slower on these short strings.)
+        let mut i = start;
+        while let Some(chunk) = b.get(i..i + 8) {
+            let x = u64::from_le_bytes(chunk.try_into().ok()?);
+            let m = specials(x) | (x & HI);
+            if m != 0 {
+                i += m.trailing_zeros() as usize / 8;
+                break;
+            }
+            i += 8;
+        }
+        loop {
+            match *b.get(i)? {
+                b'"' => {
+                    let ascii = &b[start..i];
+                    // SAFETY: every byte of `ascii` was seen above to be
+                    // below 0x80, and ASCII is valid UTF-8.
+                    return Some((i, unsafe { std::str::from_utf8_unchecked(ascii) }));
+                }
+                b'\\' | 0..=0x1f => return None,
+                0x80.. => {
+                    let end = plain_string_end(b, i)?;
+                    return Some((end, std::str::from_utf8(&b[start..end]).ok()?));
+                }
                 _ => i += 1,
             }
         }

@@ -19,22 +19,21 @@ use std::marker::PhantomData;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::{AnyVal, Builder, Signal, Target};
+use super::{AnyVal, Builder, Signal, Target, Trace};
 
 mod fast;
 
 /// Parses one message into `b`: by the fast path where it answers, else
 /// by serde_json.
 pub(crate) fn parse<'a>(bytes: &'a [u8], b: &mut Builder<'a>) -> Result<(), serde_json::Error> {
-    // JSON text is UTF-8: checked once for the whole message, so the
-    // parser need not check every string it meets. simdutf8 checks 32 or
-    // 64 bytes per step where the standard library's check takes 8 to 16,
-    // and an evaluation is about a kilobyte of OTLP/JSON.
-    let text = simdutf8::basic::from_utf8(bytes).map_err(|_| <serde_json::Error as de::Error>::custom("not UTF-8"))?;
-    if fast::parse(text, b).is_some() {
+    // The fast path checks UTF-8 as it reads the strings (see `Lex`), so
+    // the usual message is read once; JSON text is UTF-8, and serde_json
+    // is given it checked as a whole (simdutf8: 32 or 64 bytes per step).
+    if fast::parse(bytes, b).is_some() {
         return Ok(());
     }
     b.reset();
+    let text = simdutf8::basic::from_utf8(bytes).map_err(|_| <serde_json::Error as de::Error>::custom("not UTF-8"))?;
     parse_serde(text, b)
 }
 
@@ -44,13 +43,15 @@ pub(crate) fn parse<'a>(bytes: &'a [u8], b: &mut Builder<'a>) -> Result<(), serd
 /// path answered. For the tests and the `otlp` fuzz target.
 #[doc(hidden)]
 pub fn fast_path_agrees(map: &super::Mapping, bytes: &[u8]) -> bool {
-    let Ok(text) = std::str::from_utf8(bytes) else { return false };
     let collected = |b: &Builder<'_>| format!("{:?}", (&b.ctxs, &b.items, &b.vals, b.ignored, b.signal));
     let mut fast_scratch = super::Scratch::default();
     let mut fast = Builder::new(map, bytes.len(), &mut fast_scratch);
-    if fast::parse(text, &mut fast).is_none() {
+    if fast::parse(bytes, &mut fast).is_none() {
         return false;
     }
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        panic!("the fast path accepted a message that is not UTF-8: {}", String::from_utf8_lossy(bytes));
+    };
     let mut serde_scratch = super::Scratch::default();
     let mut serde = Builder::new(map, bytes.len(), &mut serde_scratch);
     if let Err(e) = parse_serde(text, &mut serde) {
@@ -329,7 +330,10 @@ impl<'de> Visitor<'de> for LogRecord<'_, 'de> {
             match &*k.0 {
                 "timeUnixNano" | "time_unix_nano" => b.item(i).time_ns = m.next_value_seed(U64)?,
                 "observedTimeUnixNano" | "observed_time_unix_nano" => b.item(i).observed_ns = m.next_value_seed(U64)?,
-                "traceId" | "trace_id" => b.item(i).trace = m.next_value_seed(TraceId)?,
+                "traceId" | "trace_id" => {
+                    let t = m.next_value_seed(TraceId)?;
+                    b.item(i).trace = t.map_or(Trace::None, |t| b.hex_trace(t));
+                }
                 "eventName" | "event_name" => event_name = m.next_value::<Option<Text<'de>>>()?,
                 "body" => {
                     let v = m.next_value_seed(Any)?;
@@ -355,7 +359,10 @@ impl<'de> Visitor<'de> for Span<'_, 'de> {
         let at = At { resource: self.at.resource, span: s };
         while let Some(k) = m.next_key::<Text<'de>>()? {
             match &*k.0 {
-                "traceId" | "trace_id" => b.ctxs[s as usize].trace = m.next_value_seed(TraceId)?,
+                "traceId" | "trace_id" => {
+                    let t = m.next_value_seed(TraceId)?;
+                    b.ctxs[s as usize].trace = t.map_or(Trace::None, |t| b.hex_trace(t));
+                }
                 "attributes" => m.next_value_seed(Attributes { b: &mut *b, t: Target::Ctx(s) })?,
                 "events" => m.next_value_seed(List::<Event> { b: &mut *b, at, e: PhantomData })?,
                 _ => {
@@ -601,35 +608,43 @@ impl Visitor<'_> for F64 {
     }
 }
 
-/// A hex trace id; anything but 32 hex digits, or all zeros, is no trace.
+/// A trace id's text (`null`: none), for [`Builder::hex_trace`]: anything
+/// but 32 hex digits, or all zeros, is no trace.
 struct TraceId;
 
 impl<'de> DeserializeSeed<'de> for TraceId {
-    type Value = Option<[u8; 16]>;
+    type Value = Option<Cow<'de, str>>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl Visitor<'_> for TraceId {
-    type Value = Option<[u8; 16]>;
+impl<'de> Visitor<'de> for TraceId {
+    type Value = Option<Cow<'de, str>>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a hex trace id")
     }
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
         Ok(None)
     }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Borrowed(v)))
+    }
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(hex_trace_id(v.as_bytes()))
+        Ok(Some(Cow::Owned(v.to_owned())))
     }
 }
 
-/// 32 hex digits (either case) to a valid (non-zero) trace id.
-pub(crate) fn hex_trace_id(s: &[u8]) -> Option<[u8; 16]> {
+/// 32 hex digits (either case) to a valid (non-zero) trace id, and whether
+/// the digits were all lower case (the text is then the id's canonical
+/// form, the one the request id takes).
+pub(crate) fn hex_trace_id(s: &[u8]) -> Option<([u8; 16], bool)> {
     if s.len() != 32 {
         return None;
     }
-    // Each byte's digit value, 0xff for a byte that is not a hex digit.
+    // Each byte's digit value, 0xff for a byte that is not a hex digit,
+    // with `CAPITAL` set for A-F.
+    const CAPITAL: u8 = 0x40;
     const DIGIT: [u8; 256] = {
         let mut t = [0xff; 256];
         let mut c = 0;
@@ -637,7 +652,7 @@ pub(crate) fn hex_trace_id(s: &[u8]) -> Option<[u8; 16]> {
             t[c] = match c as u8 {
                 b @ b'0'..=b'9' => b - b'0',
                 b @ b'a'..=b'f' => b - b'a' + 10,
-                b @ b'A'..=b'F' => b - b'A' + 10,
+                b @ b'A'..=b'F' => (b - b'A' + 10) | CAPITAL,
                 _ => 0xff,
             };
             c += 1;
@@ -645,11 +660,11 @@ pub(crate) fn hex_trace_id(s: &[u8]) -> Option<[u8; 16]> {
         t
     };
     let mut out = [0u8; 16];
-    let mut bad = 0;
+    let mut seen = 0;
     for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
         let (hi, lo) = (DIGIT[usize::from(pair[0])], DIGIT[usize::from(pair[1])]);
-        bad |= hi | lo;
-        *o = hi << 4 | lo;
+        seen |= hi | lo;
+        *o = (hi & 15) << 4 | (lo & 15);
     }
-    (bad & 0xf0 == 0 && out != [0; 16]).then_some(out)
+    (seen & 0x80 == 0 && out != [0; 16]).then_some((out, seen & CAPITAL == 0))
 }

@@ -88,17 +88,32 @@ type Slots = [u32; SLOTS];
 
 const NONE: u32 = u32::MAX;
 
+/// A trace id as the message gave it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Trace {
+    /// Absent or invalid.
+    #[default]
+    None,
+    /// Bytes (protobuf, or hex text with capitals): the request id is
+    /// their lowercase hex, rendered by [`Builder::finish`].
+    Bytes([u8; 16]),
+    /// Lowercase hex text, as OTLP/JSON encoders write it, kept among the
+    /// values (its index): already the request id, so neither decoded nor
+    /// rendered.
+    Text(u32),
+}
+
 /// The attributes at one level of the lookup order (resource or span).
 #[derive(Debug)]
 pub(crate) struct Ctx {
     slots: Slots,
-    /// A span's trace id (`None`: absent or invalid).
-    trace: Option<[u8; 16]>,
+    /// A span's trace id.
+    trace: Trace,
 }
 
 impl Default for Ctx {
     fn default() -> Self {
-        Ctx { slots: [NONE; SLOTS], trace: None }
+        Ctx { slots: [NONE; SLOTS], trace: Trace::None }
     }
 }
 
@@ -113,10 +128,11 @@ pub(crate) struct Item {
     /// Log record `observedTimeUnixNano` (0: absent).
     observed_ns: u64,
     /// A log record's own trace id.
-    trace: Option<[u8; 16]>,
+    trace: Trace,
     resource: u32,
     span: Option<u32>,
-    /// Where its trace id's hex text starts in [`Decoded::hex`].
+    /// Where its trace id's hex text starts in [`Decoded::hex`] (for
+    /// [`Trace::Bytes`]).
     hex_at: u32,
 }
 
@@ -127,7 +143,7 @@ impl Item {
             body: NONE,
             time_ns: 0,
             observed_ns: 0,
-            trace: None,
+            trace: Trace::None,
             resource,
             span,
             hex_at: u32::MAX,
@@ -138,18 +154,22 @@ impl Item {
 /// Places in [`Mapping`]'s name table.
 const TABLE: usize = 64;
 
-/// An attribute name's length and its first and last eight bytes (zero
-/// padded below eight): for names up to 16 bytes, which most are, that is
-/// the whole name.
+/// An attribute name's length, its first and last eight bytes (zero
+/// padded below eight) and, above 16 bytes, the two eight-byte words
+/// after the first and before the last: for names up to 32 bytes (the
+/// semantic conventions' `feature_flag.result.variant` is 27) that is the
+/// whole name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Fingerprint {
     len: usize,
     head: u64,
     tail: u64,
+    mid: [u64; 2],
 }
 
 #[inline]
 fn fingerprint(key: &[u8]) -> Fingerprint {
+    let word = |at: usize| key.get(at..at + 8).map_or(0, |w| u64::from_le_bytes(w.try_into().unwrap_or_default()));
     let (head, tail) = match (key.first_chunk::<8>(), key.last_chunk::<8>()) {
         (Some(h), Some(t)) => (u64::from_le_bytes(*h), u64::from_le_bytes(*t)),
         _ => {
@@ -157,13 +177,14 @@ fn fingerprint(key: &[u8]) -> Fingerprint {
             (w, w)
         }
     };
-    Fingerprint { len: key.len(), head, tail }
+    let mid = if key.len() > 16 { [word(8), word(key.len() - 16)] } else { [0, 0] };
+    Fingerprint { len: key.len(), head, tail, mid }
 }
 
 impl Fingerprint {
     /// Whether the fingerprint alone tells the name.
     fn whole(&self) -> bool {
-        self.len <= 16
+        self.len <= 32
     }
 }
 
@@ -189,7 +210,7 @@ pub struct Mapping {
     /// attribute names are ones accord reads.
     table: [u8; TABLE],
     /// `fingerprints[i]` is `names[i]`'s, computed once at start-up so a
-    /// lookup compares three words instead of the name.
+    /// lookup compares five words instead of the name.
     fingerprints: Vec<Fingerprint>,
     request_id_attribute: bool,
     layers: HashMap<Box<str>, Box<str>>,
@@ -409,17 +430,21 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// A trace id written as hex text (OTLP/JSON).
+    fn hex_trace(&mut self, text: Cow<'a, str>) -> Trace {
+        match json::hex_trace_id(text.as_bytes()) {
+            None => Trace::None,
+            Some((_, true)) => Trace::Text(self.push_val(AnyVal::Str(text))),
+            Some((bytes, false)) => Trace::Bytes(bytes),
+        }
+    }
+
     fn finish(self) -> Decoded<'a> {
         let Builder { map, ctxs, mut items, vals, mut hex, ignored, signal } = self;
         hex.clear();
         if !map.request_id_attribute {
-            hex.reserve(items.len() * 32);
             for it in &mut items {
-                let trace = match it.span {
-                    Some(s) => ctxs[s as usize].trace,
-                    None => it.trace,
-                };
-                if let Some(t) = trace {
+                if let Trace::Bytes(t) = trace_of(&ctxs, it) {
                     it.hex_at = hex.len() as u32;
                     push_hex(&mut hex, &t);
                 }
@@ -429,13 +454,25 @@ impl<'a> Builder<'a> {
     }
 }
 
-/// Appends the lowercase hex text of `bytes`.
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for &b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 15)] as char);
+/// An item's trace id: its span's, or a log record's own.
+fn trace_of(ctxs: &[Ctx], it: &Item) -> Trace {
+    match it.span {
+        Some(s) => ctxs[s as usize].trace,
+        None => it.trace,
     }
+}
+
+/// Appends the lowercase hex text of `bytes`.
+fn push_hex(out: &mut String, bytes: &[u8; 16]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [0u8; 32];
+    for (pair, &b) in text.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 15)];
+    }
+    // Pushed as one string: a `char` at a time costs a capacity check and
+    // an encoding each, and this runs for every evaluation.
+    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
 }
 
 /// Buffers that decoding one message after another reuses.
@@ -507,11 +544,15 @@ impl<'a> Decoded<'a> {
         };
         let request_id = if self.map.request_id_attribute {
             pick(Slot::RequestId).map(text_val)
-        } else if it.hex_at != u32::MAX {
-            let at = it.hex_at as usize;
-            Some(Val::Str(Cow::Borrowed(&self.hex[at..at + 32])))
         } else {
-            None
+            match trace_of(&self.ctxs, it) {
+                Trace::None => None,
+                Trace::Text(at) => val(at).map(text_val),
+                Trace::Bytes(_) => {
+                    let at = it.hex_at as usize;
+                    self.hex.get(at..at + 32).map(|h| Val::Str(Cow::Borrowed(h)))
+                }
+            }
         };
         let layer = match pick(Slot::Layer) {
             Some(v) => Some(name_val(v)),

@@ -15,7 +15,7 @@
 
 use prost::encoding::{decode_varint, skip_field, DecodeContext, WireType};
 
-use super::{AnyVal, Builder, Signal, Target};
+use super::{AnyVal, Builder, Signal, Target, Trace};
 
 /// Not a valid export request.
 #[derive(Debug)]
@@ -111,8 +111,8 @@ fn string(w: Wire<'_>) -> Result<&str, Malformed> {
 
 /// A 16-byte trace id; any other length, or all zeros, is no trace (the
 /// OTLP specification asks receivers to treat an invalid id as absent).
-fn trace_id(w: Wire<'_>) -> Result<Option<[u8; 16]>, Malformed> {
-    Ok(<[u8; 16]>::try_from(bytes(w)?).ok().filter(|t| *t != [0; 16]))
+fn trace_id(w: Wire<'_>) -> Result<Trace, Malformed> {
+    Ok(<[u8; 16]>::try_from(bytes(w)?).ok().filter(|t| *t != [0; 16]).map_or(Trace::None, Trace::Bytes))
 }
 
 /// Parses one message of `signal` into `b`.

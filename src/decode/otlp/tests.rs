@@ -619,11 +619,12 @@ fn json_variants() -> Vec<Vec<u8>> {
 #[test]
 fn hex_trace_ids() {
     use json::hex_trace_id;
-    assert_eq!(hex_trace_id(TRACE_HEX.as_bytes()), Some(TRACE));
-    assert_eq!(hex_trace_id(TRACE_HEX.to_uppercase().as_bytes()), Some(TRACE));
+    assert_eq!(hex_trace_id(TRACE_HEX.as_bytes()), Some((TRACE, true)));
+    assert_eq!(hex_trace_id(TRACE_HEX.to_uppercase().as_bytes()), Some((TRACE, false)));
     let mut id = [0u8; 16];
     id[15] = 0x0f;
-    assert_eq!(hex_trace_id(b"0000000000000000000000000000000F"), Some(id));
+    assert_eq!(hex_trace_id(b"0000000000000000000000000000000F"), Some((id, false)));
+    assert_eq!(hex_trace_id(b"0000000000000000000000000000000f"), Some((id, true)));
     for bad in [
         &b"00000000000000000000000000000000"[..],
         b"abababababababababababababababa",
@@ -713,11 +714,12 @@ proptest! {
         at in any::<prop::sample::Index>(),
         byte in any::<u8>(),
         edit in 0..4u8,
-        other in "[a-z_.]{0,40}",
+        other in "[a-z_.]{0,48}",
     ) {
         // Names of every length class: under 8 bytes, 8 and 9 (first and
-        // last eight bytes overlap), up to 16, and longer.
-        let m = mapping("[otel]\nrequest_id = \"attribute:app.request_id\"\n[otel.attributes]\nselected_flow = \"flw\"\napi_capability = \"app.caps\"\njob_payload_version = \"app.pay.v\"\n");
+        // last eight bytes overlap), up to 16, up to 32 (four words), and
+        // longer (compared in full).
+        let m = mapping("[otel]\nrequest_id = \"attribute:app.request.id.as.set.by.the.edge.proxy\"\n[otel.attributes]\nselected_flow = \"flw\"\napi_capability = \"app.caps\"\njob_payload_version = \"app.pay.v\"\n");
         let search = |key: &[u8]| m.names.iter().find(|(n, _)| n.as_bytes() == key).map_or(0, |(_, mask)| *mask);
         let mut key = m.names[which.index(m.names.len())].0.as_bytes().to_vec();
         prop_assert_ne!(m.mask(&key), 0);

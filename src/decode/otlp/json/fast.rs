@@ -13,16 +13,17 @@
 //! path would build the same contexts, items and values (checked by a
 //! differential property test and by the `otlp` fuzz target).
 
-use super::super::{AnyVal, Builder, Signal, Target};
-use super::{hex_trace_id, At, NO_SPAN};
+use super::super::{AnyVal, Builder, Signal, Target, Trace};
+use super::{At, NO_SPAN};
 
 /// Nesting the fast path follows before it gives up (serde_json's own
 /// limit is 128; staying well below it keeps "too deep" serde's call).
 const MAX_DEPTH: u32 = 64;
 
 struct Lex<'a> {
-    /// The message, validated as UTF-8 once by the caller.
-    s: &'a str,
+    /// The message, not checked as UTF-8 beforehand: the strings are
+    /// checked as they are read, and the grammar allows only ASCII outside
+    /// them, so a message the fast path accepts is valid UTF-8.
     b: &'a [u8],
     i: usize,
     depth: u32,
@@ -30,8 +31,8 @@ struct Lex<'a> {
 
 /// Parses one message into `b`; `None`: let the serde path decide (`b`
 /// then holds a partial result and must be reset).
-pub(super) fn parse<'a>(text: &'a str, b: &mut Builder<'a>) -> Option<()> {
-    let mut l = Lex { s: text, b: text.as_bytes(), i: 0, depth: 0 };
+pub(super) fn parse<'a>(bytes: &'a [u8], b: &mut Builder<'a>) -> Option<()> {
+    let mut l = Lex { b: bytes, i: 0, depth: 0 };
     l.object(|l, k| {
         let signal = match k {
             "resourceLogs" | "resource_logs" => Signal::Logs,
@@ -89,7 +90,10 @@ fn log_record<'a>(l: &mut Lex<'a>, b: &mut Builder<'a>, at: At) -> Option<()> {
         match k {
             "timeUnixNano" | "time_unix_nano" => b.item(i).time_ns = l.u64()?,
             "observedTimeUnixNano" | "observed_time_unix_nano" => b.item(i).observed_ns = l.u64()?,
-            "traceId" | "trace_id" => b.item(i).trace = l.trace_id()?,
+            "traceId" | "trace_id" => {
+                let t = l.trace_id(b)?;
+                b.item(i).trace = t;
+            }
             "eventName" | "event_name" => event_name = l.opt_str()?,
             "body" => {
                 let v = any(l)?;
@@ -109,7 +113,8 @@ fn span<'a>(l: &mut Lex<'a>, b: &mut Builder<'a>, at: At) -> Option<()> {
     let at = At { resource: at.resource, span: s };
     l.object(|l, k| match k {
         "traceId" | "trace_id" => {
-            b.ctxs[s as usize].trace = l.trace_id()?;
+            let t = l.trace_id(b)?;
+            b.ctxs[s as usize].trace = t;
             Some(())
         }
         "attributes" => attributes(l, b, Target::Ctx(s)),
@@ -361,17 +366,15 @@ impl<'a> Lex<'a> {
         (self.depth <= MAX_DEPTH).then_some(())
     }
 
-    /// A string without escapes or control characters.
-    #[inline]
+    /// A string without escapes or control characters, in valid UTF-8.
+    #[inline(always)]
     fn string(&mut self) -> Option<&'a str> {
         if self.peek()? != b'"' {
             return None;
         }
-        let start = self.i + 1;
-        let end = crate::decode::plain_string_end(self.b, start)?;
+        let (end, s) = crate::decode::checked_string(self.b, self.i + 1)?;
         self.i = end + 1;
-        // Between two ASCII quotes of valid UTF-8: always a char boundary.
-        self.s.get(start..end)
+        Some(s)
     }
 
     /// A string or `null`.
@@ -443,11 +446,11 @@ impl<'a> Lex<'a> {
         Some((negative, digits))
     }
 
-    fn trace_id(&mut self) -> Option<Option<[u8; 16]>> {
+    fn trace_id(&mut self, b: &mut Builder<'a>) -> Option<Trace> {
         if self.null() {
-            return Some(None);
+            return Some(Trace::None);
         }
-        Some(hex_trace_id(self.string()?.as_bytes()))
+        Some(b.hex_trace(self.string()?.into()))
     }
 
     /// Skips any value, checking it as serde_json would.

@@ -43,7 +43,7 @@ pub(crate) fn parse<'a>(bytes: &'a [u8], b: &mut Builder<'a>) -> Result<(), serd
 /// path answered. For the tests and the `otlp` fuzz target.
 #[doc(hidden)]
 pub fn fast_path_agrees(map: &super::Mapping, bytes: &[u8]) -> bool {
-    let collected = |b: &Builder<'_>| format!("{:?}", (&b.ctxs, &b.items, &b.vals, b.ignored, b.signal));
+    let collected = |b: &Builder<'_>| format!("{:?}", (&b.bufs.ctxs, &b.bufs.items, &b.vals, b.ignored, b.signal));
     let mut fast_scratch = super::Scratch::default();
     let mut fast = Builder::new(map, bytes.len(), &mut fast_scratch);
     if fast::parse(bytes, &mut fast).is_none() {
@@ -361,7 +361,7 @@ impl<'de> Visitor<'de> for Span<'_, 'de> {
             match &*k.0 {
                 "traceId" | "trace_id" => {
                     let t = m.next_value_seed(TraceId)?;
-                    b.ctxs[s as usize].trace = t.map_or(Trace::None, |t| b.hex_trace(t));
+                    b.bufs.ctxs[s as usize].trace = t.map_or(Trace::None, |t| b.hex_trace(t));
                 }
                 "attributes" => m.next_value_seed(Attributes { b: &mut *b, t: Target::Ctx(s) })?,
                 "events" => m.next_value_seed(List::<Event> { b: &mut *b, at, e: PhantomData })?,

@@ -316,11 +316,9 @@ pub(crate) enum Target {
 /// Collects one message's contexts and evaluations while it is parsed.
 pub(crate) struct Builder<'a> {
     map: &'a Mapping,
-    ctxs: Vec<Ctx>,
-    items: Vec<Item>,
+    bufs: Box<Bufs>,
     /// The values of the attributes accord reads (and bodies).
     vals: Vec<AnyVal<'a>>,
-    hex: String,
     ignored: u64,
     signal: Option<Signal>,
 }
@@ -331,40 +329,39 @@ impl<'a> Builder<'a> {
     /// collecting rarely reallocates.
     fn new(map: &'a Mapping, len: usize, scratch: &mut Scratch) -> Self {
         let n = len / 256 + 1;
-        let mut ctxs = std::mem::take(&mut scratch.ctxs);
-        let mut items = std::mem::take(&mut scratch.items);
-        let mut vals = relifetime(std::mem::take(&mut scratch.vals));
-        ctxs.clear();
-        items.clear();
-        ctxs.reserve(4 + n / 4);
-        items.reserve(n);
+        let mut bufs = scratch.0.take().unwrap_or_default();
+        let mut vals = relifetime(std::mem::take(&mut bufs.vals));
+        bufs.ctxs.clear();
+        bufs.items.clear();
+        bufs.ctxs.reserve(4 + n / 4);
+        bufs.items.reserve(n);
         vals.reserve(n * 6);
-        Builder { map, ctxs, items, vals, hex: std::mem::take(&mut scratch.hex), ignored: 0, signal: None }
+        Builder { map, bufs, vals, ignored: 0, signal: None }
     }
 
     /// Forgets what a parse that gave up collected.
     fn reset(&mut self) {
-        self.ctxs.clear();
-        self.items.clear();
+        self.bufs.ctxs.clear();
+        self.bufs.items.clear();
         self.vals.clear();
         self.ignored = 0;
         self.signal = None;
     }
 
     fn new_ctx(&mut self) -> u32 {
-        self.ctxs.push(Ctx::default());
-        (self.ctxs.len() - 1) as u32
+        self.bufs.ctxs.push(Ctx::default());
+        (self.bufs.ctxs.len() - 1) as u32
     }
 
     /// Starts an item; [`Builder::end_log`] or [`Builder::end_event`] keeps
     /// or drops it.
     fn start_item(&mut self, resource: u32, span: Option<u32>) -> u32 {
-        self.items.push(Item::new(resource, span));
-        (self.items.len() - 1) as u32
+        self.bufs.items.push(Item::new(resource, span));
+        (self.bufs.items.len() - 1) as u32
     }
 
     fn item(&mut self, i: u32) -> &mut Item {
-        &mut self.items[i as usize]
+        &mut self.bufs.items[i as usize]
     }
 
     fn push_val(&mut self, v: AnyVal<'a>) -> u32 {
@@ -376,8 +373,8 @@ impl<'a> Builder<'a> {
     fn set(&mut self, t: Target, mask: u16, v: AnyVal<'a>) {
         let at = self.push_val(v);
         let slots = match t {
-            Target::Ctx(c) => &mut self.ctxs[c as usize].slots,
-            Target::Item(i) => &mut self.items[i as usize].slots,
+            Target::Ctx(c) => &mut self.bufs.ctxs[c as usize].slots,
+            Target::Item(i) => &mut self.bufs.items[i as usize].slots,
         };
         let mut m = mask;
         while m != 0 {
@@ -389,7 +386,7 @@ impl<'a> Builder<'a> {
     }
 
     fn set_body(&mut self, i: u32, v: Option<AnyVal<'a>>) {
-        self.items[i as usize].body = match v {
+        self.bufs.items[i as usize].body = match v {
             Some(v) => self.push_val(v),
             None => NONE,
         };
@@ -402,7 +399,7 @@ impl<'a> Builder<'a> {
     /// Ends a log record: kept if it is a flag evaluation. `event_name` is
     /// the record's `eventName` field ("" when absent).
     fn end_log(&mut self, i: u32, event_name: &str) {
-        let item = &self.items[i as usize];
+        let item = &self.bufs.items[i as usize];
         let evaluation = if !event_name.is_empty() {
             EVALUATION_EVENT_NAMES.contains(&event_name)
         } else {
@@ -424,8 +421,8 @@ impl<'a> Builder<'a> {
 
     fn keep_if(&mut self, i: u32, keep: bool) {
         if !keep {
-            debug_assert_eq!(i as usize + 1, self.items.len());
-            self.items.truncate(i as usize);
+            debug_assert_eq!(i as usize + 1, self.bufs.items.len());
+            self.bufs.items.truncate(i as usize);
             self.ignored += 1;
         }
     }
@@ -440,17 +437,18 @@ impl<'a> Builder<'a> {
     }
 
     fn finish(self) -> Decoded<'a> {
-        let Builder { map, ctxs, mut items, vals, mut hex, ignored, signal } = self;
+        let Builder { map, mut bufs, vals, ignored, signal } = self;
+        let Bufs { ctxs, items, hex, .. } = &mut *bufs;
         hex.clear();
         if !map.request_id_attribute {
-            for it in &mut items {
-                if let Trace::Bytes(t) = trace_of(&ctxs, it) {
+            for it in items {
+                if let Trace::Bytes(t) = trace_of(ctxs, it) {
                     it.hex_at = hex.len() as u32;
-                    push_hex(&mut hex, &t);
+                    push_hex(hex, &t);
                 }
             }
         }
-        Decoded { map, ctxs, items, vals, hex, ignored, signal }
+        Decoded { map, bufs, vals, ignored, signal }
     }
 }
 
@@ -475,9 +473,16 @@ fn push_hex(out: &mut String, bytes: &[u8; 16]) {
     out.push_str(std::str::from_utf8(&text).unwrap_or_default());
 }
 
-/// Buffers that decoding one message after another reuses.
+/// Buffers that decoding one message after another reuses (none before
+/// the first message).
 #[derive(Default)]
-pub struct Scratch {
+pub struct Scratch(Option<Box<Bufs>>);
+
+/// Boxed, so that handing the buffers from the scratch to the builder, the
+/// decoded message and back moves a pointer: moving the vectors
+/// themselves cost tens of nanoseconds per message in stalled stores.
+#[derive(Default)]
+struct Bufs {
     ctxs: Vec<Ctx>,
     items: Vec<Item>,
     /// Always empty between messages (its values borrowed the last one).
@@ -497,11 +502,10 @@ fn relifetime<'x>(mut v: Vec<AnyVal<'_>>) -> Vec<AnyVal<'x>> {
 /// A whole message, parsed: its evaluations, ready to map onto records.
 pub struct Decoded<'a> {
     map: &'a Mapping,
-    ctxs: Vec<Ctx>,
-    items: Vec<Item>,
+    /// Contexts, items and the hex text of the items' trace ids, which
+    /// records borrow.
+    bufs: Box<Bufs>,
     vals: Vec<AnyVal<'a>>,
-    /// The hex text of the items' trace ids, which records borrow.
-    hex: String,
     /// Log records and span events that are not flag evaluations.
     pub ignored: u64,
     /// Logs or traces (`None`: an OTLP/JSON message that named neither,
@@ -512,31 +516,32 @@ pub struct Decoded<'a> {
 impl<'a> Decoded<'a> {
     /// Evaluations in the message.
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.bufs.items.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.bufs.items.is_empty()
     }
 
     /// Gives the buffers back for the next message.
     pub fn recycle(self, scratch: &mut Scratch) {
-        let Decoded { ctxs, items, vals, hex, .. } = self;
-        *scratch = Scratch { ctxs, items, vals: relifetime(vals), hex };
+        let Decoded { mut bufs, vals, .. } = self;
+        bufs.vals = relifetime(vals);
+        scratch.0 = Some(bufs);
     }
 
     /// Every evaluation mapped onto a validated record (or its reject), in
     /// message order.
     pub fn records(&self) -> impl Iterator<Item = Result<Record<'_>, Reject>> + '_ {
-        self.items.iter().map(move |it| self.record(it))
+        self.bufs.items.iter().map(move |it| self.record(it))
     }
 
     /// The mapping table of the OpenTelemetry input (see docs/otel.md):
     /// first source present wins; an attribute is looked up on the item,
     /// then its span, then its resource.
     fn record<'s>(&'s self, it: &'s Item) -> Result<Record<'s>, Reject> {
-        let span = it.span.map(|s| &self.ctxs[s as usize]);
-        let res = &self.ctxs[it.resource as usize];
+        let span = it.span.map(|s| &self.bufs.ctxs[s as usize]);
+        let res = &self.bufs.ctxs[it.resource as usize];
         let val = |at: u32| self.vals.get(at as usize);
         let pick = |slot: Slot| -> Option<&'s AnyVal<'a>> {
             let s = slot as usize;
@@ -545,12 +550,12 @@ impl<'a> Decoded<'a> {
         let request_id = if self.map.request_id_attribute {
             pick(Slot::RequestId).map(text_val)
         } else {
-            match trace_of(&self.ctxs, it) {
+            match trace_of(&self.bufs.ctxs, it) {
                 Trace::None => None,
                 Trace::Text(at) => val(at).map(text_val),
                 Trace::Bytes(_) => {
                     let at = it.hex_at as usize;
-                    self.hex.get(at..at + 32).map(|h| Val::Str(Cow::Borrowed(h)))
+                    self.bufs.hex.get(at..at + 32).map(|h| Val::Str(Cow::Borrowed(h)))
                 }
             }
         };

@@ -194,7 +194,7 @@ fn span<'a>(buf: &'a [u8], r: u32, b: &mut Builder<'a>) -> Result<(), Malformed>
     let mut f = Fields::of(buf);
     while let Some((tag, w)) = f.next()? {
         match tag {
-            1 => b.ctxs[s as usize].trace = trace_id(w)?,
+            1 => b.bufs.ctxs[s as usize].trace = trace_id(w)?,
             9 => key_value(bytes(w)?, Target::Ctx(s), b)?,
             11 => event(bytes(w)?, r, s, b)?,
             _ => {}

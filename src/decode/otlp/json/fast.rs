@@ -114,7 +114,7 @@ fn span<'a>(l: &mut Lex<'a>, b: &mut Builder<'a>, at: At) -> Option<()> {
     l.object(|l, k| match k {
         "traceId" | "trace_id" => {
             let t = l.trace_id(b)?;
-            b.ctxs[s as usize].trace = t;
+            b.bufs.ctxs[s as usize].trace = t;
             Some(())
         }
         "attributes" => attributes(l, b, Target::Ctx(s)),

@@ -653,6 +653,22 @@ fn the_json_fast_path_reads_what_encoders_write_and_agrees_with_serde() {
     ] {
         assert!(!json::fast_path_agrees(&m, msg), "{}", String::from_utf8_lossy(msg));
     }
+    // Non-ASCII text is read by the fast path, checked as UTF-8 as it is
+    // scanned; a string that is not UTF-8, or a stray byte outside the
+    // strings, is left to serde_json, and the message is one reject.
+    let text = r#"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"café-api ✓"}}]},"scopeLogs":[{"logRecords":[{"eventName":"feature_flag","traceId":"abababababababababababababababab","attributes":[{"key":"feature_flag.key","value":{"stringValue":"checkout_v2"}}]}]}]}]}"#;
+    assert!(json::fast_path_agrees(&m, text.as_bytes()));
+    assert_eq!(one(&run(&m, None, text.as_bytes()).unwrap()).service.as_deref(), Some("café-api ✓"));
+    let at = text.find('é').unwrap();
+    for bad in [
+        [&text.as_bytes()[..at + 1], b"x", &text.as_bytes()[at + 2..]].concat(),
+        [&text.as_bytes()[..at], b"\xff", &text.as_bytes()[at + 2..]].concat(),
+        [b"\xef\xbb\xbf", text.as_bytes()].concat(),
+        [text.as_bytes(), "\u{a0}".as_bytes()].concat(),
+    ] {
+        assert!(!json::fast_path_agrees(&m, &bad), "{}", String::from_utf8_lossy(&bad));
+        assert_eq!(run(&m, None, &bad).unwrap_err(), Reject::MalformedOtlp, "{}", String::from_utf8_lossy(&bad));
+    }
     // Everything the hand-written messages above hold, in any shape
     // (attributes that start as encoders write them and then differ are
     // read member by member).
@@ -701,7 +717,8 @@ fn scratch_buffers_are_reused_across_messages() {
         assert_eq!(d.records().filter(|r| r.is_ok()).count(), 20);
         d.recycle(&mut scratch);
     }
-    assert!(scratch.items.capacity() >= 20 && scratch.vals.capacity() >= 20 && scratch.hex.capacity() >= 640);
+    let bufs = scratch.0.as_ref().expect("the buffers came back");
+    assert!(bufs.items.capacity() >= 20 && bufs.vals.capacity() >= 20 && bufs.hex.capacity() >= 640);
 }
 
 proptest! {

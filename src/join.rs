@@ -127,10 +127,9 @@ struct Join {
     sources: u64,
     reported: LayerSet,
     /// Records held in `inline` (the first `n`, 0 once closed), then in
-    /// `more`. The
-    /// record that completes a join is never stored (it is judged at
-    /// once), so a join of up to `INLINE + 1` layers needs no allocation
-    /// and finding it and adding a record touch one slab entry.
+    /// `more`. The record that completes a join is never stored (it is
+    /// judged at once), so a join of up to `INLINE + 1` layers needs no
+    /// allocation and finding it and adding a record touch one slab entry.
     n: u8,
     inline: [Facts; INLINE],
     /// Allocated only past `INLINE` records, from a pool of spare vectors

@@ -631,7 +631,8 @@ impl<'de> Visitor<'de> for TraceId {
         Ok(Some(Cow::Borrowed(v)))
     }
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Some(Cow::Owned(v.to_owned())))
+        // An escaped id: copied only if it can be one.
+        Ok((v.len() == 32).then(|| Cow::Owned(v.to_owned())))
     }
 }
 

@@ -727,6 +727,7 @@ proptest! {
     /// and for anything else.
     #[test]
     fn the_attribute_name_table_finds_exactly_the_names(
+        catalog in 0..2usize,
         which in any::<prop::sample::Index>(),
         at in any::<prop::sample::Index>(),
         byte in any::<u8>(),
@@ -734,9 +735,12 @@ proptest! {
         other in "[a-z_.]{0,48}",
     ) {
         // Names of every length class: under 8 bytes, 8 and 9 (first and
-        // last eight bytes overlap), up to 16, up to 32 (four words), and
-        // longer (compared in full).
-        let m = mapping("[otel]\nrequest_id = \"attribute:app.request.id.as.set.by.the.edge.proxy\"\n[otel.attributes]\nselected_flow = \"flw\"\napi_capability = \"app.caps\"\njob_payload_version = \"app.pay.v\"\n");
+        // last eight bytes overlap), up to 16, 17 to 32 (the middle words
+        // overlap up to 24 and touch at 32), and longer (compared in full).
+        let m = mapping(match catalog {
+            0 => "[otel]\nrequest_id = \"attribute:app.request.id.as.set.by.the.edge.proxy\"\n[otel.attributes]\nselected_flow = \"flw\"\napi_capability = \"app.caps\"\njob_payload_version = \"app.pay.v\"\n",
+            _ => "[otel]\nrequest_id = \"attribute:app.request.id.from.edge\"\n[otel.attributes]\nselected_flow = \"app.flow.selected\"\napi_capability = \"app.api.capabilities.shipped.now\"\njob_payload_version = \"app.job.payload.schema.version.no\"\n",
+        });
         let search = |key: &[u8]| m.names.iter().find(|(n, _)| n.as_bytes() == key).map_or(0, |(_, mask)| *mask);
         let mut key = m.names[which.index(m.names.len())].0.as_bytes().to_vec();
         prop_assert_ne!(m.mask(&key), 0);

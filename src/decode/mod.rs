@@ -452,21 +452,28 @@ mod fast {
         ((q.wrapping_sub(LO) & !q) | (e.wrapping_sub(LO) & !e) | (x.wrapping_sub(LO * 0x20) & !x)) & HI
     }
 
+    /// From `i`, eight bytes at a time while `hits` finds nothing in a
+    /// word: the index of the lowest byte it marks (exact when its lowest
+    /// set bit is), or where fewer than eight bytes are left.
+    #[inline(always)]
+    fn skip_words(b: &[u8], mut i: usize, hits: impl Fn(u64) -> u64) -> usize {
+        while let Some(&word) = b.get(i..).and_then(|rest| rest.first_chunk::<8>()) {
+            let m = hits(u64::from_le_bytes(word));
+            if m != 0 {
+                return i + m.trailing_zeros() as usize / 8;
+            }
+            i += 8;
+        }
+        i
+    }
+
     /// The index of the closing quote of the string whose contents start
     /// at `start` (after its opening quote), if it holds no escape and no
     /// control character: where a JSON reader may borrow it as it is.
     #[inline]
     pub(crate) fn plain_string_end(b: &[u8], start: usize) -> Option<usize> {
-        let mut i = start;
         // Eight bytes at a time to the first `"`, `\\` or control byte.
-        while let Some(chunk) = b.get(i..i + 8) {
-            let m = specials(u64::from_le_bytes(chunk.try_into().ok()?));
-            if m != 0 {
-                i += m.trailing_zeros() as usize / 8;
-                break;
-            }
-            i += 8;
-        }
+        let mut i = skip_words(b, start, specials);
         loop {
             match *b.get(i)? {
                 b'"' => return Some(i),
@@ -487,16 +494,7 @@ mod fast {
         // Eight bytes at a time to the first `"`, `\\`, control or
         // non-ASCII byte: the usual string is ASCII and needs no other check.
         // (SSE2 sixteen at a time measured slower on these short strings.)
-        let mut i = start;
-        while let Some(chunk) = b.get(i..i + 8) {
-            let x = u64::from_le_bytes(chunk.try_into().ok()?);
-            let m = specials(x) | (x & HI);
-            if m != 0 {
-                i += m.trailing_zeros() as usize / 8;
-                break;
-            }
-            i += 8;
-        }
+        let mut i = skip_words(b, start, |x| specials(x) | (x & HI));
         loop {
             match *b.get(i)? {
                 b'"' => {

@@ -64,6 +64,12 @@ source scripts/ci/services.sh
 
 SECONDS=0
 BIN="${ACCORD_BIN:-$ROOT/target/release/accord}"
+# The high-watermark poll and the topic dump read the broker with the
+# Python Kafka client (lib/hw_poll.py, lib/dump_topic.py): installed here,
+# not left to the scripts that run later and install it too.
+"$(ci_python)" -c 'import confluent_kafka' 2>/dev/null \
+    || pip_install "${ACCORD_CONFLUENT_KAFKA_SPEC:-confluent-kafka>=2.10,<3}" \
+    || { echo "broker-outage: could not install confluent-kafka" >&2; exit 2; }
 OUTAGE_SECS="${OUTAGE_SECS:-30}"
 OUTAGE_AFTER="${OUTAGE_AFTER_SECS:-10}"
 RATE="${OUTAGE_RATE:-200}"

@@ -19,7 +19,7 @@ use std::marker::PhantomData;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::{AnyVal, Builder, Signal, Target, Trace};
+use super::{AnyVal, Builder, Signal, Target};
 
 mod fast;
 
@@ -332,7 +332,7 @@ impl<'de> Visitor<'de> for LogRecord<'_, 'de> {
                 "observedTimeUnixNano" | "observed_time_unix_nano" => b.item(i).observed_ns = m.next_value_seed(U64)?,
                 "traceId" | "trace_id" => {
                     let t = m.next_value_seed(TraceId)?;
-                    b.item(i).trace = t.map_or(Trace::None, |t| b.hex_trace(t));
+                    b.item(i).trace = b.hex_trace(t);
                 }
                 "eventName" | "event_name" => event_name = m.next_value::<Option<Text<'de>>>()?,
                 "body" => {
@@ -361,7 +361,7 @@ impl<'de> Visitor<'de> for Span<'_, 'de> {
             match &*k.0 {
                 "traceId" | "trace_id" => {
                     let t = m.next_value_seed(TraceId)?;
-                    b.bufs.ctxs[s as usize].trace = t.map_or(Trace::None, |t| b.hex_trace(t));
+                    b.bufs.ctxs[s as usize].trace = b.hex_trace(t);
                 }
                 "attributes" => m.next_value_seed(Attributes { b: &mut *b, t: Target::Ctx(s) })?,
                 "events" => m.next_value_seed(List::<Event> { b: &mut *b, at, e: PhantomData })?,

@@ -427,8 +427,9 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// A trace id written as hex text (OTLP/JSON).
-    fn hex_trace(&mut self, text: Cow<'a, str>) -> Trace {
+    /// A trace id written as hex text (OTLP/JSON; `None`: `null`).
+    fn hex_trace(&mut self, text: Option<Cow<'a, str>>) -> Trace {
+        let Some(text) = text else { return Trace::None };
         match json::hex_trace_id(text.as_bytes()) {
             None => Trace::None,
             Some((_, true)) => Trace::Text(self.push_val(AnyVal::Str(text))),

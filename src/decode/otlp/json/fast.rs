@@ -447,10 +447,7 @@ impl<'a> Lex<'a> {
     }
 
     fn trace_id(&mut self, b: &mut Builder<'a>) -> Option<Trace> {
-        if self.null() {
-            return Some(Trace::None);
-        }
-        Some(b.hex_trace(self.string()?.into()))
+        Some(b.hex_trace(self.opt_str()?.map(Into::into)))
     }
 
     /// Skips any value, checking it as serde_json would.

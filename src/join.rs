@@ -187,9 +187,8 @@ impl SmallKey {
     }
     fn as_str(&self) -> &str {
         match self {
-            SmallKey::Inline(n, b) => std::str::from_utf8(&b[..*n as usize]).unwrap_or(""),
             SmallKey::Heap(s) => s,
-            SmallKey::Empty => "",
+            _ => std::str::from_utf8(self.as_bytes()).unwrap_or(""),
         }
     }
     /// The key's bytes, for finding a join: [`SmallKey::as_str`] checks

@@ -345,3 +345,56 @@ async fn two_topics_judge_like_replay_merge_across_restart_and_rebalance() {
     let dup: Vec<_> = verdict_counts.iter().filter(|(_, n)| **n > 1).collect();
     assert!(dup.is_empty(), "duplicated verdicts: {:?}", &dup[..dup.len().min(5)]);
 }
+
+/// A topic whose partition has been read to the end is not waited for.
+/// librdkafka reports the end of a partition only with the fetch after the
+/// one that brought its last records, and a broker with nothing new holds
+/// that fetch for `fetch.wait.max.ms`; the stream must not sit out that
+/// long-poll (here 20 s, with `max_topic_idle` at 5 minutes) before it
+/// judges the other topic's later records. Mock cluster only: it is the
+/// broker whose long-poll the test controls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_read_to_its_end_is_not_waited_for() {
+    if std::env::var_os("ACCORD_TEST_BROKERS").is_some() {
+        return;
+    }
+    let broker = Broker::new();
+    let text = common::catalog_with("20s", "2s", "15s").replace("max_topic_idle = \"1s\"", "max_topic_idle = \"5m\"");
+    let catalog = Arc::new(Catalog::parse(Path::new("multi.toml"), &text).unwrap());
+    let topics = [broker.topic("caught-up-web", 1).await, broker.topic("caught-up-backend", 1).await];
+    let verdicts = broker.topic("caught-up-verdicts", 1).await;
+    let group = format!("caught-up-{}", std::process::id());
+    // The web topic's records go on in event time past the backend's last.
+    let base = chrono::Utc::now().timestamp_millis() + 120_000;
+    let rec = |i: i64, layer: &str, ts: i64| SimRecord {
+        emit_ms: 0,
+        key: format!("r-{i}"),
+        json: format!(r#"{{"request_id":"r-{i}","layer":"{layer}","feature":"checkout_v2","ts":{ts}}}"#),
+    };
+    let mut recs: Vec<SimRecord> = (0..100).map(|i| rec(i, "frontend", base + 10 * i)).collect();
+    recs.extend((0..50).map(|i| rec(i, "worker", base + 10 * i + 5)));
+    let n = produce(&broker.brokers, &topics, &recs).await.len() as u64;
+
+    if let Some(m) = &broker.mock {
+        common::mock_internal_topics(m, &group);
+    }
+    let service = Service::new(catalog.clone()).unwrap();
+    let status = service.status.clone();
+    let listener = Service::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let cancel = CancellationToken::new();
+    let kafka = KafkaConfig {
+        verdicts_topic: Some(verdicts),
+        properties: vec![("fetch.wait.max.ms".into(), "20000".into())],
+        ..KafkaConfig::new(&broker.brokers, &[&topics[0], &topics[1]], &group)
+    };
+    common::init_log("multi_topic");
+    let handle = tokio::spawn(service.run(kafka, listener, cancel.clone()));
+    // Group join and the first fetch take a few seconds on the mock
+    // cluster; the end-of-partition event would take 20 s more.
+    wait_until("every record to be judged before the long-poll ends", Duration::from_secs(15), || {
+        status.records.load(Ordering::Relaxed) >= n
+    })
+    .await;
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(30), handle).await.expect("stops in time").unwrap().unwrap();
+}

@@ -34,7 +34,7 @@ use super::client_log::{forward_log, security_problem};
 use super::commit::{self, CommitError, Sinks, COMMIT_BACKOFF};
 use super::handover::StreamState;
 use super::internal::read_handover_topic;
-use super::judge::{Control, JudgeHandle, Released, Slot};
+use super::judge::{Control, Ends, JudgeHandle, Released, Slot};
 use super::stats::{Publisher, ReaderState};
 use super::stream::Stream;
 use super::verdicts::{Producer, VerdictProducer};
@@ -468,7 +468,8 @@ impl Shared {
             }
             self.metrics.open_joins.add(stream.open_joins() as i64);
             let gauges = self.cfg.topics.iter().map(|t| watermark_gauge(&self.metrics, t, p)).collect();
-            let slot = Slot::new(stream, queues, wake, gauges, self.view.recorder());
+            let ends = Ends::new(consumer.clone(), &self.cfg.topics, p);
+            let slot = Slot::new(stream, queues, ends, wake, gauges, self.view.recorder());
             if judges[j].send(Control::Add(Box::new(slot))) {
                 judges[j].streams += 1;
                 owner.insert(p, j);

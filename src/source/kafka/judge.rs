@@ -9,6 +9,7 @@
 //! arrives, or its 250 ms tick is due (idle watermarks, gauges).
 
 use std::collections::VecDeque;
+use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use prometheus::Gauge;
 use rdkafka::consumer::base_consumer::PartitionQueue;
-use rdkafka::consumer::ConsumerContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
 use tracing::warn;
@@ -42,6 +43,8 @@ pub struct Slot<C: ConsumerContext + 'static> {
     pub stream: Stream,
     /// One per topic of the stream, in the stream's topic order.
     pub queues: Vec<PartitionQueue<C>>,
+    /// Where those partitions end, as last fetched.
+    ends: Ends<C>,
     /// Set by a queue's non-empty callback (and when a round ends with
     /// messages left).
     pub wake: Arc<AtomicBool>,
@@ -69,6 +72,7 @@ impl<C: ConsumerContext + 'static> Slot<C> {
     pub fn new(
         stream: Stream,
         queues: Vec<PartitionQueue<C>>,
+        ends: Ends<C>,
         wake: Arc<AtomicBool>,
         wm_gauges: Vec<Gauge>,
         recorder: Recorder,
@@ -77,6 +81,7 @@ impl<C: ConsumerContext + 'static> Slot<C> {
         Slot {
             stream,
             queues,
+            ends,
             wake,
             wm_gauges,
             parked: (0..n).map(|_| None).collect(),
@@ -91,6 +96,70 @@ impl<C: ConsumerContext + 'static> Slot<C> {
     /// snapshot, taken together.
     fn snapshot(&mut self) -> Snapshot {
         Snapshot { partition: self.stream.partition, state: self.stream.handover(), delta: self.recorder.take() }
+    }
+}
+
+/// Where partition `p` of each of a stream's topics ends, as far as the
+/// last fetch response said: librdkafka's cached high watermark
+/// (`rd_kafka_get_watermark_offsets`, which asks no broker).
+///
+/// librdkafka reports the end of a partition (`PartitionEOF`) only with the
+/// fetch response *after* the one that brought its last records, and when
+/// no partition of that fetch has records the broker holds it for
+/// `fetch.wait.max.ms` (500 ms by default). A merge that waited for that
+/// event would stall on a topic it has in fact read to the end; Kafka
+/// Streams decides the same way from the end offset of its last fetch
+/// (KIP-695: with `max.task.idle.ms` 0 a task waits only while a partition
+/// has known lag).
+pub struct Ends<C: ConsumerContext + 'static> {
+    consumer: Arc<BaseConsumer<C>>,
+    topics: Vec<CString>,
+    partition: i32,
+}
+
+impl<C: ConsumerContext + 'static> Ends<C> {
+    pub fn new(consumer: Arc<BaseConsumer<C>>, topics: &[String], partition: i32) -> Self {
+        // A topic name with a NUL byte cannot be subscribed to; such a topic
+        // is never known to be caught up (the end-of-partition event still is).
+        let topics = topics.iter().map(|t| CString::new(t.as_str()).unwrap_or_default()).collect();
+        Ends { consumer, topics, partition }
+    }
+
+    /// `(low, high)` watermarks of topic `t`'s partition as last fetched,
+    /// if librdkafka has fetched it.
+    fn watermarks(&self, t: usize) -> Option<(i64, i64)> {
+        let topic = self.topics.get(t)?;
+        let (mut low, mut high) = (-1i64, -1i64);
+        // SAFETY: the client pointer is valid while `self.consumer` is held;
+        // `topic` is a NUL-terminated string that outlives the call, and the
+        // out-pointers point to locals. The call only reads the partition's
+        // cached offsets under its lock.
+        let err = unsafe {
+            rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                self.consumer.client().native_ptr(),
+                topic.as_ptr(),
+                self.partition,
+                &mut low,
+                &mut high,
+            )
+        };
+        (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && low >= 0 && high >= 0)
+            .then_some((low, high))
+    }
+}
+
+/// Whether a topic whose partition queue is empty has been read to the end
+/// of its partition: the offset after its last message judged (`next`) has
+/// reached the end offset of the last fetch (`marks`, low and high). A
+/// topic with nothing judged yet is caught up only if its partition holds
+/// nothing. Offsets past the last message (transaction markers, a
+/// read-committed consumer behind an open transaction) leave it to the
+/// end-of-partition event.
+pub fn caught_up(next: Option<i64>, marks: Option<(i64, i64)>) -> bool {
+    match (next, marks) {
+        (Some(next), Some((_, high))) => next >= high,
+        (None, Some((low, high))) => low == high,
+        (_, None) => false,
     }
 }
 
@@ -331,7 +400,7 @@ fn round<C: ConsumerContext + 'static>(
     rejects: &mut RateLimit,
     errors: &mut RateLimit,
 ) -> (Judged, bool) {
-    let Slot { stream, queues, parked, routed, routing, wait_until, recorder, .. } = slot;
+    let Slot { stream, queues, ends, parked, routed, routing, wait_until, recorder, .. } = slot;
     *wait_until = None;
     // Every event also goes to the stream's own live statistics.
     let mut both = (obs, recorder);
@@ -397,7 +466,8 @@ fn round<C: ConsumerContext + 'static>(
                         // The wait for this topic starts now, not when
                         // the round did: renew the round's clock.
                         now = Instant::now();
-                        stream.empty(t, false, now);
+                        let eof = caught_up(stream.next_offset(t), ends.watermarks(t));
+                        stream.empty(t, eof, now);
                         break;
                     }
                 }

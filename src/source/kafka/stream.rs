@@ -297,7 +297,12 @@ impl Stream {
         }
     }
 
-    /// Topic `t` had nothing to fetch (`eof`: it reported the end of its
+    /// The offset after topic `t`'s last message judged, if any.
+    pub fn next_offset(&self, t: usize) -> Option<i64> {
+        self.topics[t].next_offset
+    }
+
+    /// Topic `t` had nothing to fetch (`eof`: it is at the end of its
     /// partition) at `now`.
     pub fn empty(&mut self, t: usize, eof: bool, now: Instant) {
         let c = &mut self.topics[t];

@@ -95,7 +95,8 @@ fn a_judging_thread_judges_routed_then_queued_messages_and_hands_the_stream_back
     while fetched.elapsed() < Duration::from_millis(1500) {
         let _ = consumer.poll(Duration::from_millis(50));
     }
-    let slot = Slot::new(stream, vec![queue], wake, Vec::new(), recorder);
+    let slot =
+        Slot::new(stream, vec![queue], Ends::new(consumer.clone(), &["t".to_string()], 0), wake, Vec::new(), recorder);
     assert!(handle.send(Control::Add(Box::new(slot))));
     let waited = Instant::now();
     while waited.elapsed() < Duration::from_millis(500) {
@@ -149,4 +150,18 @@ fn a_judging_thread_judges_routed_then_queued_messages_and_hands_the_stream_back
     assert!(released[0].delta.is_empty(), "nothing judged since the snapshot");
     assert_eq!(released[0].stream.open_joins(), 0);
     handle.stop();
+}
+
+#[test]
+fn a_topic_read_to_its_last_fetched_end_offset_is_caught_up() {
+    // Read up to the end offset of the last fetch: nothing to wait for.
+    assert!(caught_up(Some(120), Some((0, 120))));
+    // Records fetched or still to fetch past what was judged.
+    assert!(!caught_up(Some(119), Some((0, 120))));
+    // Nothing judged: caught up only if the partition holds nothing.
+    assert!(caught_up(None, Some((40, 40))));
+    assert!(!caught_up(None, Some((0, 40))));
+    // Not fetched yet (librdkafka knows no end offset).
+    assert!(!caught_up(Some(5), None));
+    assert!(!caught_up(None, None));
 }

@@ -295,10 +295,42 @@ impl Pipeline {
         obs: &mut impl Observer,
     ) -> MessageOutcome {
         let mut out = MessageOutcome::default();
-        out.ignored = self.for_each_record(format, raw, obs, |p, item, v, raw, obs| match v {
+        out.ignored = self.for_each_record(format, raw, obs, |p, item, v, raw, obs| {
+            p.take_record(v, Position { item, ..at }, raw, reference_ms, obs, &mut out)
+        });
+        out
+    }
+
+    /// [`Pipeline::ingest_message`] for an accord record already validated
+    /// (`v`, of `raw`): the merge of several topics decodes each head once
+    /// for its event time, and the judge takes that decode.
+    pub fn ingest_validated(
+        &mut self,
+        v: Result<Valid<'_>, Reject>,
+        raw: &[u8],
+        at: Position,
+        reference_ms: i64,
+        obs: &mut impl Observer,
+    ) -> MessageOutcome {
+        let mut out = MessageOutcome::default();
+        self.take_record(v, at, Some(raw), reference_ms, obs, &mut out);
+        out
+    }
+
+    /// Joins one record of a message (or counts its reject) into `out`.
+    fn take_record(
+        &mut self,
+        v: Result<Valid<'_>, Reject>,
+        at: Position,
+        raw: Option<&[u8]>,
+        reference_ms: i64,
+        obs: &mut impl Observer,
+        out: &mut MessageOutcome,
+    ) {
+        match v {
             Ok(v) => {
-                let ts = p.event_time(&v, reference_ms, obs).unwrap_or(reference_ms);
-                p.join_record(&v, ts, Position { item, ..at }, raw, obs);
+                let ts = self.event_time(&v, reference_ms, obs).unwrap_or(reference_ms);
+                self.join_record(&v, ts, at, raw, obs);
                 out.records += 1;
             }
             Err(r) => {
@@ -306,8 +338,7 @@ impl Pipeline {
                 out.rejected += 1;
                 out.first_reject.get_or_insert(r);
             }
-        });
-        out
+        }
     }
 
     /// Validates and joins one record of a live stream: a missing (or

@@ -357,67 +357,6 @@ pub fn decode(bytes: &[u8]) -> Result<Record<'_>, Reject> {
     validate(raw)
 }
 
-/// What [`peek_ts`] found of a record's `ts`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PeekTs {
-    /// No `ts` (or `null`): the record takes its message's time.
-    Absent,
-    /// The `ts`, epoch milliseconds.
-    Ms(i64),
-    /// Not found out without decoding the record (escapes, nesting, a
-    /// malformed or invalid `ts`): [`decode`] decides.
-    Unknown,
-}
-
-/// A record's `ts` without decoding the rest, as the merge of several
-/// topics needs it for every record it orders (`source::kafka::stream`).
-/// Where the record decodes, an answer other than `Unknown` is its `ts_ms`
-/// (checked by property tests); of a record that does not decode it may
-/// still answer, so it serves only what needs no more than the time.
-///
-/// Without a backslash every `"` delimits a string, and a string followed
-/// by `:` is a key; without `{` or `[` past the opening brace the object is
-/// flat, so such a key is a field of the record. The last `"ts"` key wins,
-/// as in [`decode`]. A few SIMD searches over the bytes instead of a scan of
-/// every field: the merge peeks at every record the judge then decodes.
-pub fn peek_ts(b: &[u8]) -> PeekTs {
-    static TS_KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"ts\""));
-    let ws = |b: &[u8], mut i: usize| {
-        while let Some(b' ' | b'\n' | b'\t' | b'\r') = b.get(i) {
-            i += 1;
-        }
-        i
-    };
-    let open = ws(b, 0);
-    if b.len() > MAX_RECORD_BYTES
-        || b.get(open) != Some(&b'{')
-        || memchr::memchr3(b'\\', b'{', b'[', &b[open + 1..]).is_some()
-    {
-        return PeekTs::Unknown;
-    }
-    let Some(at) = TS_KEY.find_iter(b).map(|i| ws(b, i + 4)).filter(|&j| b.get(j) == Some(&b':')).last() else {
-        return PeekTs::Absent;
-    };
-    let v = ws(b, at + 1);
-    match b.get(v) {
-        Some(b'"') => {
-            let Some(len) = memchr::memchr(b'"', &b[v + 1..]) else { return PeekTs::Unknown };
-            match std::str::from_utf8(&b[v + 1..v + 1 + len]).ok().and_then(parse_rfc3339_ms) {
-                Some(ms) => PeekTs::Ms(ms),
-                None => PeekTs::Unknown,
-            }
-        }
-        Some(b'n') if b[v..].starts_with(b"null") => PeekTs::Absent,
-        // A non-negative integer as the fast path reads it.
-        Some(b'0'..=b'9') => match fast::plain_integer(b, v) {
-            Some((ms, _)) => PeekTs::Ms(ms as i64),
-            None => PeekTs::Unknown,
-        },
-        _ => PeekTs::Unknown,
-    }
-}
-
 /// The hot path of [`decode`]: a flat JSON object whose values are
 /// strings without escapes, `true`/`false`/`null` or non-negative
 /// integers — every record a producer normally sends — scanned in one

@@ -128,12 +128,10 @@ proptest! {
         prop_assert_eq!((m != 0).then(|| m.trailing_zeros() as usize / 8), naive);
     }
 
-    /// Where the fast path answers, serde_json answers the same; where a
-    /// record decodes, the peek's `ts` is the record's.
+    /// Where the fast path answers, serde_json answers the same.
     #[test]
     fn fast_path_agrees_with_serde(s in JSONISH) {
         fast_agrees(s.as_bytes());
-        peek_agrees(s.as_bytes());
     }
 
     #[test]
@@ -148,18 +146,6 @@ proptest! {
             b[i] = byte;
         }
         fast_agrees(&b);
-        peek_agrees(&b);
-    }
-
-    /// Where a record decodes, the peek's `ts` is the record's.
-    #[test]
-    fn peek_ts_agrees_with_decode_on_timestamps(
-        ts in prop_oneof![rfc3339ish().prop_map(|s| format!("{s:?}")), "null|[0-9]{1,20}|-1|1\\.5|true"],
-        before in prop_oneof![Just(""), Just(r#""ts":"2026-01-01T00:00:00Z","#), Just(r#""ts":1,"#), Just(r#""x":{"ts":1},"#)],
-        after in prop_oneof![Just(""), Just(r#","ts":7"#), Just(r#","ts":null"#), Just(r#","note":"\"ts\":5""#)],
-    ) {
-        let text = format!(r#"{{"request_id":"r",{before}"layer":"api","feature":"f","ts":{ts}{after}}}"#);
-        peek_agrees(text.as_bytes());
     }
 
     /// Where the RFC 3339 fast path answers, chrono answers the same.
@@ -266,39 +252,4 @@ fn rfc3339_fast_edges() {
     {
         assert_eq!(rfc3339_fast(s.as_bytes()), None, "{s}");
     }
-}
-
-fn peek_agrees(b: &[u8]) {
-    if let Ok(r) = decode(b) {
-        let expected = match r.ts_ms {
-            Some(ms) => PeekTs::Ms(ms),
-            None => PeekTs::Absent,
-        };
-        let peek = peek_ts(b);
-        assert!(peek == PeekTs::Unknown || peek == expected, "{peek:?} for {:?}", String::from_utf8_lossy(b));
-    }
-}
-
-#[test]
-fn peek_ts_reads_the_records_producers_send() {
-    let rec = |ts: &str| {
-        format!(
-            r#"{{"request_id":"r-1","layer":"api","feature":"f","ts":{ts},"flag_state":true,"job_payload_version":2}}"#
-        )
-    };
-    assert_eq!(peek_ts(rec(r#""2026-03-01T10:00:00.250Z""#).as_bytes()), PeekTs::Ms(1_772_359_200_250));
-    assert_eq!(peek_ts(rec("1772359200250").as_bytes()), PeekTs::Ms(1_772_359_200_250));
-    assert_eq!(peek_ts(rec("null").as_bytes()), PeekTs::Absent);
-    assert_eq!(peek_ts(br#"{"request_id":"r-1","layer":"api","feature":"f"}"#), PeekTs::Absent);
-    // The last `ts` wins, as in decode, also when escaped.
-    assert_eq!(peek_ts(br#"{"ts":5,"request_id":"r","ts":7}"#), PeekTs::Ms(7));
-    assert_eq!(peek_ts(br#"{"ts":5,"request_id":"r","t\u0073":7}"#), PeekTs::Unknown);
-    assert_eq!(peek_ts(br#"{"ts":5,"request_id":"r\n"}"#), PeekTs::Unknown);
-    assert_eq!(peek_ts(br#"{"ts":5,"feature":"ts"}"#), PeekTs::Ms(5));
-    // What only decode can tell.
-    assert_eq!(peek_ts(br#"{"t\u0073":5}"#), PeekTs::Unknown);
-    assert_eq!(peek_ts(br#"{"x":{"ts":1},"ts":2}"#), PeekTs::Unknown);
-    assert_eq!(peek_ts(br#"{"ts":"yesterday"}"#), PeekTs::Unknown);
-    assert_eq!(peek_ts(br#"{"ts":-5}"#), PeekTs::Unknown);
-    assert_eq!(peek_ts(b"[1]"), PeekTs::Unknown);
 }

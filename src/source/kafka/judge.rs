@@ -20,15 +20,17 @@ use prometheus::Gauge;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::OwnedMessage;
+use rdkafka::message::{BorrowedMessage, Message, OwnedMessage};
 use tracing::warn;
 
 use super::handover::StreamState;
 use super::merge::{choose, first_smallest, Choice, TopicView};
 use super::stream::{Judged, Msg, Stream};
 use super::SourceStatus;
+use crate::decode::Reject;
 use crate::join::Observer;
 use crate::live::{Delta, Recorder};
+use crate::pipeline::Valid;
 use crate::ratelimit::{RateLimit, Verdict};
 
 /// Messages handled per stream before the thread looks at its other
@@ -363,23 +365,73 @@ fn run<C: ConsumerContext + 'static>(rx: Receiver<Control<C>>, ctx: Context, obs
     }
 }
 
-/// A fetched message at the head of a topic, borrowed from librdkafka or
-/// kept from an earlier round.
+/// A fetched message at the head of a topic, borrowed from librdkafka (with
+/// its accord record decoded for the merge) or kept from an earlier round.
 enum Head<'q> {
-    Fetched(rdkafka::message::BorrowedMessage<'q>),
+    Fetched(Fetched<'q>),
     Kept(OwnedMessage),
 }
 
+/// A message borrowed from librdkafka and the decode of its accord record
+/// that gave its merge key, which the judge then takes instead of decoding
+/// the record again.
+struct Fetched<'q> {
+    // Declared before `msg`, so dropped before it: it borrows `msg`'s
+    // payload.
+    decoded: Option<Result<Valid<'q>, Reject>>,
+    msg: BorrowedMessage<'q>,
+}
+
+impl<'q> Fetched<'q> {
+    /// Decodes `msg` for its merge key in `stream` (topic `t`).
+    fn new(msg: BorrowedMessage<'q>, stream: &mut Stream, t: usize) -> (i64, Self) {
+        let payload = msg.payload().unwrap_or(&[]);
+        // SAFETY: the payload is librdkafka's buffer, owned by the message
+        // `msg` points to and freed only when `msg` is dropped; moving `msg`
+        // does not move it. The decode borrowing it stays beside `msg` and
+        // leaves only by `Head::judge`, which hands it to the judge while
+        // `msg` is alive, or is dropped first (field order, `Head::detach`).
+        // The pipeline keeps nothing borrowed (it has no lifetime).
+        let payload: &'q [u8] = unsafe { std::slice::from_raw_parts(payload.as_ptr(), payload.len()) };
+        let m = Msg { offset: msg.offset(), timestamp_ms: msg.timestamp().to_millis(), payload };
+        let (key, decoded) = stream.merge_key(t, &m);
+        (key, Fetched { decoded, msg })
+    }
+}
+
 impl Head<'_> {
-    fn msg(&self) -> Msg<'_> {
+    fn offset(&self) -> i64 {
         match self {
-            Head::Fetched(m) => Msg::of(m),
-            Head::Kept(m) => Msg::of(m),
+            Head::Fetched(f) => f.msg.offset(),
+            Head::Kept(m) => m.offset(),
         }
     }
+
+    /// Judges the message as topic `t`'s of `stream`.
+    fn judge(
+        self,
+        t: usize,
+        stream: &mut Stream,
+        obs: &mut impl Observer,
+        rejects: &mut RateLimit,
+        now: Instant,
+    ) -> Judged {
+        match self {
+            Head::Fetched(Fetched { decoded, msg }) => {
+                stream.judge_decoded(t, Msg::of(&msg), decoded, obs, rejects, now)
+            }
+            Head::Kept(m) => stream.judge(t, Msg::of(&m), obs, rejects, now),
+        }
+    }
+
+    /// Kept for the next round: a borrowed message is copied, and its
+    /// decode dropped (the next round decodes the copy).
     fn detach(self) -> OwnedMessage {
         match self {
-            Head::Fetched(m) => m.detach(),
+            Head::Fetched(Fetched { decoded, msg }) => {
+                drop(decoded);
+                msg.detach()
+            }
             Head::Kept(m) => m,
         }
     }
@@ -458,8 +510,8 @@ fn round<C: ConsumerContext + 'static>(
             while h.is_none() {
                 match queues[t].poll(Duration::ZERO) {
                     Some(Ok(m)) => {
-                        let key = stream.merge_key(t, &Msg::of(&m));
-                        *h = Some((key, Head::Fetched(m)));
+                        let (key, fetched) = Fetched::new(m, stream, t);
+                        *h = Some((key, Head::Fetched(fetched)));
                     }
                     Some(Err(e)) => fetch_error(stream, t, e, errors),
                     None => {
@@ -504,7 +556,7 @@ fn round<C: ConsumerContext + 'static>(
                     stream.note_overdue(u);
                 }
                 if let Some((_, m)) = heads[topic].take() {
-                    add(stream.judge(topic, m.msg(), obs, rejects, now));
+                    add(m.judge(topic, stream, obs, rejects, now));
                 }
                 n += 1;
             }
@@ -524,9 +576,8 @@ fn round<C: ConsumerContext + 'static>(
 /// The merge's view of every topic of `stream`, with its fetched head.
 fn views_of(stream: &Stream, heads: &[Option<(i64, Head<'_>)>], views: &mut Vec<TopicView>) {
     views.clear();
-    views.extend(
-        heads.iter().enumerate().map(|(t, h)| stream.topic_view(t, h.as_ref().map(|(k, m)| (*k, m.msg().offset)))),
-    );
+    views
+        .extend(heads.iter().enumerate().map(|(t, h)| stream.topic_view(t, h.as_ref().map(|(k, m)| (*k, m.offset())))));
 }
 
 fn fetch_error(stream: &mut Stream, t: usize, e: KafkaError, errors: &mut RateLimit) {

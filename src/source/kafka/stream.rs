@@ -13,9 +13,9 @@ use tracing::{info, warn};
 
 use super::handover::{StreamState, TopicMark};
 use super::merge::TopicView;
-use crate::decode::{peek_ts, InputFormat, PeekTs};
+use crate::decode::{InputFormat, Reject};
 use crate::join::{Observer, Position};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{MessageOutcome, Pipeline, Valid};
 use crate::ratelimit::{RateLimit, Verdict};
 
 /// The part of a Kafka message the stream reads.
@@ -265,21 +265,20 @@ impl Stream {
     /// a reject, as soon as it is at the head of its topic), as rejects take
     /// none in `replay --merge`, so it holds back nothing behind it.
     ///
-    /// An accord record's `ts` is peeked at, not decoded: the judge decodes
-    /// it anyway, and a second full decode per record was most of what the
-    /// merge cost (docs/performance.md). Where the peek cannot tell, or for
-    /// an OpenTelemetry message, the message is decoded. A record the peek
-    /// reads but the catalog rejects (unknown layer or feature) takes its
-    /// turn at its `ts`, where a stream in event-time order has it anyway.
-    pub fn merge_key(&mut self, t: usize, m: &Msg<'_>) -> i64 {
+    /// An accord record is decoded here once, and the decode is returned
+    /// for [`Stream::judge_decoded`]: before, the merge read each record's
+    /// `ts` on its own and the judge decoded the record again, which was
+    /// most of what the merge cost (docs/performance.md).
+    pub fn merge_key<'a>(&mut self, t: usize, m: &Msg<'a>) -> (i64, Option<Result<Valid<'a>, Reject>>) {
         let reference = m.timestamp_ms.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
         let format = self.topics[t].format;
         if format == InputFormat::Accord {
-            match peek_ts(m.payload) {
-                PeekTs::Ms(ts) if self.pipeline.within_skew(ts, reference) => return ts,
-                PeekTs::Ms(_) | PeekTs::Absent => return reference,
-                PeekTs::Unknown => {}
-            }
+            let v = self.pipeline.validate(m.payload);
+            let key = match &v {
+                Ok(v) => self.pipeline.event_time(v, reference, &mut NoObserver).unwrap_or(reference),
+                Err(_) => i64::MIN,
+            };
+            return (key, Some(v));
         }
         let (mut key, mut valid) = (None, false);
         self.pipeline.for_each_record(format, m.payload, &mut NoObserver, |p, _, v, _, obs| {
@@ -290,11 +289,12 @@ impl Stream {
                 }
             }
         });
-        match (key, valid) {
+        let key = match (key, valid) {
             (Some(ts), _) => ts,
             (None, true) => reference,
             (None, false) => i64::MIN,
-        }
+        };
+        (key, None)
     }
 
     /// The offset after topic `t`'s last message judged, if any.
@@ -321,6 +321,20 @@ impl Stream {
         rejects: &mut RateLimit,
         now: Instant,
     ) -> Judged {
+        self.judge_decoded(t, m, None, obs, rejects, now)
+    }
+
+    /// [`Stream::judge`] of a message whose accord record [`Stream::merge_key`]
+    /// has decoded (`decoded`; `None`: decode it here).
+    pub fn judge_decoded(
+        &mut self,
+        t: usize,
+        m: Msg<'_>,
+        decoded: Option<Result<Valid<'_>, Reject>>,
+        obs: &mut impl Observer,
+        rejects: &mut RateLimit,
+        now: Instant,
+    ) -> Judged {
         let c = &mut self.topics[t];
         if c.next_offset.is_some_and(|n| m.offset < n) {
             return Judged::default(); // re-delivered after a seek; judged already
@@ -337,15 +351,16 @@ impl Stream {
         let reference = m.timestamp_ms.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
         let at = Position::new(t as u8, m.offset.max(0) as u64);
         let format = self.topics[t].format;
+        let p = &mut self.pipeline;
         if suppressed {
             // Judged by the previous owner: rebuild state, report nothing.
-            let _ = self.pipeline.ingest_message(format, m.payload, at, reference, &mut Quiet(obs));
+            let _ = ingest(p, format, m, decoded, at, reference, &mut Quiet(obs));
             self.finish_replay_if_done(obs);
             return Judged { live: 0, suppressed: 1 };
         }
         // A live record: whatever had to be re-read is done.
         self.finish_replay(obs);
-        if let Some(reason) = self.pipeline.ingest_message(format, m.payload, at, reference, obs).first_reject {
+        if let Some(reason) = ingest(&mut self.pipeline, format, m, decoded, at, reference, obs).first_reject {
             if let Verdict::Log { suppressed } = rejects.check(now) {
                 let topic = &self.topics[t].name;
                 warn!(topic, partition = self.partition, offset = m.offset, %reason, suppressed, "record rejected and skipped (more are counted, not logged)");
@@ -411,6 +426,22 @@ impl Stream {
     }
 }
 
+/// A message into the pipeline: its own decode, or the one the merge made.
+fn ingest(
+    p: &mut Pipeline,
+    format: InputFormat,
+    m: Msg<'_>,
+    decoded: Option<Result<Valid<'_>, Reject>>,
+    at: Position,
+    reference: i64,
+    obs: &mut impl Observer,
+) -> MessageOutcome {
+    match decoded {
+        Some(v) => p.ingest_validated(v, m.payload, at, reference, obs),
+        None => p.ingest_message(format, m.payload, at, reference, obs),
+    }
+}
+
 struct NoObserver;
 
 impl Observer for NoObserver {}
@@ -443,8 +474,9 @@ mod tests {
     #[test]
     fn merge_keys_by_own_time_message_time_or_no_turn() {
         let mut s = stream(&["a"]);
-        let key = |s: &mut Stream, payload: &[u8]| s.merge_key(0, &Msg { offset: 0, timestamp_ms: Some(T0), payload });
-        // Its own `ts`, peeked at or decoded (an escape needs the decoder).
+        let key =
+            |s: &mut Stream, payload: &[u8]| s.merge_key(0, &Msg { offset: 0, timestamp_ms: Some(T0), payload }).0;
+        // Its own `ts`, also escaped.
         assert_eq!(key(&mut s, &rec(1, "api", T0 - 5)), T0 - 5);
         let escaped = format!(r#"{{"request_id":"r\u0031","layer":"api","feature":"checkout_v2","ts":{}}}"#, T0 - 7);
         assert_eq!(key(&mut s, escaped.as_bytes()), T0 - 7);
@@ -453,9 +485,30 @@ mod tests {
         assert_eq!(key(&mut s, &rec(1, "api", T0 + 86_400_000)), T0);
         // Nothing valid: no turn.
         assert_eq!(key(&mut s, b"not json"), i64::MIN);
-        assert_eq!(key(&mut s, br#"{"request_id":"r\u0031","layer":"nope","feature":"checkout_v2","ts":5}"#), i64::MIN);
-        // A record the peek reads but the catalog rejects: its own `ts`.
-        assert_eq!(key(&mut s, br#"{"request_id":"r1","layer":"nope","feature":"checkout_v2","ts":5}"#), 5);
+        assert_eq!(key(&mut s, br#"{"request_id":"r1","layer":"nope","feature":"checkout_v2","ts":5}"#), i64::MIN);
+    }
+
+    #[test]
+    fn a_record_decoded_for_its_merge_key_is_judged_as_decoded_anew() {
+        // The judge takes the merge's decode: the same counters as a stream
+        // that decodes each record when judging it.
+        let msgs = requests(40, &["frontend", "api", "worker"], |_| 0);
+        let (mut fresh, mut taken) = (stream(&["a"]), stream(&["a"]));
+        let f = features();
+        let (mut a, mut b) = (Summary::new(f.clone()), Summary::new(f.clone()));
+        let mut r = RateLimit::every(Duration::from_secs(1));
+        for (t, offset, ts, payload) in &msgs {
+            let m = Msg { offset: *offset, timestamp_ms: Some(*ts), payload };
+            fresh.judge(*t, m, &mut a, &mut r, Instant::now());
+            let (_, decoded) = taken.merge_key(*t, &m);
+            assert!(decoded.is_some(), "an accord record is decoded for its key");
+            taken.judge_decoded(*t, m, decoded, &mut b, &mut r, Instant::now());
+        }
+        fresh.pipeline.engine_mut().flush(&mut a);
+        taken.pipeline.engine_mut().flush(&mut b);
+        let (a, b) = (report(&f, a), report(&f, b));
+        assert!(a.requests > 0);
+        assert_eq!(a, b);
     }
 
     /// Judges `msgs` (topic, offset, message timestamp, record) in order.

@@ -46,6 +46,11 @@ pub struct Args {
     /// the best of each is reported.
     #[arg(long, default_value_t = 1)]
     pub kafka_repeat: usize,
+    /// (t): partitions of each of the two topics (default: as many as the
+    /// one topic has). Half of them keeps the number of partition logs the
+    /// broker and librdkafka serve the same as for the one topic.
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+    pub topic_partitions: Option<i32>,
     /// (i): partition counts at which an instance's memory is measured.
     #[arg(long, value_delimiter = ',', default_value = "4,200", value_parser = clap::value_parser!(i32).range(1..))]
     pub instance_partitions: Vec<i32>,

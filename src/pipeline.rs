@@ -296,29 +296,16 @@ impl Pipeline {
     ) -> MessageOutcome {
         let mut out = MessageOutcome::default();
         out.ignored = self.for_each_record(format, raw, obs, |p, item, v, raw, obs| {
-            p.take_record(v, Position { item, ..at }, raw, reference_ms, obs, &mut out)
+            p.ingest_validated(v, Position { item, ..at }, raw, reference_ms, obs, &mut out)
         });
         out
     }
 
-    /// [`Pipeline::ingest_message`] for an accord record already validated
-    /// (`v`, of `raw`): the merge of several topics decodes each head once
-    /// for its event time, and the judge takes that decode.
+    /// Joins one record of a message (or counts its reject) into `out`:
+    /// for each record of [`Pipeline::ingest_message`], and for an accord
+    /// record validated beforehand (the merge of several topics decodes
+    /// each head once for its event time, and the judge takes that decode).
     pub fn ingest_validated(
-        &mut self,
-        v: Result<Valid<'_>, Reject>,
-        raw: &[u8],
-        at: Position,
-        reference_ms: i64,
-        obs: &mut impl Observer,
-    ) -> MessageOutcome {
-        let mut out = MessageOutcome::default();
-        self.take_record(v, at, Some(raw), reference_ms, obs, &mut out);
-        out
-    }
-
-    /// Joins one record of a message (or counts its reject) into `out`.
-    fn take_record(
         &mut self,
         v: Result<Valid<'_>, Reject>,
         at: Position,

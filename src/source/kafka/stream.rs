@@ -351,10 +351,9 @@ impl Stream {
         let reference = m.timestamp_ms.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
         let at = Position::new(t as u8, m.offset.max(0) as u64);
         let format = self.topics[t].format;
-        let p = &mut self.pipeline;
         if suppressed {
             // Judged by the previous owner: rebuild state, report nothing.
-            let _ = ingest(p, format, m, decoded, at, reference, &mut Quiet(obs));
+            let _ = ingest(&mut self.pipeline, format, m, decoded, at, reference, &mut Quiet(obs));
             self.finish_replay_if_done(obs);
             return Judged { live: 0, suppressed: 1 };
         }
@@ -437,7 +436,11 @@ fn ingest(
     obs: &mut impl Observer,
 ) -> MessageOutcome {
     match decoded {
-        Some(v) => p.ingest_validated(v, m.payload, at, reference, obs),
+        Some(v) => {
+            let mut out = MessageOutcome::default();
+            p.ingest_validated(v, at, Some(m.payload), reference, obs, &mut out);
+            out
+        }
         None => p.ingest_message(format, m.payload, at, reference, obs),
     }
 }

@@ -7,8 +7,9 @@
 //! for at most `max_topic_idle` — like Kafka Streams' `max.task.idle.ms` —
 //! unless it is at the end of its partition (caught up: there is nothing to
 //! wait for; known from the end offset of its last fetch, see
-//! `judge::Ends`, or from librdkafka's end-of-partition event). When the wait runs out the stream goes on without it, and the
-//! topic is reported as overdue (counted in
+//! `judge::Ends`, or from librdkafka's end-of-partition event). When the
+//! wait runs out the stream goes on without it, and the topic is reported
+//! as overdue (counted in
 //! `accord_stream_topic_waits_expired_total`); its records, when they come,
 //! are judged in arrival order and may be late if the others moved the
 //! watermark past them.

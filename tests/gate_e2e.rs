@@ -37,6 +37,25 @@ async fn http(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     (code, body)
 }
 
+/// What a gate answer was decided over: the view's newest share, which
+/// streams it lacks or holds stale, and the counts judged in the window.
+/// The shares of one publication round carry one timestamp but may be
+/// applied a few at a time, so `updated_at` alone does not tell two views
+/// apart.
+fn evidence(g: &Value) -> [Value; 8] {
+    let v = &g["view"];
+    [
+        v["updated_at"].clone(),
+        v["missing_streams"].clone(),
+        v["stale_streams"].clone(),
+        g["requests"].clone(),
+        g["exposed_requests"].clone(),
+        g["exposed_agreement"].clone(),
+        g["incomplete_ratio"].clone(),
+        g["old_path_agreement"].clone(),
+    ]
+}
+
 /// The gate and its webhook, asked one after the other. The view moves in
 /// steps (a share per commit interval), so a step may fall between the two
 /// requests: they must agree when asked over the same view.
@@ -49,7 +68,7 @@ async fn gate(addr: std::net::SocketAddr) -> (Value, u16) {
         let g: Value = serde_json::from_str(&body).unwrap();
         let (hook, body) = http(addr, &format!("/api/v1/gates/checkout_v2/webhook?{q}")).await;
         let h: Value = serde_json::from_str(&body).unwrap();
-        if h["view"]["updated_at"] == g["view"]["updated_at"] {
+        if evidence(&h) == evidence(&g) {
             assert_eq!(h["decision"], g["decision"], "the same view, the same decision");
             return (g, hook);
         }

@@ -17,6 +17,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use crate::catalog::MAX_KEY_BYTES;
 
 pub mod otlp;
+pub(crate) mod quotes;
 
 pub(crate) use fast::checked_string;
 

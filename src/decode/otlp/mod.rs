@@ -489,6 +489,9 @@ struct Bufs {
     /// Always empty between messages (its values borrowed the last one).
     vals: Vec<AnyVal<'static>>,
     hex: String,
+    /// The quote bitmap of the JSON message being read
+    /// (`decode::quotes`).
+    quotes: Vec<u64>,
 }
 
 /// An empty vector of values with another lifetime, keeping its

@@ -20,11 +20,14 @@ use super::{At, NO_SPAN};
 /// limit is 128; staying well below it keeps "too deep" serde's call).
 const MAX_DEPTH: u32 = 64;
 
-struct Lex<'a> {
-    /// The message, not checked as UTF-8 beforehand: the strings are
-    /// checked as they are read, and the grammar allows only ASCII outside
-    /// them, so a message the fast path accepts is valid UTF-8.
+struct Lex<'a, 'q> {
+    /// The message. If it is plain (`decode::quotes`: no escape, no
+    /// control character, valid UTF-8), `quotes` holds its quote bitmap
+    /// and a string ends at the next quote. Otherwise each string is
+    /// checked as it is read; the grammar allows only ASCII outside them,
+    /// so a message the fast path accepts is valid UTF-8 either way.
     b: &'a [u8],
+    quotes: Option<&'q [u64]>,
     i: usize,
     depth: u32,
 }
@@ -32,7 +35,22 @@ struct Lex<'a> {
 /// Parses one message into `b`; `None`: let the serde path decide (`b`
 /// then holds a partial result and must be reset).
 pub(super) fn parse<'a>(bytes: &'a [u8], b: &mut Builder<'a>) -> Option<()> {
-    let mut l = Lex { b: bytes, i: 0, depth: 0 };
+    let mut quotes = std::mem::take(&mut b.bufs.quotes);
+    let plain = crate::decode::quotes::plain_quotes(bytes, &mut quotes);
+    let l = Lex { b: bytes, quotes: plain.then_some(&quotes[..]), i: 0, depth: 0 };
+    let parsed = request(l, b);
+    // Kept for the next message unless a rare large one grew it: a stream
+    // should not hold half a megabyte for one 4 MiB request.
+    if quotes.capacity() <= KEEP_QUOTE_WORDS {
+        b.bufs.quotes = quotes;
+    }
+    parsed
+}
+
+/// The quote bitmap kept between messages: that of a 256 KiB message.
+const KEEP_QUOTE_WORDS: usize = 4096;
+
+fn request<'a>(mut l: Lex<'a, '_>, b: &mut Builder<'a>) -> Option<()> {
     l.object(|l, k| {
         let signal = match k {
             "resourceLogs" | "resource_logs" => Signal::Logs,
@@ -52,11 +70,11 @@ pub(super) fn parse<'a>(bytes: &'a [u8], b: &mut Builder<'a>) -> Option<()> {
     (l.i == l.b.len() && b.signal.is_some()).then_some(())
 }
 
-type Scope<'a> = fn(&mut Lex<'a>, &mut Builder<'a>, At) -> Option<()>;
+type Scope<'a> = fn(&mut Lex<'a, '_>, &mut Builder<'a>, At) -> Option<()>;
 
 /// A `ResourceLogs` or `ResourceSpans`: its resource's attributes and its
 /// scope groups (`scopes` / `snake`: the field's two names).
-fn resource<'a>(l: &mut Lex<'a>, b: &mut Builder<'a>, scopes: &str, snake: &str, scope: Scope<'a>) -> Option<()> {
+fn resource<'a>(l: &mut Lex<'a, '_>, b: &mut Builder<'a>, scopes: &str, snake: &str, scope: Scope<'a>) -> Option<()> {
     let r = b.new_ctx();
     let at = At { resource: r, span: NO_SPAN };
     l.object(|l, k| match k {
@@ -69,21 +87,21 @@ fn resource<'a>(l: &mut Lex<'a>, b: &mut Builder<'a>, scopes: &str, snake: &str,
     })
 }
 
-fn scope_logs<'a>(l: &mut Lex<'a>, b: &mut Builder<'a>, at: At) -> Option<()> {
+fn scope_logs<'a>(l: &mut Lex<'a, '_>, b: &mut Builder<'a>, at: At) -> Option<()> {
     l.object(|l, k| match k {
         "logRecords" | "log_records" => l.list(|l| log_record(l, b, at)),
         _ => l.skip(),
     })
 }
 
-fn scope_spans<'a>(l: &mut Lex<'a>, b: &mut Builder<'a>, at: At) -> Option<()> {
+fn scope_spans<'a>(l: &mut Lex<'a, '_>, b: &mut Builder<'a>, at: At) -> Option<()> {
     l.object(|l, k| match k {
         "spans" => l.list(|l| span(l, b, at)),
         _ => l.skip(),
     })
 }
 
-fn log_record<'a>(l: &mut Lex<'a>, b: &mut Builder<'a>, at: At) -> Option<()> {
+fn log_record<'a>(l: &mut Lex<'a, '_>, b: &mut Builder<'a>, at: At) -> Option<()> {
     let i = b.start_item(at.resource, None);
     let mut event_name: Option<&'a str> = None;
     l.object(|l, k| {
@@ -108,7 +126,7 @@ fn log_record<'a>(l: &mut Lex<'a>, b: &mut Builder<'a>, at: At) -> Option<()> {
     Some(())
 }
 
-fn span<'a>(l: &mut Lex<'a>, b: &mut Builder<'a>, at: At) -> Option<()> {
+fn span<'a>(l: &mut Lex<'a, '_>, b: &mut Builder<'a>, at: At) -> Option<()> {
     let s = b.new_ctx();
     let at = At { resource: at.resource, span: s };
     l.object(|l, k| match k {
@@ -123,7 +141,7 @@ fn span<'a>(l: &mut Lex<'a>, b: &mut Builder<'a>, at: At) -> Option<()> {
     })
 }
 
-fn event<'a>(l: &mut Lex<'a>, b: &mut Builder<'a>, at: At) -> Option<()> {
+fn event<'a>(l: &mut Lex<'a, '_>, b: &mut Builder<'a>, at: At) -> Option<()> {
     let i = b.start_item(at.resource, Some(at.span));
     let mut name: Option<&'a str> = None;
     l.object(|l, k| {
@@ -140,7 +158,7 @@ fn event<'a>(l: &mut Lex<'a>, b: &mut Builder<'a>, at: At) -> Option<()> {
 }
 
 /// A `KeyValue` array (`null`: empty).
-fn attributes<'a>(l: &mut Lex<'a>, b: &mut Builder<'a>, t: Target) -> Option<()> {
+fn attributes<'a>(l: &mut Lex<'a, '_>, b: &mut Builder<'a>, t: Target) -> Option<()> {
     l.list(|l| {
         let (i, depth) = (l.i, l.depth);
         match compact_attribute(l, b) {
@@ -181,7 +199,7 @@ fn attributes<'a>(l: &mut Lex<'a>, b: &mut Builder<'a>, t: Target) -> Option<()>
 /// key, …) or something wrong; the caller rewinds and reads the attribute
 /// member by member, which decides.
 #[inline]
-fn compact_attribute<'a>(l: &mut Lex<'a>, b: &Builder<'a>) -> Option<(u16, Option<AnyVal<'a>>)> {
+fn compact_attribute<'a>(l: &mut Lex<'a, '_>, b: &Builder<'a>) -> Option<(u16, Option<AnyVal<'a>>)> {
     l.literal(b"{\"key\":").then_some(())?;
     l.enter()?;
     let mask = b.map.mask(l.string()?.as_bytes());
@@ -201,7 +219,7 @@ fn compact_attribute<'a>(l: &mut Lex<'a>, b: &Builder<'a>) -> Option<(u16, Optio
 }
 
 /// An `AnyValue` (`Some(None)`: empty or null).
-fn any<'a>(l: &mut Lex<'a>) -> Option<Option<AnyVal<'a>>> {
+fn any<'a>(l: &mut Lex<'a, '_>) -> Option<Option<AnyVal<'a>>> {
     if let Some(s) = l.compact_string_value() {
         return Some(Some(AnyVal::Str(s.into())));
     }
@@ -240,7 +258,7 @@ fn any<'a>(l: &mut Lex<'a>) -> Option<Option<AnyVal<'a>>> {
     Some(v)
 }
 
-impl<'a> Lex<'a> {
+impl<'a> Lex<'a, '_> {
     #[inline]
     fn ws(&mut self) {
         while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.b.get(self.i) {
@@ -263,8 +281,9 @@ impl<'a> Lex<'a> {
 
     /// `lit` (consumed), or anything else (left).
     #[inline]
-    fn literal(&mut self, lit: &[u8]) -> bool {
-        let hit = self.b[self.i..].starts_with(lit);
+    fn literal<const N: usize>(&mut self, lit: &[u8; N]) -> bool {
+        // An array compare of a constant length: a few loads, no call.
+        let hit = self.b.get(self.i..).and_then(<[u8]>::first_chunk::<N>) == Some(lit);
         if hit {
             self.i += lit.len();
         }
@@ -372,7 +391,17 @@ impl<'a> Lex<'a> {
         if self.peek()? != b'"' {
             return None;
         }
-        let (end, s) = crate::decode::checked_string(self.b, self.i + 1)?;
+        let start = self.i + 1;
+        let (end, s) = match self.quotes {
+            Some(quotes) => {
+                let end = crate::decode::quotes::next_quote(quotes, start)?;
+                // SAFETY: the message is plain: valid UTF-8 as a whole,
+                // and `start..end` lies between two ASCII quotes, so on
+                // character boundaries.
+                (end, unsafe { std::str::from_utf8_unchecked(self.b.get(start..end)?) })
+            }
+            None => crate::decode::checked_string(self.b, start)?,
+        };
         self.i = end + 1;
         Some(s)
     }
@@ -400,7 +429,15 @@ impl<'a> Lex<'a> {
     fn u64(&mut self) -> Option<u64> {
         match self.peek()? {
             b'n' if self.null() => Some(0),
-            b'"' => self.string()?.parse().ok(),
+            b'"' => {
+                let s = self.string()?;
+                // Decimal digits (the usual encoding), else as `json.rs`
+                // reads it (`str::parse`, which also takes a `+`).
+                match s.bytes().all(|c| c.is_ascii_digit()) && !s.is_empty() {
+                    true => digits_u64(s.as_bytes()),
+                    false => s.parse().ok(),
+                }
+            }
             _ => {
                 let (negative, digits) = self.integer()?;
                 (!negative).then(|| digits_u64(digits))?

@@ -21,6 +21,10 @@ pub(crate) fn plain_quotes(b: &[u8], out: &mut Vec<u64>) -> bool {
     out.clear();
     out.reserve(b.len().div_ceil(64));
     let (mut special, mut high) = (false, false);
+    // The first lines all at once, so their misses overlap.
+    for k in (0..b.len().min(PREFETCH_AHEAD)).step_by(64) {
+        prefetch(b.as_ptr().wrapping_add(k));
+    }
     let mut chunks = b.chunks_exact(64);
     for c in &mut chunks {
         prefetch(c.as_ptr().wrapping_add(PREFETCH_AHEAD));
@@ -45,7 +49,7 @@ pub(crate) fn plain_quotes(b: &[u8], out: &mut Vec<u64>) -> bool {
 /// How far ahead of the block being read its cache lines are asked for:
 /// a message is usually read for the first time here, from memory, and
 /// the hardware prefetcher needs a few misses of a stream before it helps.
-const PREFETCH_AHEAD: usize = 256;
+const PREFETCH_AHEAD: usize = 512;
 
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]

@@ -6,12 +6,14 @@
 //! (below 0x20; RFC 8259 allows none inside strings, and compact encoders
 //! write none outside them) and is valid UTF-8. Then a string's contents
 //! run from its opening quote to the next quote, and are valid UTF-8 (they
-//! lie between two ASCII bytes of valid UTF-8). Reading a message with
-//! many short strings this way (OTLP/JSON: about forty per evaluation)
-//! replaces a scan per string, whose loop exit mispredicts on every
-//! string, by a bitmap lookup.
+//! lie between two ASCII bytes of valid UTF-8). A message with many short
+//! strings (OTLP/JSON: about forty per evaluation) is then read with a
+//! bitmap lookup per string instead of a scan per string.
 //!
-//! The pass reads sixteen bytes per step with SSE2 (part of every x86-64
+//! The pass is also where the message is first read from memory: it asks
+//! for the message's cache lines ahead of itself, which the string scans,
+//! one short stretch at a time, could not (docs/performance.md, the fifth
+//! pass). It reads sixteen bytes per step with SSE2 (part of every x86-64
 //! target), byte by byte elsewhere.
 
 /// The quote bitmap of `b` (bit `i % 64` of word `i / 64` is set where

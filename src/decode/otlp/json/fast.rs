@@ -433,9 +433,10 @@ impl<'a> Lex<'a, '_> {
                 let s = self.string()?;
                 // Decimal digits (the usual encoding), else as `json.rs`
                 // reads it (`str::parse`, which also takes a `+`).
-                match s.bytes().all(|c| c.is_ascii_digit()) && !s.is_empty() {
-                    true => digits_u64(s.as_bytes()),
-                    false => s.parse().ok(),
+                if !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) {
+                    digits_u64(s.as_bytes())
+                } else {
+                    s.parse().ok()
                 }
             }
             _ => {

@@ -636,6 +636,38 @@ impl<'de> Visitor<'de> for TraceId {
     }
 }
 
+/// Whether `s` is a valid trace id in lowercase hex (32 digits `0-9a-f`,
+/// not all zero): what [`hex_trace_id`] answers `Some((_, true))` for,
+/// without the id's bytes, which such a text never needs (it is already
+/// the request id). Eight bytes at a time: encoders write every trace id
+/// this way, one or two per evaluation.
+#[inline]
+pub(crate) fn lower_hex_id(s: &[u8]) -> bool {
+    /// Bytes of `w` strictly between `lo` and `hi` (both below 0x80): their
+    /// high bit set in the result (Sean Anderson's "Bit Twiddling Hacks",
+    /// "Determine if a word has a byte between m and n"; bytes above 0x7f
+    /// are never between).
+    #[inline(always)]
+    fn between(w: u64, lo: u8, hi: u8) -> u64 {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        let low7 = w & (ONES * 0x7F);
+        (ONES * (127 + u64::from(hi)) - low7) & !w & (low7 + ONES * (127 - u64::from(lo))) & (ONES * 0x80)
+    }
+    if s.len() != 32 {
+        return false;
+    }
+    let mut zero = true;
+    for word in s.chunks_exact(8) {
+        // `chunks_exact(8)` gives eight bytes: the default is never taken.
+        let w = u64::from_le_bytes(word.try_into().unwrap_or_default());
+        if between(w, b'0' - 1, b'9' + 1) | between(w, b'a' - 1, b'f' + 1) != 0x8080_8080_8080_8080 {
+            return false;
+        }
+        zero &= w == 0x3030_3030_3030_3030;
+    }
+    !zero
+}
+
 /// 32 hex digits (either case) to a valid (non-zero) trace id, and whether
 /// the digits were all lower case (the text is then the id's canonical
 /// form, the one the request id takes).

@@ -430,6 +430,10 @@ impl<'a> Builder<'a> {
     /// A trace id written as hex text (OTLP/JSON; `None`: `null`).
     fn hex_trace(&mut self, text: Option<Cow<'a, str>>) -> Trace {
         let Some(text) = text else { return Trace::None };
+        // The usual text, checked without decoding it.
+        if json::lower_hex_id(text.as_bytes()) {
+            return Trace::Text(self.push_val(AnyVal::Str(text)));
+        }
         match json::hex_trace_id(text.as_bytes()) {
             None => Trace::None,
             Some((_, true)) => Trace::Text(self.push_val(AnyVal::Str(text))),

@@ -633,6 +633,30 @@ fn hex_trace_ids() {
         b"ab:babababababababababababababab",
     ] {
         assert_eq!(hex_trace_id(bad), None, "{}", String::from_utf8_lossy(bad));
+        assert!(!json::lower_hex_id(bad), "{}", String::from_utf8_lossy(bad));
+    }
+    assert!(json::lower_hex_id(TRACE_HEX.as_bytes()));
+    assert!(json::lower_hex_id(b"0000000000000000000000000000000f"));
+    assert!(!json::lower_hex_id(TRACE_HEX.to_uppercase().as_bytes()));
+}
+
+proptest! {
+    /// The lowercase check answers as the full decode: ids from the hex
+    /// digits of either case, sometimes with one byte of any value put in
+    /// place of one.
+    #[test]
+    fn the_lowercase_check_agrees_with_the_decode(
+        text in "[0-9a-fA-F]{31,33}|0{32}|[0-9a-f]{32}",
+        put in proptest::option::of((any::<prop::sample::Index>(), any::<u8>())),
+    ) {
+        let mut s = text.into_bytes();
+        if let Some((at, x)) = put {
+            if !s.is_empty() {
+                let at = at.index(s.len());
+                s[at] = x;
+            }
+        }
+        prop_assert_eq!(json::lower_hex_id(&s), matches!(json::hex_trace_id(&s), Some((_, true))));
     }
 }
 

@@ -92,32 +92,37 @@ mod avx2 {
     }
 
     /// [`super::block`] with AVX2.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2. (Not a safe `#[target_feature]` function:
+    /// those need Rust 1.86, above this crate's `rust-version`.)
     #[target_feature(enable = "avx2")]
     #[inline]
-    fn block(c: &[u8; 64]) -> (u64, bool, bool) {
-        // SAFETY: each load reads 32 bytes inside the 64 of `c` (unaligned
-        // loads allow any address); AVX2 is enabled for this function.
-        unsafe {
-            let quote = _mm256_set1_epi8(b'"' as i8);
-            let backslash = _mm256_set1_epi8(b'\\' as i8);
-            let last_control = _mm256_set1_epi8(0x1f);
-            let (mut q, mut special, mut high) = (0u64, _mm256_setzero_si256(), _mm256_setzero_si256());
-            for k in 0..2 {
-                let x = _mm256_loadu_si256(c.as_ptr().add(32 * k).cast::<__m256i>());
-                q |= u64::from(_mm256_movemask_epi8(_mm256_cmpeq_epi8(x, quote)) as u32) << (32 * k);
-                // Unsigned `x <= 0x1f`: the control characters.
-                let control = _mm256_cmpeq_epi8(_mm256_min_epu8(x, last_control), x);
-                special = _mm256_or_si256(special, _mm256_or_si256(control, _mm256_cmpeq_epi8(x, backslash)));
-                high = _mm256_or_si256(high, x);
-            }
-            (q, _mm256_movemask_epi8(special) != 0, _mm256_movemask_epi8(high) != 0)
+    unsafe fn block(c: &[u8; 64]) -> (u64, bool, bool) {
+        // Each load reads 32 bytes inside the 64 of `c` (unaligned loads
+        // allow any address).
+        let quote = _mm256_set1_epi8(b'"' as i8);
+        let backslash = _mm256_set1_epi8(b'\\' as i8);
+        let last_control = _mm256_set1_epi8(0x1f);
+        let (mut q, mut special, mut high) = (0u64, _mm256_setzero_si256(), _mm256_setzero_si256());
+        for k in 0..2 {
+            let x = _mm256_loadu_si256(c.as_ptr().add(32 * k).cast::<__m256i>());
+            q |= u64::from(_mm256_movemask_epi8(_mm256_cmpeq_epi8(x, quote)) as u32) << (32 * k);
+            // Unsigned `x <= 0x1f`: the control characters.
+            let control = _mm256_cmpeq_epi8(_mm256_min_epu8(x, last_control), x);
+            special = _mm256_or_si256(special, _mm256_or_si256(control, _mm256_cmpeq_epi8(x, backslash)));
+            high = _mm256_or_si256(high, x);
         }
+        (q, _mm256_movemask_epi8(special) != 0, _mm256_movemask_epi8(high) != 0)
     }
 
     /// As [`super::tail_block`].
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
     #[target_feature(enable = "avx2")]
     #[inline(never)]
-    fn tail_block(c: &[u8; 64]) -> (u64, bool, bool) {
+    unsafe fn tail_block(c: &[u8; 64]) -> (u64, bool, bool) {
         block(c)
     }
 

@@ -430,14 +430,17 @@ impl<'a> Builder<'a> {
     /// A trace id written as hex text (OTLP/JSON; `None`: `null`).
     fn hex_trace(&mut self, text: Option<Cow<'a, str>>) -> Trace {
         let Some(text) = text else { return Trace::None };
-        // The usual text, checked without decoding it.
+        // Lowercase hex (what encoders write) is already the request id's
+        // text: kept, not decoded. Anything else is decoded, and rendered
+        // in lowercase when the records are built (`lower_hex_id` answers
+        // exactly where `hex_trace_id` would say "lowercase", so no id
+        // falls between the two).
         if json::lower_hex_id(text.as_bytes()) {
             return Trace::Text(self.push_val(AnyVal::Str(text)));
         }
         match json::hex_trace_id(text.as_bytes()) {
             None => Trace::None,
-            Some((_, true)) => Trace::Text(self.push_val(AnyVal::Str(text))),
-            Some((bytes, false)) => Trace::Bytes(bytes),
+            Some((bytes, _)) => Trace::Bytes(bytes),
         }
     }
 
